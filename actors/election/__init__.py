@@ -1,0 +1,1 @@
+"""election actor package."""

@@ -1,0 +1,1 @@
+"""follower actor package."""

@@ -1,0 +1,70 @@
+"""The proposer/committer core: outstanding entries in decided order, committed by quorum.
+
+In:  `propose(entry)` from prep (a Txn to replicate or a Marker that only needs ordering),
+     `logged(sid, zxid)` when a voter's log has everything through zxid durable (ZAB's ACK).
+Out: `take_committed()`: the entries whose turn has come, strictly in the order proposed.
+
+Rules:
+- A Txn commits once a quorum of voters has it durable AND the leader's own log has it durable,
+  so that "committed" always implies "on this node's disk" (the local session actor may then
+  read anything committed from disk when it resynchronises).
+- Commits never skip: an entry is released only after every entry proposed before it.
+- A Marker carries no zxid; it is released as soon as everything before it is released.
+- `resend_after(zxid)` names the outstanding txns a restarted log (or a lagging learner) is missing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from actors.protocol.txn import Entry, Txn
+
+
+class Proposer:
+    def __init__(self, *, me: int, voters: frozenset[int], committed_zxid: int) -> None:
+        if me not in voters:
+            raise ValueError("the leader must be a voter")
+        self.me = me
+        self.voters = voters
+        self.quorum = len(voters) // 2 + 1
+        self.committed_zxid = committed_zxid
+        self.last_proposed_zxid = committed_zxid
+        self._queue: deque[Entry] = deque()
+        self._acked: dict[int, int] = {sid: 0 for sid in voters}
+
+    def propose(self, entry: Entry) -> None:
+        if isinstance(entry, Txn):
+            if entry.zxid <= self.last_proposed_zxid:
+                raise AssertionError(f"zxid {entry.zxid:#x} proposed after {self.last_proposed_zxid:#x}")
+            self.last_proposed_zxid = entry.zxid
+        self._queue.append(entry)
+
+    def logged(self, sid: int, zxid: int) -> None:
+        if sid not in self._acked or zxid <= self._acked[sid]:
+            return
+        self._acked[sid] = zxid
+        # The commit point is the highest zxid that at least `quorum` voters have durable.
+        point = min(sorted(self._acked.values(), reverse=True)[self.quorum - 1], self._acked[self.me])
+        if point > self.committed_zxid:
+            self.committed_zxid = min(point, self.last_proposed_zxid)
+
+    def take_committed(self) -> list[Entry]:
+        out: list[Entry] = []
+        queue = self._queue
+        committed = self.committed_zxid
+        while queue:
+            head = queue[0]
+            if isinstance(head, Txn) and head.zxid > committed:
+                break
+            out.append(queue.popleft())
+        return out
+
+    def outstanding_txns(self) -> list[Txn]:
+        return [e for e in self._queue if isinstance(e, Txn)]
+
+    def resend_after(self, zxid: int) -> list[Txn]:
+        return [e for e in self._queue if isinstance(e, Txn) and e.zxid > zxid]
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)

@@ -1,0 +1,1 @@
+"""observer actor package."""

@@ -1,0 +1,1 @@
+"""Server-side message schemas: transactions (txn.py), internal actor messages (internal.py), zxid helpers."""

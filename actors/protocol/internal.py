@@ -1,0 +1,124 @@
+"""Messages between the actors of a node (over ipc://) and, later, between nodes.
+
+Every actor has one inbox; each frame is one message of that inbox's union. Actors only tell:
+an answer is a message matched by ids, never a blocking ask.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from actors.protocol.txn import Entry, Txn
+from zoomq.protocol import Check, Close, Create, Delete, Multi, SetACL, SetData, Sync
+from zoomq.security import Id
+
+
+class Internal(msgspec.Struct, array_like=True, frozen=True, tag_field="tag"):
+    """Base of internal messages."""
+
+
+class OpenSession(Internal, tag="open"):
+    """A new session, id and password chosen by the session actor that took the connection."""
+
+    session_id: int
+    timeout_ms: int
+    passwd: bytes
+
+
+ForwardedOp = Create | Delete | SetData | SetACL | Check | Multi | Sync | Close | OpenSession
+
+
+class WriteRequest(Internal, tag="wreq"):
+    """A write (or sync / session open / close) sent from a session actor to the leader's prep."""
+
+    origin: int  # server id of the node holding the client's connection
+    session_id: int
+    cxid: int
+    op: ForwardedOp
+    auth: list[Id] = []
+
+
+class Touch(Internal, tag="touch"):
+    """Sessions that showed activity (requests or pings) since the last report."""
+
+    origin: int
+    sessions: list[int]
+
+
+class Hello(Internal, tag="hello"):
+    """A session actor (re)started or lost track: asks where the committed stream stands."""
+
+    origin: int
+
+
+class SyncPoint(Internal, tag="syncpoint"):
+    """Answer to Hello: everything up to `zxid` is committed and on this node's disk; every
+    Committed message after this one carries entries after it. `epoch` is the leader's."""
+
+    zxid: int
+    epoch: int
+
+
+class Committed(Internal, tag="commit"):
+    """Committed txns (in zxid order) and markers, in the order the leader decided them."""
+
+    entries: list[Entry]
+
+
+class LeaderUp(Internal, tag="leaderup"):
+    """A (new) leader chain is serving: forwarded requests not yet answered are lost."""
+
+    epoch: int
+
+
+class Append(Internal, tag="append"):
+    """Log these txns (zxids increasing, contiguous after what the log has) and fsync."""
+
+    txns: list[Txn]
+
+
+class Logged(Internal, tag="logged"):
+    """Everything up to `zxid` is durable in `sid`'s log (the ACK of ZAB)."""
+
+    sid: int
+    zxid: int
+
+
+class LogReady(Internal, tag="logready"):
+    """The log actor (re)started; its durable log ends at `last_zxid`."""
+
+    sid: int
+    last_zxid: int
+
+
+class Snapshotted(Internal, tag="snapped"):
+    """A snapshot through `zxid` is on disk: the log may roll and purge."""
+
+    zxid: int
+
+
+class Ready(Internal, tag="ready"):
+    """An actor finished starting (to the supervisor)."""
+
+    actor: str
+    pid: int
+
+
+class StatusQuery(Internal, tag="statusq"):
+    reply_to: str
+
+
+InternalMsg = (
+    WriteRequest
+    | Touch
+    | Hello
+    | SyncPoint
+    | Committed
+    | LeaderUp
+    | Append
+    | Logged
+    | LogReady
+    | Snapshotted
+    | Ready
+    | StatusQuery
+)

@@ -1,0 +1,588 @@
+"""The session actor: the node's client endpoint and its replica of the data tree.
+
+It owns the client port (a ROUTER on tcp), the connect handshake, reads (served from the local
+tree), the watch table and notifications, and it applies committed txns in zxid order, answering
+the client that sent each. Writes, syncs, session opens and closes go to the leader as
+WriteRequests; their answers come back through the ordered commit stream.
+
+Rules:
+- Replies leave in request order per session (`LocalSession.pending`): a read queued behind a
+  write runs only when that write has been answered, so it sees it (ZooKeeper's FIFO client order).
+- A watch event is queued to the client before any reply that shows the new state.
+- The tree is only changed by `Committed` txns after a `SyncPoint`: on (re)start, or when a new
+  leader chain announces itself (`LeaderUp`), the actor asks `Hello`, gets `SyncPoint(z)` and reads
+  everything through z from this node's disk (committed implies durable here), dropping stream
+  entries until then. Forwarded writes that a new leader never saw are answered CONNECTIONLOSS.
+- Bad client input gets a precise error code when there is an xid to answer; the actor goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zmq
+
+from actors.log import snapshot as snapshots
+from actors.log.recovery import catch_up, load_state
+from actors.protocol.internal import (
+    Committed,
+    Hello,
+    LeaderUp,
+    OpenSession,
+    Snapshotted,
+    SyncPoint,
+    Touch,
+    WriteRequest,
+)
+from actors.protocol.txn import CloseSessionTxn, CreateSessionTxn, Marker, Txn
+from actors.protocol.zxid import fmt
+from actors.session.tree import DataTree
+from actors.session.watches import WatchTable
+from runtime.actor import Actor, set_socket_options
+from zoomq import protocol as p
+from zoomq.exceptions import Codes
+from zoomq.paths import validate_path
+from zoomq.security import Id, make_digest_acl_credential
+
+HELLO_RETRY_S = 1.0
+TOUCH_EVERY_S = 0.2
+MAX_HELD_FRAMES = 50_000
+MAX_CLOSED_REMEMBERED = 10_000
+PASSWD_BYTES = 16
+EXPIRED = p.Connected(p.PROTOCOL_VERSION, 0, 0, bytes(PASSWD_BYTES))
+_ERR_BODY_FREE = frozenset({Codes.OK})
+
+
+@dataclass(slots=True)
+class Pending:
+    """One request of a session waiting for its turn to be answered."""
+
+    xid: int
+    request: Any  # the client request (a read runs when it reaches the head)
+    reply: bytes | None = None  # encoded reply once known
+    is_write: bool = False
+
+
+@dataclass(slots=True)
+class LocalSession:
+    session_id: int
+    rid: bytes  # current ROUTER routing id of the client's connection
+    timeout_ms: int
+    passwd: bytes
+    auth: list[Id] = field(default_factory=list)
+    pending: deque[Pending] = field(default_factory=deque)
+    writes: dict[int, Pending] = field(default_factory=dict)  # xid -> forwarded write
+    closing: bool = False
+
+
+class SessionActor(Actor):
+    name = "session"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.client_decoder = msgspec.msgpack.Decoder(p.ClientMsg)
+        self.raw_decoder = msgspec.msgpack.Decoder()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        set_socket_options(self.router)
+        self.router.setsockopt(zmq.MAXMSGSIZE, 2 * self.cfg.max_data_bytes + (1 << 20))
+        self.router.bind(f"tcp://{self.cfg.client_host}:{self.cfg.client_port}")
+        self.add_socket(self.router, self._on_client_frames)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def on_start(self, now: float) -> None:
+        self.sid = self.cfg.sid
+        self.dir = Path(self.cfg.data_dir) / "version-1"
+        self.tree = DataTree()
+        self.loaded = False
+        self.synced = False
+        self.held: list[list[Any]] = []
+        self.sessions: dict[int, LocalSession] = {}
+        self.by_rid: dict[bytes, LocalSession] = {}
+        self.closed_rids: dict[bytes, None] = {}
+        self.connecting: dict[int, tuple[bytes, p.Connect, int, bytes]] = {}  # session id -> (rid, req, timeout, passwd)
+        self.watches = WatchTable()
+        self.out: dict[bytes, list[bytes]] = {}
+        self.touched: set[int] = set()
+        self.next_touch = now + TOUCH_EVERY_S
+        self.hello_due = now
+        self.next_session_id = ((int(time.time() * 1000) << 24) & ((1 << 56) - 1)) >> 8 | (self.sid << 56)
+        self.applied_since_snapshot = 0
+        self.snapshot_child: tuple[int, int] | None = None  # (pid, zxid)
+        self.stats = {"received": 0, "sent": 0, "started": time.time()}
+        self._send_hello(now)
+
+    def _send_hello(self, now: float) -> None:
+        self.tell("leader", Hello(origin=self.sid))
+        self.hello_due = now + HELLO_RETRY_S
+
+    def next_deadline(self) -> float | None:
+        if not self.synced:
+            return min(self.hello_due, self.next_touch)
+        return self.next_touch
+
+    def on_timer(self, now: float) -> None:
+        if not self.synced and now >= self.hello_due:
+            self._send_hello(now)
+        if now >= self.next_touch:
+            self.next_touch = now + TOUCH_EVERY_S
+            if self.touched:
+                self.tell("leader", Touch(origin=self.sid, sessions=list(self.touched)))
+                self.touched = set()
+            self._reap_snapshot_child()
+
+    def on_batch_end(self, now: float) -> None:
+        if self.out:
+            router = self.router
+            for rid, frames in self.out.items():
+                try:
+                    router.send_multipart([rid, *frames], flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    self.log.warning("client_send_dropped", frames=len(frames))
+                self.stats["sent"] += len(frames)
+            self.out = {}
+
+    def on_stop(self) -> None:
+        self._reap_snapshot_child(block=True)
+
+    # --- internal messages ------------------------------------------------------------------------
+
+    def on_message(self, msg: Any, now: float) -> None:
+        if isinstance(msg, Committed):
+            if self.synced:
+                self._on_committed(msg.entries)
+        elif isinstance(msg, SyncPoint):
+            self._on_sync_point(msg, now)
+        elif isinstance(msg, LeaderUp):
+            self.log.info("leader_up", epoch=msg.epoch)
+            self._fail_forwarded(Codes.CONNECTIONLOSS)
+            self.synced = False
+            self._send_hello(now)
+        else:
+            self.log.warning("unexpected_message", type=type(msg).__name__)
+
+    def _on_sync_point(self, msg: SyncPoint, now: float) -> None:
+        if not self.loaded:
+            self.tree = load_state(self.dir, upto=msg.zxid, log=self.log)
+            self.loaded = True
+        elif msg.zxid > self.tree.last_zxid:
+            catch_up(self.tree, self.dir, msg.zxid, self.log)
+        if self.tree.last_zxid < msg.zxid:
+            # The disk does not (yet) hold what the leader calls committed: ask again shortly.
+            self.log.warning("sync_point_not_on_disk", want=fmt(msg.zxid), have=fmt(self.tree.last_zxid))
+            self.hello_due = now + 0.05
+            return
+        was_synced = self.synced
+        self.synced = True
+        # Sessions that ended while we were away take their local state with them.
+        for session_id in [s for s in self.sessions if s not in self.tree.sessions]:
+            self._drop_session(session_id)
+        self.log.info("synced", zxid=fmt(self.tree.last_zxid), znodes=self.tree.node_count(), resync=was_synced)
+        held, self.held = self.held, []
+        for frames in held:
+            self._on_client_frames(frames, now)
+
+    def _fail_forwarded(self, code: int) -> None:
+        """A new leader never saw our forwarded requests: their outcome is unknown to the client."""
+        for session in self.sessions.values():
+            for item in session.writes.values():
+                item.reply = self.encoder.encode(p.Reply(item.xid, self.tree.last_zxid, code))
+            session.writes.clear()
+            self._release(session)
+        for session_id, (rid, _req, _t, _pw) in list(self.connecting.items()):
+            del self.connecting[session_id]
+            self._send(rid, self.encoder.encode(p.Reply(0, self.tree.last_zxid, code)))
+
+    # --- the commit stream ------------------------------------------------------------------------
+
+    def _on_committed(self, entries: list[Any]) -> None:
+        tree = self.tree
+        for entry in entries:
+            if isinstance(entry, Txn):
+                if entry.zxid <= tree.last_zxid:
+                    continue  # already read from disk at the sync point
+                body, events = tree.apply(entry)
+                if events:
+                    self._fire(entry.zxid, events)
+                self._answer_txn(entry, body)
+                self.applied_since_snapshot += 1
+            elif isinstance(entry, Marker):
+                session = self.sessions.get(entry.session_id)
+                if session is not None:
+                    item = session.writes.pop(entry.cxid, None)
+                    if item is not None:
+                        item.reply = self.encoder.encode(p.Reply(item.xid, tree.last_zxid, entry.err, entry.body))
+                        self._release(session)
+        if self.applied_since_snapshot >= self.cfg.snapshot_every:
+            self._take_snapshot()
+
+    def _answer_txn(self, txn: Txn, body: Any) -> None:
+        op = txn.op
+        if isinstance(op, CreateSessionTxn):
+            pending = self.connecting.pop(txn.session_id, None)
+            if pending is not None:
+                rid, req, timeout_ms, passwd = pending
+                self._bind_session(txn.session_id, rid, timeout_ms, passwd)
+                self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, timeout_ms, txn.session_id, passwd, False, txn.zxid)))
+            return
+        session = self.sessions.get(txn.session_id)
+        if isinstance(op, CloseSessionTxn):
+            if session is not None:
+                item = session.writes.pop(txn.cxid, None)
+                if item is not None:
+                    item.reply = self.encoder.encode(p.Reply(item.xid, txn.zxid, Codes.OK))
+                    self._release(session)
+                self._drop_session(txn.session_id)
+            return
+        if session is None:
+            return
+        item = session.writes.pop(txn.cxid, None)
+        if item is not None:
+            item.reply = self.encoder.encode(p.Reply(item.xid, txn.zxid, Codes.OK, body))
+            self._release(session)
+
+    def _fire(self, zxid: int, events: list[tuple[int, str]]) -> None:
+        for event_type, path in events:
+            for session_id in self.watches.trigger(event_type, path):
+                session = self.sessions.get(session_id)
+                if session is not None:
+                    self._send(session.rid, self.encoder.encode(p.Event(zxid, event_type, p.STATE_SYNC_CONNECTED, path)))
+
+    # --- client frames ----------------------------------------------------------------------------
+
+    def _send(self, rid: bytes, frame: bytes) -> None:
+        out = self.out.get(rid)
+        if out is None:
+            self.out[rid] = [frame]
+        else:
+            out.append(frame)
+
+    def _on_client_frames(self, frames: list[Any], now: float) -> None:
+        if not self.synced:
+            if len(self.held) < MAX_HELD_FRAMES:
+                self.held.append([frames[0].bytes, *frames[1:]])
+            return
+        rid = frames[0] if isinstance(frames[0], bytes) else frames[0].bytes
+        for frame in frames[1:]:
+            self.stats["received"] += 1
+            buf = frame.buffer if hasattr(frame, "buffer") else frame
+            try:
+                msg = self.client_decoder.decode(buf)
+            except msgspec.DecodeError as exc:
+                self._on_bad_frame(rid, bytes(buf), exc)
+                continue
+            self._on_client_msg(rid, msg, frame)
+
+    def _on_bad_frame(self, rid: bytes, buf: bytes, exc: Exception) -> None:
+        """Answer what can be answered: the xid if the frame is at least a msgpack array."""
+        xid = None
+        code = Codes.MARSHALLINGERROR
+        try:
+            raw = self.raw_decoder.decode(buf)
+        except msgspec.DecodeError:
+            raw = None
+        if isinstance(raw, list) and len(raw) >= 2 and isinstance(raw[1], int) and -(2**31) <= raw[1] < 2**31:
+            xid = raw[1]
+            known = isinstance(raw[0], str) and raw[0] in _CLIENT_TAGS
+            code = Codes.BADARGUMENTS if known else Codes.UNIMPLEMENTED
+        self.log.warning("bad_client_frame", error=str(exc)[:200], size=len(buf), xid=xid, code=code)
+        if xid is not None:
+            self._reply_now(rid, xid, code)
+
+    def _reply_now(self, rid: bytes, xid: int, code: int, body: Any = None) -> None:
+        """Answer at once, or in order behind the session's earlier requests."""
+        reply = self.encoder.encode(p.Reply(xid, self.tree.last_zxid, code, body))
+        session = self.by_rid.get(rid)
+        if session is None or xid < 0:
+            self._send(rid, reply)
+            return
+        session.pending.append(Pending(xid, None, reply))
+        self._release(session)
+
+    def _on_client_msg(self, rid: bytes, msg: Any, frame: Any) -> None:
+        if isinstance(msg, p.Connect):
+            self._on_connect(rid, msg)
+            return
+        if isinstance(msg, p.AdminCommand):
+            self._send(rid, self.encoder.encode(p.Reply(msg.xid, self.tree.last_zxid, Codes.OK, p.TextResult(self._admin(msg.command)))))
+            return
+        session = self.by_rid.get(rid)
+        if session is None:
+            # A connection we do not know: the session ended, or this actor restarted and lost track
+            # (then the client reconnects and resumes its session).
+            code = Codes.SESSIONEXPIRED if rid in self.closed_rids else Codes.CONNECTIONLOSS
+            self._send(rid, self.encoder.encode(p.Reply(msg.xid, self.tree.last_zxid, code)))
+            return
+        self.touched.add(session.session_id)
+        if isinstance(msg, p.Ping):
+            self._send(rid, self.encoder.encode(p.Reply(p.PING_XID, self.tree.last_zxid, Codes.OK)))
+        elif isinstance(msg, p.READ_OPS):
+            if session.pending:
+                session.pending.append(Pending(msg.xid, msg))
+            else:
+                self._send(rid, self._read(session, msg))
+        elif isinstance(msg, p.WRITE_OPS):
+            self._on_write(session, msg)
+        elif isinstance(msg, p.Auth):
+            self._on_auth(session, msg, frame)
+        elif isinstance(msg, p.SetWatches):
+            self._on_set_watches(session, msg)
+        else:  # AddWatch / RemoveWatches: persistent watches are not served by this node yet
+            self._reply_now(rid, msg.xid, Codes.UNIMPLEMENTED)
+
+    def _on_connect(self, rid: bytes, req: p.Connect) -> None:
+        old = self.by_rid.get(rid)
+        if old is not None and old.session_id != req.session_id:
+            self._send(rid, self.encoder.encode(EXPIRED))
+            return
+        if req.session_id == 0:
+            timeout = min(max(req.timeout_ms, self.cfg.min_timeout_ms), self.cfg.max_timeout_ms)
+            session_id = self.next_session_id
+            self.next_session_id += 1
+            passwd = os.urandom(PASSWD_BYTES)
+            self.connecting[session_id] = (rid, req, timeout, passwd)
+            self.tell("leader", WriteRequest(self.sid, session_id, 0, OpenSession(session_id, timeout, passwd)))
+            return
+        info = self.tree.sessions.get(req.session_id)
+        if info is None or info.passwd != req.passwd:
+            self.log.info("session_refused", session=hex(req.session_id), known=info is not None)
+            self._send(rid, self.encoder.encode(EXPIRED))
+            return
+        self._bind_session(req.session_id, rid, info.timeout_ms, info.passwd)
+        self.touched.add(req.session_id)
+        self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, info.timeout_ms, req.session_id, info.passwd, False, self.tree.last_zxid)))
+
+    def _bind_session(self, session_id: int, rid: bytes, timeout_ms: int, passwd: bytes) -> None:
+        session = self.sessions.get(session_id)
+        if session is None:
+            session = LocalSession(session_id, rid, timeout_ms, passwd)
+            self.sessions[session_id] = session
+        else:
+            # Resumed on a new connection: replies owed to the old connection are not deliverable.
+            self.by_rid.pop(session.rid, None)
+            session.rid = rid
+            session.pending.clear()
+            session.writes.clear()
+            self.watches.drop_session(session_id)  # the client re-registers with SetWatches
+        self.by_rid[rid] = session
+
+    def _drop_session(self, session_id: int) -> None:
+        session = self.sessions.pop(session_id, None)
+        if session is None:
+            return
+        if self.by_rid.get(session.rid) is session:
+            del self.by_rid[session.rid]
+        self.closed_rids[session.rid] = None
+        if len(self.closed_rids) > MAX_CLOSED_REMEMBERED:
+            self.closed_rids.pop(next(iter(self.closed_rids)))
+        self.watches.drop_session(session_id)
+        self.touched.discard(session_id)
+
+    # --- writes -----------------------------------------------------------------------------------
+
+    def _on_write(self, session: LocalSession, msg: Any) -> None:
+        code = self._check_write(msg)
+        if code:
+            self._reply_now(session.rid, msg.xid, code)
+            return
+        if session.closing:
+            self._reply_now(session.rid, msg.xid, Codes.SESSIONEXPIRED)
+            return
+        if isinstance(msg, p.Close):
+            session.closing = True
+        item = Pending(msg.xid, msg, is_write=True)
+        session.pending.append(item)
+        session.writes[msg.xid] = item
+        self.tell("leader", WriteRequest(self.sid, session.session_id, msg.xid, msg, session.auth))
+
+    def _check_write(self, msg: Any) -> int:
+        """Cheap checks done here so that garbage never reaches the leader."""
+        ops = msg.ops if isinstance(msg, p.Multi) else (msg,)
+        limit = self.cfg.max_data_bytes
+        for op in ops:
+            path = getattr(op, "path", None)
+            if path is not None:
+                sequential = isinstance(op, p.Create) and op.flags in (2, 3, 6)
+                if validate_path(path, sequential=sequential) is not None:
+                    return Codes.BADARGUMENTS
+            data = getattr(op, "data", None)
+            if data is not None and len(data) > limit:
+                return Codes.BADARGUMENTS
+        return 0
+
+    # --- reads ------------------------------------------------------------------------------------
+
+    def _release(self, session: LocalSession) -> None:
+        """Send every answer at the head of the session's queue whose turn has come."""
+        pending = session.pending
+        while pending:
+            head = pending[0]
+            if head.reply is not None:
+                self._send(session.rid, head.reply)
+            elif head.is_write:
+                return
+            else:
+                self._send(session.rid, self._read(session, head.request))
+            pending.popleft()
+
+    def _read(self, session: LocalSession, req: Any) -> bytes:
+        tree = self.tree
+        zxid = tree.last_zxid
+        enc = self.encoder.encode
+        path = req.path if not isinstance(req, p.GetEphemerals) else req.prefix
+        if validate_path(path) is not None:
+            return enc(p.Reply(req.xid, zxid, Codes.BADARGUMENTS))
+        if isinstance(req, p.GetEphemerals):
+            names = [e for e in tree.ephemerals(session.session_id) if e.startswith(path)]
+            return enc(p.Reply(req.xid, zxid, Codes.OK, p.NamesResult(names)))
+        node = tree.get(path)
+        if isinstance(req, p.GetData):
+            if node is None:
+                return enc(p.Reply(req.xid, zxid, Codes.NONODE))
+            if req.watch:
+                self.watches.add_data(path, session.session_id)
+            return enc(p.Reply(req.xid, zxid, Codes.OK, p.DataResult(node.data, tree.stat(node))))
+        if isinstance(req, p.Exists):
+            if req.watch:
+                self.watches.add_data(path, session.session_id)
+            if node is None:
+                return enc(p.Reply(req.xid, zxid, Codes.NONODE))
+            return enc(p.Reply(req.xid, zxid, Codes.OK, p.StatResult(tree.stat(node))))
+        if node is None:
+            return enc(p.Reply(req.xid, zxid, Codes.NONODE))
+        if isinstance(req, p.GetChildren):
+            if req.watch:
+                self.watches.add_child(path, session.session_id)
+            stat = tree.stat(node) if req.include_stat else None
+            return enc(p.Reply(req.xid, zxid, Codes.OK, p.ChildrenResult(list(node.children), stat)))
+        if isinstance(req, p.GetACL):
+            return enc(p.Reply(req.xid, zxid, Codes.OK, p.ACLResult(node.acl, tree.stat(node))))
+        # GetAllChildrenNumber
+        return enc(p.Reply(req.xid, zxid, Codes.OK, p.CountResult(tree.count_descendants(path))))
+
+    # --- session-level requests -------------------------------------------------------------------
+
+    def _on_auth(self, session: LocalSession, msg: p.Auth, frame: Any) -> None:
+        code = Codes.OK
+        if msg.scheme == "digest":
+            try:
+                user, _, password = msg.credential.decode().partition(":")
+            except UnicodeDecodeError:
+                user, password = "", ""
+            if not user or not _:
+                code = Codes.AUTHFAILED
+            else:
+                ident = Id("digest", make_digest_acl_credential(user, password))
+                if ident not in session.auth:
+                    session.auth.append(ident)
+        elif msg.scheme == "ip":
+            code = Codes.AUTHFAILED  # ip identities come from the connection, not from add_auth
+        else:
+            code = Codes.AUTHFAILED
+        self._send(session.rid, self.encoder.encode(p.Reply(p.AUTH_XID, self.tree.last_zxid, code)))
+
+    def _on_set_watches(self, session: LocalSession, msg: p.SetWatches) -> None:
+        """Re-arm watches after a reconnect, firing what changed after `relative_zxid` (setWatches)."""
+        tree = self.tree
+        zxid = tree.last_zxid
+        rel = msg.relative_zxid
+        events: list[tuple[int, str]] = []
+        sid = session.session_id
+        for path in msg.data:
+            node = tree.get(path)
+            if node is None:
+                events.append((p.EVENT_NODE_DELETED, path))
+            elif node.mzxid > rel:
+                events.append((p.EVENT_NODE_DATA_CHANGED, path))
+            else:
+                self.watches.add_data(path, sid)
+        for path in msg.exist:
+            if tree.get(path) is not None:
+                events.append((p.EVENT_NODE_CREATED, path))
+            else:
+                self.watches.add_data(path, sid)
+        for path in msg.child:
+            node = tree.get(path)
+            if node is None:
+                events.append((p.EVENT_NODE_DELETED, path))
+            elif node.pzxid > rel:
+                events.append((p.EVENT_NODE_CHILDREN_CHANGED, path))
+            else:
+                self.watches.add_child(path, sid)
+        for event_type, path in events:
+            self._send(session.rid, self.encoder.encode(p.Event(zxid, event_type, p.STATE_SYNC_CONNECTED, path)))
+        self._send(session.rid, self.encoder.encode(p.Reply(p.SET_WATCHES_XID, zxid, Codes.OK)))
+
+    def _admin(self, command: str) -> str:
+        tree = self.tree
+        if command == "ruok":
+            return "imok"
+        if command == "isro":
+            return "rw"
+        lines = {
+            "zk_version": "zoomq-0.1.0",
+            "zk_server_state": "standalone",
+            "zk_znode_count": tree.node_count(),
+            "zk_watch_count": self.watches.count(),
+            "zk_ephemerals_count": sum(len(tree.ephemerals(s)) for s in tree.sessions),
+            "zk_num_alive_connections": len(self.sessions),
+            "zk_packets_received": self.stats["received"],
+            "zk_packets_sent": self.stats["sent"],
+            "zk_zxid": hex(tree.last_zxid),
+        }
+        if command == "mntr":
+            return "".join(f"{k}\t{v}\n" for k, v in lines.items())
+        if command in ("srvr", "stat"):
+            return (
+                f"Zookeeper version: zoomq-0.1.0\nReceived: {self.stats['received']}\nSent: {self.stats['sent']}\n"
+                f"Connections: {len(self.sessions)}\nOutstanding: 0\nZxid: {hex(tree.last_zxid)}\n"
+                f"Mode: standalone\nNode count: {tree.node_count()}\n"
+            )
+        return f"unknown command {command!r}"
+
+    # --- snapshots --------------------------------------------------------------------------------
+
+    def _take_snapshot(self) -> None:
+        """Write a snapshot from a forked child: a consistent copy at no pause beyond fork()."""
+        if self.snapshot_child is not None:
+            return
+        self.applied_since_snapshot = 0
+        zxid = self.tree.last_zxid
+        pid = os.fork()
+        if pid == 0:  # child: no sockets, no logging through shared state; just the file
+            code = 0
+            try:
+                snapshots.write_snapshot(self.dir, zxid, self.tree.to_snapshot())
+            except BaseException:  # noqa: BLE001 - the parent logs the failure from the exit code
+                code = 1
+            os._exit(code)
+        self.snapshot_child = (pid, zxid)
+        self.log.info("snapshot_started", zxid=fmt(zxid), pid=pid)
+
+    def _reap_snapshot_child(self, block: bool = False) -> None:
+        if self.snapshot_child is None:
+            return
+        pid, zxid = self.snapshot_child
+        try:
+            done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            done, status = pid, 1
+        if done == 0:
+            return
+        self.snapshot_child = None
+        if os.waitstatus_to_exitcode(status) == 0:
+            self.log.info("snapshot_written", zxid=fmt(zxid))
+            self.tell("log", Snapshotted(zxid=zxid))
+        else:
+            self.log.error("snapshot_failed", zxid=fmt(zxid), status=status)
+
+
+_CLIENT_TAGS = frozenset(
+    cls.__struct_config__.tag for cls in p.ClientMsg.__args__  # type: ignore[attr-defined]
+)

@@ -1,0 +1,1 @@
+"""The actor runtime: actor loop (actor.py), supervisor, restart policy, config, logging."""

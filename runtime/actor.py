@@ -1,0 +1,188 @@
+"""The actor base: one process, its sockets, and a loop that handles messages in batches.
+
+Rules:
+- An actor's inbox is a PULL socket bound at `ipc://<run_dir>/<name>.ipc`; `tell(dest, msg)` queues
+  a message for another actor of the same node and `flush()` (after every batch) sends one
+  multipart per destination, one message per frame. Sends never block: a full or absent peer
+  drops the message with a log line; the protocols above resynchronise (ZeroMQ reconnect is not
+  delivery).
+- The loop polls until the next deadline (`next_deadline()`), drains at most `MAX_BATCH` multiparts
+  per ready socket without blocking, dispatches them, calls `on_timer(now)` when the deadline
+  passed, then `on_batch_end()` and `flush()`. `now` is `time.monotonic()`, read once per batch.
+- A frame that does not decode is logged and dropped; the actor goes on.
+- SIGTERM (or a stop request, or the supervisor's death) ends the loop: `on_stop()`, sockets
+  closed with LINGER 0, exit 0. An exception escaping a hook crashes the process (exit 1) so that
+  the supervisor restarts it: broken invariants are not papered over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import structlog
+import zmq
+
+from actors.protocol.internal import InternalMsg
+from runtime.config import NodeConfig
+
+MAX_BATCH = 512  # multiparts drained per socket per loop turn
+MAX_POLL_MS = 500  # the loop wakes at least this often (parent-death check, stop flag)
+SNDHWM = 200_000
+_PR_SET_PDEATHSIG = 1
+
+
+def set_socket_options(sock: zmq.Socket) -> None:
+    """The options every socket of the node uses."""
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, SNDHWM)
+    sock.setsockopt(zmq.RCVHWM, SNDHWM)
+
+
+def ipc_address(run_dir: str, name: str) -> str:
+    return f"ipc://{run_dir}/{name}.ipc"
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to signal this process when its parent dies (no orphan actors)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+
+
+class Actor:
+    """Base class of every actor shell. Subclasses set `name` and override the hooks."""
+
+    name = "actor"
+    inbox_type: Any = InternalMsg
+
+    def __init__(self, cfg: NodeConfig, run_dir: str, log: structlog.typing.FilteringBoundLogger) -> None:
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.log = log
+        self.ctx = zmq.Context.instance()
+        self.encoder = msgspec.msgpack.Encoder()
+        self.decoder = msgspec.msgpack.Decoder(self.inbox_type)
+        self._poller = zmq.Poller()
+        self._handlers: dict[zmq.Socket, Callable[[list[Any], float], None]] = {}
+        self._outboxes: dict[str, list[bytes]] = {}
+        self._peers: dict[str, zmq.Socket] = {}
+        self._stopping = False
+        self._parent = os.getppid()
+        self.inbox = self.ctx.socket(zmq.PULL)
+        set_socket_options(self.inbox)
+        self.inbox.bind(ipc_address(run_dir, self.name))
+        self.add_socket(self.inbox, self._on_inbox)
+
+    # --- hooks (override) ---------------------------------------------------------------------
+
+    def on_start(self, now: float) -> None:
+        """Called once before the loop."""
+
+    def on_message(self, msg: Any, now: float) -> None:
+        """One decoded inbox message."""
+
+    def on_timer(self, now: float) -> None:
+        """The deadline from `next_deadline()` has passed."""
+
+    def next_deadline(self) -> float | None:
+        """Monotonic time of the next timer, or None."""
+        return None
+
+    def on_batch_end(self, now: float) -> None:
+        """After each batch of messages, before flushing."""
+
+    def on_stop(self) -> None:
+        """Clean shutdown (SIGTERM or stop)."""
+
+    # --- services -----------------------------------------------------------------------------
+
+    def add_socket(self, sock: zmq.Socket, handler: Callable[[list[Any], float], None]) -> None:
+        """Poll `sock` too; `handler(frames, now)` gets each received multipart (zmq.Frame list)."""
+        self._handlers[sock] = handler
+        self._poller.register(sock, zmq.POLLIN)
+
+    def tell(self, dest: str, msg: Any) -> None:
+        """Queue `msg` for the actor `dest` of this node; sent at the end of the batch."""
+        self._outboxes.setdefault(dest, []).append(self.encoder.encode(msg))
+
+    def tell_raw(self, dest: str, frame: bytes) -> None:
+        self._outboxes.setdefault(dest, []).append(frame)
+
+    def flush(self) -> None:
+        for dest, frames in self._outboxes.items():
+            if not frames:
+                continue
+            sock = self._peers.get(dest)
+            if sock is None:
+                sock = self.ctx.socket(zmq.PUSH)
+                set_socket_options(sock)
+                sock.connect(ipc_address(self.run_dir, dest))
+                self._peers[dest] = sock
+            try:
+                sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                self.log.warning("send_dropped", dest=dest, messages=len(frames))
+        self._outboxes = {}
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    # --- loop ---------------------------------------------------------------------------------
+
+    def _on_inbox(self, frames: list[Any], now: float) -> None:
+        for frame in frames:
+            try:
+                msg = self.decoder.decode(frame.buffer)
+            except msgspec.DecodeError as exc:
+                self.log.warning("bad_internal_message", error=str(exc), size=len(frame.buffer))
+                continue
+            self.on_message(msg, now)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; Ctrl-C reaches it
+        now = time.monotonic()
+        self.on_start(now)
+        self.flush()
+        try:
+            while not self._stopping:
+                deadline = self.next_deadline()
+                timeout_ms = MAX_POLL_MS
+                if deadline is not None:
+                    timeout_ms = max(0, min(MAX_POLL_MS, int((deadline - time.monotonic()) * 1000) + 1))
+                try:
+                    ready = self._poller.poll(timeout_ms)
+                except zmq.ZMQError as exc:
+                    if exc.errno == zmq.EINTR or self._stopping:
+                        continue
+                    raise
+                now = time.monotonic()
+                for sock, _ in ready:
+                    handler = self._handlers[sock]
+                    for _ in range(MAX_BATCH):
+                        try:
+                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        handler(frames, now)
+                deadline = self.next_deadline()
+                if deadline is not None and now >= deadline:
+                    self.on_timer(now)
+                self.on_batch_end(now)
+                self.flush()
+                if os.getppid() != self._parent:
+                    self.log.warning("parent_gone")
+                    break
+        finally:
+            self.on_stop()
+            self.flush()
+            for sock in [*self._handlers, *self._peers.values()]:
+                sock.close(linger=0)
+        return 0

@@ -1,0 +1,91 @@
+"""Node configuration: one msgspec Struct, loaded from TOML, overridden by command-line flags.
+
+Defaults make `zoomq server` alone work: 127.0.0.1:2181, data in ./zoomq-data. Times are in
+milliseconds like ZooKeeper's (tickTime); min/max session timeout default to 2x / 20x the tick.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+DEFAULT_CLIENT_PORT = 2181
+MAX_DATA_BYTES = 1024 * 1024
+
+
+class ServerEntry(msgspec.Struct, frozen=True):
+    """One member of an ensemble (ZooKeeper's `server.N=host:quorum:election[:observer]`)."""
+
+    id: int
+    host: str = "127.0.0.1"
+    quorum_port: int = 2888
+    election_port: int = 3888
+    client_port: int = DEFAULT_CLIENT_PORT
+    role: str = "participant"  # or "observer"
+
+
+class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    sid: int = 1  # this node's server id (ZooKeeper's myid)
+    data_dir: str = "zoomq-data"
+    client_host: str = "127.0.0.1"
+    client_port: int = DEFAULT_CLIENT_PORT
+    run_dir: str = ""  # ipc sockets; empty = a short directory under /tmp chosen at start
+    tick_ms: int = 2000
+    min_session_timeout_ms: int = 0  # 0 = 2 x tick_ms
+    max_session_timeout_ms: int = 0  # 0 = 20 x tick_ms
+    max_data_bytes: int = MAX_DATA_BYTES
+    max_children_listed: int = 1_000_000
+    snapshot_every: int = 100_000  # txns between snapshots
+    snapshot_retain: int = 3  # newest snapshots (and the logs they need) kept by purge
+    log_roll_bytes: int = 64 * 1024 * 1024
+    container_check_ms: int = 60_000  # how often containers and TTL nodes are checked
+    restart_max: int = 5  # more than this many restarts of one node ...
+    restart_window_s: float = 30.0  # ... within this window restarts the node's whole actor set
+    restart_backoff_s: float = 0.1  # first restart delay, doubled per recent restart
+    restart_backoff_max_s: float = 5.0
+    log_level: str = "info"
+    log_json: bool | None = None  # None = JSON when stderr is not a terminal
+    servers: list[ServerEntry] = []  # empty = standalone
+
+    @property
+    def min_timeout_ms(self) -> int:
+        return self.min_session_timeout_ms or 2 * self.tick_ms
+
+    @property
+    def max_timeout_ms(self) -> int:
+        return self.max_session_timeout_ms or 20 * self.tick_ms
+
+
+class ConfigError(ValueError):
+    """The configuration file or flags are invalid."""
+
+
+def load(path: str | Path | None = None, **overrides: Any) -> NodeConfig:
+    """Read `path` (TOML; may be None), then apply non-None `overrides` (command-line flags)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        cfg = msgspec.convert(raw, NodeConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid config: {exc}") from exc
+    if not (0 < cfg.client_port < 65536):
+        raise ConfigError(f"client_port out of range: {cfg.client_port}")
+    if cfg.tick_ms <= 0 or cfg.min_timeout_ms > cfg.max_timeout_ms:
+        raise ConfigError("tick_ms must be > 0 and min session timeout <= max")
+    return cfg
+
+
+def to_json(cfg: NodeConfig) -> bytes:
+    return msgspec.json.encode(cfg)
+
+
+def from_json(data: bytes) -> NodeConfig:
+    return msgspec.json.decode(data, type=NodeConfig)

@@ -1,0 +1,44 @@
+"""Process entry point of one actor: `python -m runtime.spawn ACTOR CONFIG_JSON RUN_DIR`.
+
+The supervisor starts every actor this way (a fresh interpreter: no inherited sockets or threads),
+so that each actor is its own process with its own PID, restartable on its own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from runtime import logs
+from runtime.actor import die_with_parent
+from runtime.config import from_json
+
+# actor name -> "module:Class". The supervisor's role sets name actors from this table.
+ACTORS = {
+    "log": "actors.log.log_actor:LogActor",
+    "leader": "actors.leader.leader_actor:LeaderActor",
+    "session": "actors.session.session_actor:SessionActor",
+}
+
+
+def command(actor: str, config_path: str, run_dir: str) -> list[str]:
+    """The argv that starts `actor`."""
+    return [sys.executable, "-m", "runtime.spawn", actor, config_path, run_dir]
+
+
+def main(argv: list[str]) -> int:
+    die_with_parent()
+    actor_name, config_path, run_dir = argv
+    cfg = from_json(Path(config_path).read_bytes())
+    log = logs.configure(node=cfg.sid, actor=actor_name, level=cfg.log_level, json=cfg.log_json)
+    module_name, _, class_name = ACTORS[actor_name].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    actor = cls(cfg, run_dir, log)
+    log.info("actor_started", pid=os.getpid())
+    return actor.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

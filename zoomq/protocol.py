@@ -1,0 +1,317 @@
+"""The client protocol: every message between a client and a node's session actor.
+
+Transport: the node's client port is a ZeroMQ ROUTER on tcp; a client is a DEALER. Each ZeroMQ
+frame holds exactly one message, msgpack-encoded as a tagged array (`array_like`: the field order
+below is the wire contract; fields are only ever appended, with defaults). A multipart message is
+simply several messages sent together (batching); each frame is decoded on its own.
+
+Rules (docs/protocol.md has the long form):
+- The first message on a connection is `Connect`; the node answers `Connected`. A `Connected` with
+  `timeout_ms == 0` means the session expired (or the password was wrong): start a new session.
+- Every request carries a client-chosen `xid`; the reply carries the same xid. Replies come back in
+  request order per session. Special xids as ZooKeeper: -2 ping, -4 auth, -8 set-watches.
+- `Reply.err` is ZooKeeper's error code (`zoomq.exceptions.Codes`); `body` is present only when
+  `err == 0` (and for multi, where per-op errors are inside the body, as ZooKeeper does it).
+- `Event` is a watch notification; it arrives before any reply that shows the new state.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from zoomq.security import ACL
+from zoomq.states import ZnodeStat
+
+PROTOCOL_VERSION = 1
+PING_XID = -2
+AUTH_XID = -4
+SET_WATCHES_XID = -8
+
+# CreateMode flags, as ZooKeeper numbers them.
+PERSISTENT = 0
+EPHEMERAL = 1
+PERSISTENT_SEQUENTIAL = 2
+EPHEMERAL_SEQUENTIAL = 3
+CONTAINER = 4
+PERSISTENT_WITH_TTL = 5
+PERSISTENT_SEQUENTIAL_WITH_TTL = 6
+
+# addWatch modes and WatcherType codes (removeWatches), as ZooKeeper numbers them.
+WATCH_MODE_PERSISTENT = 0
+WATCH_MODE_PERSISTENT_RECURSIVE = 1
+WATCHER_CHILDREN = 1
+WATCHER_DATA = 2
+WATCHER_ANY = 3
+
+# ZooKeeper's numeric EventType and KeeperState codes used in `Event`.
+EVENT_NODE_CREATED = 1
+EVENT_NODE_DELETED = 2
+EVENT_NODE_DATA_CHANGED = 3
+EVENT_NODE_CHILDREN_CHANGED = 4
+STATE_SYNC_CONNECTED = 3
+
+
+
+class Msg(msgspec.Struct, array_like=True, frozen=True, tag_field="tag"):
+    """Base of every client-protocol message."""
+
+
+# --- client -> node ---------------------------------------------------------------------------
+
+
+class Connect(Msg, tag="connect"):
+    protocol_version: int
+    last_zxid_seen: int
+    timeout_ms: int
+    session_id: int = 0
+    passwd: bytes = b""
+    read_only: bool = False
+
+
+class Create(Msg, tag="create"):
+    xid: int
+    path: str
+    data: bytes
+    acl: list[ACL]
+    flags: int = PERSISTENT
+    ttl: int = 0
+
+
+class Delete(Msg, tag="delete"):
+    xid: int
+    path: str
+    version: int = -1
+
+
+class Exists(Msg, tag="exists"):
+    xid: int
+    path: str
+    watch: bool = False
+
+
+class GetData(Msg, tag="get"):
+    xid: int
+    path: str
+    watch: bool = False
+
+
+class SetData(Msg, tag="set"):
+    xid: int
+    path: str
+    data: bytes
+    version: int = -1
+
+
+class GetACL(Msg, tag="getacl"):
+    xid: int
+    path: str
+
+
+class SetACL(Msg, tag="setacl"):
+    xid: int
+    path: str
+    acl: list[ACL]
+    version: int = -1
+
+
+class GetChildren(Msg, tag="children"):
+    xid: int
+    path: str
+    watch: bool = False
+    include_stat: bool = False
+
+
+class Sync(Msg, tag="sync"):
+    xid: int
+    path: str
+
+
+class Check(Msg, tag="check"):
+    xid: int
+    path: str
+    version: int
+
+
+MultiOp = Create | Delete | SetData | Check
+
+
+class Multi(Msg, tag="multi"):
+    xid: int
+    ops: list[MultiOp]
+
+
+class Ping(Msg, tag="ping"):
+    xid: int = PING_XID
+
+
+class Close(Msg, tag="close"):
+    xid: int
+
+
+class Auth(Msg, tag="auth"):
+    xid: int
+    scheme: str
+    credential: bytes
+
+
+class SetWatches(Msg, tag="setwatches"):
+    """Re-arm watches after a reconnect; fire what changed after `relative_zxid` (ZooKeeper's setWatches2)."""
+
+    xid: int
+    relative_zxid: int
+    data: list[str]
+    exist: list[str]
+    child: list[str]
+    persistent: list[str] = []
+    persistent_recursive: list[str] = []
+
+
+class AddWatch(Msg, tag="addwatch"):
+    xid: int
+    path: str
+    mode: int = WATCH_MODE_PERSISTENT
+
+
+class RemoveWatches(Msg, tag="rmwatches"):
+    xid: int
+    path: str
+    watcher_type: int = WATCHER_ANY
+
+
+class GetEphemerals(Msg, tag="ephemerals"):
+    xid: int
+    prefix: str = "/"
+
+
+class GetAllChildrenNumber(Msg, tag="count"):
+    xid: int
+    path: str
+
+
+class AdminCommand(Msg, tag="admin"):
+    """A four-letter-word style query (ruok, srvr, stat, mntr, ...); answered by `AdminReply`."""
+
+    xid: int
+    command: str
+
+
+ClientMsg = (
+    Connect
+    | Create
+    | Delete
+    | Exists
+    | GetData
+    | SetData
+    | GetACL
+    | SetACL
+    | GetChildren
+    | Sync
+    | Check
+    | Multi
+    | Ping
+    | Close
+    | Auth
+    | SetWatches
+    | AddWatch
+    | RemoveWatches
+    | GetEphemerals
+    | GetAllChildrenNumber
+    | AdminCommand
+)
+WriteOp = Create | Delete | SetData | SetACL | Check | Multi | Sync | Close
+READ_OPS = (Exists, GetData, GetACL, GetChildren, GetEphemerals, GetAllChildrenNumber)
+WRITE_OPS = (Create, Delete, SetData, SetACL, Check, Multi, Sync, Close)
+
+# --- node -> client ---------------------------------------------------------------------------
+
+
+class CreateResult(Msg, tag="created"):
+    path: str
+    stat: ZnodeStat
+
+
+class StatResult(Msg, tag="stat"):
+    stat: ZnodeStat
+
+
+class DataResult(Msg, tag="data"):
+    data: bytes
+    stat: ZnodeStat
+
+
+class ChildrenResult(Msg, tag="kids"):
+    children: list[str]
+    stat: ZnodeStat | None = None
+
+
+class ACLResult(Msg, tag="acls"):
+    acl: list[ACL]
+    stat: ZnodeStat
+
+
+class PathResult(Msg, tag="path"):
+    path: str
+
+
+class OpResult(msgspec.Struct, array_like=True, frozen=True):
+    """One op's outcome in a multi: `err` 0 = ok; `path` for create; `stat` for create/set."""
+
+    err: int
+    path: str | None = None
+    stat: ZnodeStat | None = None
+
+
+class MultiResult(Msg, tag="multi"):
+    results: list[OpResult]
+
+
+class CountResult(Msg, tag="count"):
+    count: int
+
+
+class NamesResult(Msg, tag="names"):
+    names: list[str]
+
+
+class TextResult(Msg, tag="text"):
+    text: str
+
+
+ReplyBody = (
+    CreateResult
+    | StatResult
+    | DataResult
+    | ChildrenResult
+    | ACLResult
+    | PathResult
+    | MultiResult
+    | CountResult
+    | NamesResult
+    | TextResult
+)
+
+
+class Connected(Msg, tag="connected"):
+    protocol_version: int
+    timeout_ms: int  # negotiated; 0 = session expired / refused
+    session_id: int
+    passwd: bytes
+    read_only: bool = False
+    last_zxid: int = 0
+
+
+class Reply(Msg, tag="r"):
+    xid: int
+    zxid: int
+    err: int
+    body: ReplyBody | None = None
+
+
+class Event(Msg, tag="e"):
+    zxid: int
+    type: int  # EVENT_NODE_*
+    state: int  # STATE_SYNC_CONNECTED
+    path: str
+
+
+ServerMsg = Connected | Reply | Event
