@@ -1,0 +1,480 @@
+"""The node's supervisor: starts one process per actor, watches them, restarts them, stops them.
+
+Rules:
+- The supervisor only ever signals PIDs it started (its actors) and the processes of their trees.
+- It never busy-waits: it sleeps in a selector on one pidfd per actor plus a wake-up pipe that
+  signal handlers write to; every wait has a bound (`MAX_WAIT_S`, the stop deadline).
+- An actor exit it did not ask for becomes `RestartPolicy.on_exit(name, now)`; the decision is
+  applied as is: restart that actor after a delay, restart the whole set, or give up (exit
+  `EXIT_GAVE_UP`).
+- SIGTERM, SIGINT or SIGHUP: SIGTERM every actor, wait up to `stop_timeout_s`, SIGKILL the rest and any
+  process left in their trees, exit 0. The same cleanup runs if the supervisor itself fails.
+  Actors also die with their parent (`runtime.actor.die_with_parent`), but nothing here counts on it.
+- Files: `<data_dir>/zoomq.pid` (the supervisor's pid, flock-ed: one node per data dir),
+  `<run_dir>/config.json` (the resolved config every actor reads), `<run_dir>/status.json`
+  (`{"pid", "state", "actors": {name: {"pid", "restarts", ...}}}`, replaced atomically on change).
+  A run dir the supervisor created (`cfg.run_dir == ""`) is removed at exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import msgspec
+import psutil
+
+from runtime import logs, spawn
+from runtime.config import NodeConfig, to_json
+from runtime.restart_policy import GiveUp, RestartActor, RestartAll, RestartPolicy
+
+EXIT_OK = 0
+EXIT_CRASHED = 1  # the supervisor itself failed (a bug): see the log
+EXIT_GAVE_UP = 3  # actors kept failing; node-level restarts did not help
+EXIT_DATA_DIR_IN_USE = 4  # another supervisor holds <data_dir>/zoomq.pid
+
+DEFAULT_ACTORS = ("log", "leader", "session")
+MAX_WAIT_S = 1.0  # the loop wakes at least this often, whatever happens
+NO_PIDFD_WAIT_S = 0.2  # ... and this often when the kernel has no pidfd_open
+STATS_EVERY_S = 2.0  # refresh of per-actor CPU/RSS in status.json
+STOP_TIMEOUT_S = 5.0
+IPC_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep room for "<name>.ipc"
+PID_FILE = "zoomq.pid"
+
+ArgvBuilder = Callable[[str, str, str], list[str]]
+
+
+class _Child:
+    """One running actor process and what the supervisor knows about it."""
+
+    __slots__ = ("name", "pidfd", "popen", "started_wall", "tree")
+
+    def __init__(self, name: str, popen: subprocess.Popen[bytes], pidfd: int | None) -> None:
+        self.name = name
+        self.popen = popen
+        self.pidfd = pidfd
+        self.started_wall = time.time()
+        self.tree: list[psutil.Process] = []
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+
+class Supervisor:
+    """Owns the processes of one node's actors.
+
+    In: actor exits (pidfds), SIGTERM/SIGINT, `request_stop()`. Out: processes started, restarted
+    and stopped; log lines `actor_started`, `actor_exited`, `restarting_actor`, `restarting_node`,
+    `giving_up`; the pid and status files.
+    """
+
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        *,
+        actors: list[str] | tuple[str, ...] = DEFAULT_ACTORS,
+        argv: ArgvBuilder = spawn.command,
+        log: Any = None,
+        policy: RestartPolicy | None = None,
+        stop_timeout_s: float = STOP_TIMEOUT_S,
+        max_node_restarts: int = 3,
+    ) -> None:
+        self.cfg = cfg
+        self.actors = list(actors)
+        self.argv = argv
+        self.log = (
+            log
+            if log is not None
+            else logs.configure(node=cfg.sid, actor="supervisor", level=cfg.log_level, json=cfg.log_json)
+        )
+        self.policy = policy or RestartPolicy(
+            cfg.restart_max,
+            cfg.restart_window_s,
+            cfg.restart_backoff_s,
+            max(cfg.restart_backoff_s, cfg.restart_backoff_max_s),
+            max_node_restarts=max_node_restarts,
+        )
+        self.stop_timeout_s = stop_timeout_s
+        self.run_dir = ""
+        self.config_path = ""
+        self.exit_reason = ""  # a sentence for the command line when run() returns non-zero
+        self._children: dict[str, _Child] = {}
+        self._restarts: dict[str, int] = dict.fromkeys(self.actors, 0)
+        self._pending: dict[str, float] = {}  # actor -> monotonic time to start it again
+        self._failed_starts: list[str] = []  # actors whose Popen failed (handled like exits)
+        self._node_restart_at: float | None = None
+        self._state = "starting"
+        self._stop_signal: int | None = None
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._sel.register(self._wake_r, selectors.EVENT_READ)
+        self._has_pidfd = True
+        self._stats: dict[str, dict[str, float]] = {}
+        self._stats_due = 0.0
+        self._pid_fd: int | None = None
+        self._pid_path: Path | None = None
+        self._own_run_dir = False
+        self._status_path: Path | None = None
+
+    # --- public -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run the node until stopped; the process exit code (`EXIT_*`)."""
+        try:
+            with self._signals():
+                code = self._prepare()
+                if code != EXIT_OK:
+                    return code
+                return self._loop()
+        except Exception:
+            self.log.exception("supervisor_failed")
+            self.exit_reason = "the supervisor failed unexpectedly (see the log)"
+            return EXIT_CRASHED
+        finally:
+            self._cleanup()
+
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """Ask the loop to stop every actor and return (any thread; signal handlers use it)."""
+        self._stop_signal = signum
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"\0")
+
+    def status(self) -> dict[str, Any]:
+        """The content of status.json."""
+        actors: dict[str, Any] = {}
+        for name in self.actors:
+            child = self._children.get(name)
+            entry: dict[str, Any] = {"pid": child.pid if child else None, "restarts": self._restarts.get(name, 0)}
+            if child is not None:
+                entry["started"] = child.started_wall
+                entry.update(self._stats.get(name, {}))
+            actors[name] = entry
+        return {
+            "pid": os.getpid(),
+            "state": self._state,
+            "sid": self.cfg.sid,
+            "client": f"{self.cfg.client_host}:{self.cfg.client_port}",
+            "data_dir": self.cfg.data_dir,
+            "run_dir": self.run_dir,
+            "actors": actors,
+        }
+
+    # --- setup and teardown -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGTERM/SIGINT/SIGHUP -> request_stop, when run() is on the main thread (else: request_stop())."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            self.request_stop(signum)
+
+        old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        try:
+            yield
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+    def _prepare(self) -> int:
+        cfg = self.cfg
+        data_dir = Path(cfg.data_dir).resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if not self._lock_pid_file(data_dir / PID_FILE):
+            return EXIT_DATA_DIR_IN_USE
+        if cfg.run_dir:
+            run_dir = Path(cfg.run_dir).resolve()
+            run_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            run_dir = Path(tempfile.mkdtemp(prefix="zq-", dir="/tmp"))
+            self._own_run_dir = True
+        self.run_dir = str(run_dir)
+        if len(self.run_dir) + 16 > IPC_PATH_MAX:
+            self.log.warning("run_dir_too_long", run_dir=self.run_dir, hint="ipc paths are limited to ~100 bytes")
+        self.cfg = msgspec.structs.replace(cfg, run_dir=self.run_dir, data_dir=str(data_dir))
+        config_path = run_dir / "config.json"
+        _write_atomic(config_path, to_json(self.cfg))
+        self.config_path = str(config_path)
+        self._status_path = run_dir / "status.json"
+        self.log.info(
+            "supervisor_started",
+            pid=os.getpid(),
+            run_dir=self.run_dir,
+            data_dir=self.cfg.data_dir,
+            actors=self.actors,
+            client=f"{self.cfg.client_host}:{self.cfg.client_port}",
+        )
+        return EXIT_OK
+
+    def _lock_pid_file(self, path: Path) -> bool:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            self.log.error("data_dir_in_use", data_dir=str(path.parent), pid=owner)
+            self.exit_reason = f"data dir {path.parent} is in use by another zoomq node (pid {owner or '?'})"
+            return False
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._pid_fd = fd
+        self._pid_path = path
+        return True
+
+    def _cleanup(self) -> None:
+        with contextlib.suppress(Exception):
+            self._stop_children(list(self._children.values()))
+        self._state = "stopped"
+        if self._own_run_dir and self.run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        elif self._status_path is not None:
+            with contextlib.suppress(OSError):
+                self._write_status()
+        if self._pid_fd is not None:
+            with contextlib.suppress(OSError):
+                assert self._pid_path is not None
+                self._pid_path.unlink()
+            os.close(self._pid_fd)
+            self._pid_fd = None
+        self._sel.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.log.info("supervisor_stopped")
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def _loop(self) -> int:
+        self._start_all()
+        while True:
+            if self._stop_signal is not None:
+                return self._shutdown()
+            now = time.monotonic()
+            self._sel.select(self._wait_s(now))
+            self._drain_wake()
+            if self._stop_signal is not None:
+                return self._shutdown()
+            now = time.monotonic()
+            for child in list(self._children.values()):
+                if self._children.get(child.name) is not child:
+                    continue  # stopped meanwhile by a node restart: not an exit to count
+                code = child.popen.poll()
+                if code is not None:
+                    result = self._on_exit(child, code, now)
+                    if result is not None:
+                        return result
+            self._start_due(now)
+            while self._failed_starts:
+                result = self._apply(self.policy.on_exit(self._failed_starts.pop(0), now), now)
+                if result is not None:
+                    return result
+            if now >= self._stats_due:
+                self._refresh_stats(now)
+
+    def _wait_s(self, now: float) -> float:
+        wait = MAX_WAIT_S if self._has_pidfd else NO_PIDFD_WAIT_S
+        dues = list(self._pending.values())
+        if self._node_restart_at is not None:
+            dues.append(self._node_restart_at)
+        dues.append(self._stats_due)
+        for due in dues:
+            wait = min(wait, due - now)
+        return max(0.0, wait)
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self._wake_r, 512):
+                pass
+
+    def _on_exit(self, child: _Child, code: int, now: float) -> int | None:
+        self._forget(child)
+        fields: dict[str, Any] = {"name": child.name, "pid": child.pid}
+        if code < 0:
+            fields["signal"] = _signal_name(-code)
+        else:
+            fields["code"] = code
+        self.log.warning("actor_exited", **fields)
+        return self._apply(self.policy.on_exit(child.name, now), now)
+
+    def _apply(self, decision: RestartActor | RestartAll | GiveUp, now: float) -> int | None:
+        match decision:
+            case RestartActor(name=name, delay_s=delay):
+                self.log.info("restarting_actor", name=name, delay_s=delay, restarts=self._restarts[name] + 1)
+                self._pending[name] = now + delay
+            case RestartAll(delay_s=delay, reason=reason):
+                self.log.warning("restarting_node", delay_s=delay, reason=reason)
+                self._state = "restarting"
+                self._pending.clear()
+                self._failed_starts.clear()
+                self._stop_children(list(self._children.values()))
+                self._node_restart_at = time.monotonic() + delay
+                self._write_status()
+            case GiveUp(reason=reason):
+                self.log.error("giving_up", reason=reason)
+                self.exit_reason = f"actors keep failing, giving up: {reason}"
+                self._state = "giving_up"
+                self._pending.clear()
+                self._stop_children(list(self._children.values()))
+                return EXIT_GAVE_UP
+        return None
+
+    def _start_due(self, now: float) -> None:
+        if self._node_restart_at is not None and now >= self._node_restart_at:
+            self._node_restart_at = None
+            self.policy.reset()
+            for name in self.actors:
+                self._restarts[name] += 1
+            self._start_all()
+            return
+        for name, due in list(self._pending.items()):
+            if now >= due:
+                del self._pending[name]
+                self._restarts[name] += 1
+                self._start(name, now)
+
+    def _start_all(self) -> None:
+        self._state = "starting"
+        now = time.monotonic()
+        for name in self.actors:
+            if name not in self._children:
+                self._start(name, now)
+        if len(self._children) == len(self.actors):
+            self._state = "running"
+        self._write_status()
+
+    def _start(self, name: str, now: float) -> None:
+        argv = self.argv(name, self.config_path, self.run_dir)
+        try:
+            popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, close_fds=True)
+        except OSError as exc:
+            self.log.error("actor_start_failed", name=name, error=str(exc), argv=argv)
+            self._failed_starts.append(name)  # handled like an exit on the next loop turn
+            return
+        pidfd = None
+        if self._has_pidfd:
+            try:
+                pidfd = os.pidfd_open(popen.pid)
+            except (AttributeError, OSError):
+                self._has_pidfd = False  # old kernel: poll every NO_PIDFD_WAIT_S instead
+        child = _Child(name, popen, pidfd)
+        if pidfd is not None:
+            self._sel.register(pidfd, selectors.EVENT_READ, name)
+        self._children[name] = child
+        self.log.info("actor_started", name=name, pid=popen.pid)
+        if self._state == "running":
+            self._write_status()
+
+    def _forget(self, child: _Child) -> None:
+        self._children.pop(child.name, None)
+        if child.pidfd is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._sel.unregister(child.pidfd)
+            with contextlib.suppress(OSError):
+                os.close(child.pidfd)
+            child.pidfd = None
+        self._stats.pop(child.name, None)
+        self._write_status()
+
+    def _shutdown(self) -> int:
+        sig = self._stop_signal or signal.SIGTERM
+        self.log.info("supervisor_stopping", signal=_signal_name(sig))
+        self._state = "stopping"
+        self._pending.clear()
+        self._node_restart_at = None
+        self._stop_children(list(self._children.values()))
+        return EXIT_OK
+
+    # --- stopping processes -------------------------------------------------------------------
+
+    def _stop_children(self, children: list[_Child]) -> None:
+        """SIGTERM, wait up to the deadline, SIGKILL; then every process left in their trees."""
+        if not children:
+            return
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.tree = psutil.Process(child.pid).children(recursive=True)
+            if child.popen.poll() is None:
+                with contextlib.suppress(OSError):
+                    child.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout_s
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.popen.wait(max(0.0, deadline - time.monotonic()))
+        for child in children:
+            if child.popen.poll() is None:
+                self.log.warning("actor_killed", name=child.name, pid=child.pid, after_s=self.stop_timeout_s)
+                with contextlib.suppress(OSError):
+                    child.popen.kill()
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.popen.wait(self.stop_timeout_s)  # SIGKILL is not ignorable: bounded anyway
+            code = child.popen.returncode
+            self.log.info("actor_stopped", name=child.name, pid=child.pid, code=code)
+        leftovers: list[psutil.Process] = []
+        for child in children:
+            for proc in child.tree:
+                with contextlib.suppress(psutil.Error):
+                    if proc.is_running():  # is_running() also guards against a reused pid
+                        proc.kill()
+                        leftovers.append(proc)
+            child.tree = []
+            self._forget(child)
+        if leftovers:
+            self.log.warning("descendants_killed", pids=[p.pid for p in leftovers])
+            psutil.wait_procs(leftovers, timeout=self.stop_timeout_s)
+
+    # --- status -------------------------------------------------------------------------------
+
+    def _refresh_stats(self, now: float) -> None:
+        self._stats_due = now + STATS_EVERY_S
+        for name, child in self._children.items():
+            try:
+                proc = psutil.Process(child.pid)
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    rss = proc.memory_info().rss
+            except psutil.Error:
+                continue
+            self._stats[name] = {"cpu_s": round(times.user + times.system, 3), "rss": rss}
+        self._write_status()
+
+    def _write_status(self) -> None:
+        if self._status_path is None:
+            return
+        with contextlib.suppress(OSError):
+            _write_atomic(self._status_path, json.dumps(self.status()).encode())
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+def main(cfg: NodeConfig) -> int:
+    """Run a node with the standard actor set (what `zoomq server` calls)."""
+    return Supervisor(cfg).run()

@@ -1,0 +1,7 @@
+"""`python -m zoomq ...` is the `zoomq` command."""
+
+import sys
+
+from zoomq.cli import main
+
+sys.exit(main())

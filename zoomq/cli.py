@@ -1,0 +1,142 @@
+"""The `zoomq` command line: `zoomq server`, `zoomq shell`, and room for more subcommands.
+
+Each subcommand is a pair `_add_<name>(subparsers)` / `_run_<name>(args) -> int` registered in
+`SUBCOMMANDS`; later ones (`ensemble`, `admin`, `keys`, `bench`) are added the same way. The
+command lines below are a contract with users and scripts: only ever add to them.
+
+Exit codes: 0 ok; 1 runtime failure (port in use, node gave up, shell command failed);
+2 usage or configuration error; 130 interrupted before the node started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+EXIT_USAGE = 2
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _add_server(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "server",
+        help="run one zoomq node (supervisor + actors) until SIGINT/SIGTERM",
+        description="Run one zoomq node. Flags override the config file; without a file, a standalone "
+        "node on 127.0.0.1:2181 with its data in ./zoomq-data.",
+    )
+    p.add_argument("--config", metavar="FILE", help="TOML config file (fields of runtime.config.NodeConfig)")
+    p.add_argument("--port", type=int, metavar="N", help="client port (default 2181)")
+    p.add_argument("--data-dir", metavar="DIR", help="data directory (default ./zoomq-data)")
+    p.add_argument("--host", metavar="H", help="client address to bind (default 127.0.0.1)")
+    p.add_argument("--sid", type=int, metavar="N", help="this node's server id (myid)")
+    p.add_argument("--tick-ms", type=int, metavar="N", help="tick in milliseconds (default 2000)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, metavar="L", help="|".join(LOG_LEVELS))
+    p.set_defaults(run=_run_server)
+
+
+def _run_server(args: argparse.Namespace) -> int:
+    from runtime.config import ConfigError, load
+    from runtime.supervisor import Supervisor
+
+    try:
+        cfg = load(
+            args.config,
+            client_port=args.port,
+            data_dir=args.data_dir,
+            client_host=args.host,
+            sid=args.sid,
+            tick_ms=args.tick_ms,
+            log_level=args.log_level,
+        )
+    except ConfigError as exc:
+        print(f"zoomq server: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    where = f"{cfg.client_host}:{cfg.client_port}"
+    problem = port_problem(cfg.client_host, cfg.client_port)
+    if problem is not None:
+        print(f"zoomq server: cannot serve on {where}: {problem}", file=sys.stderr)
+        return 1
+    data_dir = Path(cfg.data_dir).resolve()
+    print(f"zoomq node serving on {where} (data in {data_dir})", file=sys.stderr, flush=True)
+    supervisor = Supervisor(cfg)
+    code = supervisor.run()
+    if code != 0:
+        reason = supervisor.exit_reason or "the supervisor failed"
+        print(f"zoomq server: node stopped with exit code {code}: {reason} (details in the log above)", file=sys.stderr)
+    return code
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be bound for listening right now, or None.
+
+    SO_REUSEADDR as ZeroMQ sets it, so that connections in TIME_WAIT do not count.
+    """
+    bind_host = "0.0.0.0" if host in ("*", "") else host
+    try:
+        infos = socket.getaddrinfo(bind_host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot resolve {host!r}: {exc.strerror}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            return f"{exc.strerror or exc} (is another server using port {port}?)"
+    return None
+
+
+def _add_shell(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "shell",
+        help="zkCli-like shell: ls, get, set, create, delete, stat, ...",
+        description="Interactive shell on a zoomq ensemble, or one-shot with -c (commands separated by ';').",
+    )
+    p.add_argument("hosts", nargs="?", default="127.0.0.1:2181", metavar="HOST:PORT", help="host:port[,host:port...]")
+    p.add_argument("-c", "--command", metavar="CMD", help='run CMD (e.g. "create /a x; get /a") and exit')
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="session timeout in seconds")
+    p.add_argument("--connect-timeout", type=float, default=15.0, metavar="S", help="seconds to wait to connect")
+    p.set_defaults(run=_run_shell)
+
+
+def _run_shell(args: argparse.Namespace) -> int:
+    from zoomq import shell
+
+    return shell.main(args.hosts, args.command, timeout=args.timeout, connect_timeout=args.connect_timeout)
+
+
+# name -> how to add it; `ensemble`, `admin`, `keys`, `bench` join here.
+SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+    "server": _add_server,
+    "shell": _add_shell,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoomq",
+        description="zoomq: a replicated coordination service in the spirit of ZooKeeper.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in SUBCOMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "run", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,407 @@
+"""Real zoomq nodes for tests: this project's own, and those of applications that use zoomq.
+
+```python
+from zoomq.testing import ZoomqServer, wait_for
+
+with ZoomqServer() as server:              # a standalone node on a free port, data in a temp dir
+    zk = server.client()                   # a started zoomq.Client, stopped with the server
+    zk.create("/app", b"x")
+    server.restart()                       # same data dir and port: what survives a restart
+    server.kill()                          # SIGKILL to the whole node: what survives a crash
+```
+
+With pytest, `from zoomq.testing import zoomq_server` in a conftest.py gives a fixture yielding a
+started node whose data lives in the test's tmp_path.
+
+Rules: processes are found and stopped by PID only (the node's supervisor and its process tree,
+via psutil); every wait has a deadline; nothing binds outside 127.0.0.1 unless asked to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+import psutil
+
+__all__ = ["ServerStartError", "ZoomqServer", "free_port", "wait_for", "zoomq_server"]
+
+T = TypeVar("T")
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # holds zoomq/, runtime/, actors/
+_LOG_TAIL_BYTES = 4000
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that nothing listens on right now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 10.0, what: str = "", interval: float = 0.01) -> T:
+    """Call `predicate` until it returns something truthy, and return that; TimeoutError after
+    `timeout` seconds. Exceptions from `predicate` propagate."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what or predicate!r}")
+        time.sleep(interval)
+
+
+class ServerStartError(RuntimeError):
+    """The node exited or did not become ready in time; the message holds the tail of its log."""
+
+
+class ZoomqServer:
+    """One standalone zoomq node (`python -m zoomq server`) run as a subprocess.
+
+    `data_dir`: kept at stop when given; a temporary one (removed at stop) when None.
+    `port`: the client port; a free one when None. Other keyword arguments are `NodeConfig`
+    fields (`tick_ms=500`, `snapshot_every=100`, `servers=[...]`, ...) written into the
+    generated TOML file.
+    """
+
+    def __init__(self, data_dir: str | Path | None = None, port: int | None = None, **config_overrides: Any) -> None:
+        self.host = str(config_overrides.pop("client_host", "127.0.0.1"))
+        port_override = config_overrides.pop("client_port", None)
+        self.port = int(port or port_override or free_port())
+        self._own_data_dir = data_dir is None
+        self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="zoomq-data-"))
+        self.config_overrides = config_overrides
+        self.run_dir: Path | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._clients: list[Any] = []
+        self._log_file: Any = None
+
+    # --- facts --------------------------------------------------------------------------------
+
+    @property
+    def hosts(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def log_path(self) -> Path | None:
+        """The node's stderr (its structlog lines), kept until stop()."""
+        return self.run_dir / "node.log" if self.run_dir is not None else None
+
+    def log_text(self) -> str:
+        path = self.log_path
+        if path is None:
+            return ""
+        try:
+            return path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def status(self) -> dict[str, Any]:
+        """The supervisor's status.json ({} while it is not written yet)."""
+        if self.run_dir is None:
+            return {}
+        try:
+            return json.loads((self.run_dir / "status.json").read_bytes())
+        except (OSError, ValueError):
+            return {}
+
+    def actor_pids(self) -> dict[str, int]:
+        """{actor name: pid} of the supervisor's live actor processes."""
+        if not self.running:
+            return {}
+        try:
+            children = psutil.Process(self.pid).children()
+        except psutil.Error:
+            return {}
+        pids: dict[str, int] = {}
+        for proc in children:
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                cmdline = proc.cmdline()
+            except psutil.Error:
+                continue
+            if "runtime.spawn" in cmdline:
+                at = cmdline.index("runtime.spawn")
+                if at + 1 < len(cmdline):
+                    pids[cmdline[at + 1]] = proc.pid
+        return pids
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, timeout: float = 20.0) -> Self:
+        """Start the node and wait until a client can open a session on it."""
+        if self.running:
+            return self
+        self._cleanup_run_dir()
+        self.run_dir = Path(tempfile.mkdtemp(prefix="zq-", dir="/tmp"))  # short: ipc path limit
+        config_path = self.run_dir / "node.toml"
+        config_path.write_text(self._toml())
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed at stop
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "zoomq", "server", "--config", str(config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=self._log_file,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            self._wait_ready(timeout)
+        except KeyboardInterrupt:
+            self.stop()
+            raise
+        except Exception:  # noqa: BLE001 - any failure to start is reported with the log
+            tail = self._log_tail()
+            code = self.proc.poll()
+            self.stop()
+            if code is not None:
+                raise ServerStartError(f"zoomq node exited with code {code} while starting; log:\n{tail}") from None
+            raise ServerStartError(f"zoomq node not ready within {timeout:g}s; log:\n{tail}") from None
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the clients, SIGTERM the node, SIGKILL whatever of its tree is left after
+        `timeout`; remove its run dir and its data dir unless that was given."""
+        for client in self._clients:
+            with contextlib.suppress(Exception):
+                client.stop()
+            with contextlib.suppress(Exception):
+                client.close()
+        self._clients.clear()
+        self._stop_processes(timeout)
+        self._cleanup_run_dir()
+        if self._own_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def restart(self, timeout: float = 20.0) -> Self:
+        """Stop the node (keeping its data dir and port) and start it again."""
+        for client in self._clients:
+            with contextlib.suppress(Exception):
+                client.stop()
+        self._clients.clear()
+        self._stop_processes(10.0)
+        return self.start(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the supervisor and every actor at once (a crash); files stay as they are."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(OSError):
+            proc.send_signal(signal.SIGSTOP)  # frozen: it cannot start a replacement meanwhile
+        tree = _tree(proc.pid)
+        for p in tree:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        with contextlib.suppress(OSError):
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10.0)
+        psutil.wait_procs(tree, timeout=10.0)
+        self._close_log()
+
+    def client(self, start_timeout: float = 15.0, **kw: Any) -> Any:
+        """A started `zoomq.Client` on this node; stopped by `stop()`."""
+        from zoomq import Client
+
+        kw.setdefault("hosts", self.hosts)
+        client = Client(**kw)
+        client.start(timeout=start_timeout)
+        self._clients.append(client)
+        return client
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"ZoomqServer(hosts={self.hosts!r}, data_dir={str(self.data_dir)!r}, pid={self.pid})"
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        assert self.proc is not None
+
+        def supervisor_reports_all_actors() -> bool:
+            if self.proc is None or self.proc.poll() is not None:
+                raise ServerStartError("exited")
+            status = self.status()
+            actors = status.get("actors") or {}
+            return (
+                status.get("state") == "running"
+                and bool(actors)
+                and all(a.get("pid") and psutil.pid_exists(a["pid"]) for a in actors.values())
+            )
+
+        wait_for(supervisor_reports_all_actors, timeout=timeout, what="the supervisor's actors", interval=0.02)
+        wait_for(
+            lambda: self._port_open() or (self.proc is not None and self.proc.poll() is not None),
+            timeout=max(0.1, deadline - time.monotonic()),
+            what=f"port {self.port}",
+            interval=0.02,
+        )
+        if self.proc.poll() is not None:
+            raise ServerStartError("exited")
+        try:
+            from zoomq import Client
+        except ImportError:
+            return  # no client yet (server-side work in progress): the bound port has to do
+        last: BaseException | None = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerStartError("exited")
+            probe = Client(hosts=self.hosts)
+            try:
+                probe.start(timeout=max(0.5, min(5.0, deadline - time.monotonic())))
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+                last = exc
+            finally:
+                with contextlib.suppress(Exception):
+                    probe.stop()
+                with contextlib.suppress(Exception):
+                    probe.close()
+        raise TimeoutError(f"no session could be opened on {self.hosts}: {last!r}")
+
+    def _port_open(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def _stop_processes(self, timeout: float) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            tree = _tree(proc.pid)
+            with contextlib.suppress(OSError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    proc.send_signal(signal.SIGSTOP)
+                tree = _merge(tree, _tree(proc.pid))
+                with contextlib.suppress(OSError):
+                    proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout)
+            alive = []
+            for p in tree:
+                with contextlib.suppress(psutil.Error):
+                    if p.is_running():
+                        p.kill()
+                        alive.append(p)
+            psutil.wait_procs(alive, timeout=timeout)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            with contextlib.suppress(OSError):
+                self._log_file.close()
+            self._log_file = None
+
+    def _cleanup_run_dir(self) -> None:
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = None
+
+    def _log_tail(self) -> str:
+        text = self.log_text()
+        return text[-_LOG_TAIL_BYTES:]
+
+    def _toml(self) -> str:
+        values: dict[str, Any] = {
+            "data_dir": str(Path(self.data_dir).resolve()),
+            "client_host": self.host,
+            "client_port": self.port,
+            "run_dir": str(self.run_dir),
+        }
+        values.update(self.config_overrides)
+        return to_toml(values)
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _merge(a: list[psutil.Process], b: list[psutil.Process]) -> list[psutil.Process]:
+    seen = {p.pid for p in a}
+    return a + [p for p in b if p.pid not in seen]
+
+
+def to_toml(values: dict[str, Any]) -> str:
+    """TOML for a flat config: scalars, lists of scalars, and lists of tables (`servers`)."""
+    import msgspec
+
+    scalars: list[str] = []
+    tables: list[str] = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        value = msgspec.to_builtins(value)
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for item in value:
+                tables.append(f"\n[[{key}]]")
+                tables.extend(f"{k} = {_toml_scalar(v)}" for k, v in item.items() if v is not None)
+        else:
+            scalars.append(f"{key} = {_toml_scalar(value)}")
+    return "\n".join(scalars + tables) + "\n"
+
+
+def _toml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_scalar(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+try:  # pytest is optional: the fixture exists only where pytest does
+    import pytest
+except ImportError:  # pragma: no cover
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    @pytest.fixture
+    def zoomq_server(tmp_path: Path) -> Iterator[ZoomqServer]:
+        """A started standalone node with its data in the test's tmp_path; stopped afterwards."""
+        server = ZoomqServer(data_dir=tmp_path / "zoomq-data")
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
