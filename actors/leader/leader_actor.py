@@ -72,7 +72,9 @@ class LeaderActor(Actor):
         deadline = self.next_reap
         due_ms = self.tracker.next_deadline_ms()
         if due_ms is not None:
-            deadline = min(deadline, time.monotonic() + max(0, due_ms - _now_ms()) / 1000.0)
+            left_ms = due_ms - _now_ms()
+            # Already due: a deadline in the past, so that the loop calls on_timer now.
+            deadline = min(deadline, 0.0 if left_ms <= 0 else time.monotonic() + left_ms / 1000.0)
         return deadline
 
     def on_timer(self, now: float) -> None:

@@ -106,7 +106,7 @@ class SessionActor(Actor):
         self.sessions: dict[int, LocalSession] = {}
         self.by_rid: dict[bytes, LocalSession] = {}
         self.closed_rids: dict[bytes, None] = {}
-        self.connecting: dict[int, tuple[bytes, p.Connect, int, bytes]] = {}  # session id -> (rid, req, timeout, passwd)
+        self.connecting: dict[int, tuple[bytes, str | None, int, bytes]] = {}  # session id -> (rid, peer, timeout, passwd)
         self.watches = WatchTable()
         self.out: dict[bytes, list[bytes]] = {}
         self.touched: set[int] = set()
@@ -214,7 +214,11 @@ class SessionActor(Actor):
                 self.applied_since_snapshot += 1
             elif isinstance(entry, Marker):
                 session = self.sessions.get(entry.session_id)
-                if session is not None:
+                if session is None and entry.session_id in self.connecting:
+                    # prep refused to open the session (bad timeout, duplicate id): say so.
+                    rid = self.connecting.pop(entry.session_id)[0]
+                    self._send(rid, self.encoder.encode(p.Reply(0, tree.last_zxid, entry.err)))
+                elif session is not None:
                     item = session.writes.pop(entry.cxid, None)
                     if item is not None:
                         item.reply = self.encoder.encode(p.Reply(item.xid, tree.last_zxid, entry.err, entry.body))
@@ -227,8 +231,8 @@ class SessionActor(Actor):
         if isinstance(op, CreateSessionTxn):
             pending = self.connecting.pop(txn.session_id, None)
             if pending is not None:
-                rid, req, timeout_ms, passwd = pending
-                self._bind_session(txn.session_id, rid, timeout_ms, passwd)
+                rid, peer, timeout_ms, passwd = pending
+                self._bind_session(txn.session_id, rid, timeout_ms, passwd, peer)
                 self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, timeout_ms, txn.session_id, passwd, False, txn.zxid)))
             return
         session = self.sessions.get(txn.session_id)
@@ -307,7 +311,7 @@ class SessionActor(Actor):
 
     def _on_client_msg(self, rid: bytes, msg: Any, frame: Any) -> None:
         if isinstance(msg, p.Connect):
-            self._on_connect(rid, msg)
+            self._on_connect(rid, msg, _peer_address(frame))
             return
         if isinstance(msg, p.AdminCommand):
             self._send(rid, self.encoder.encode(p.Reply(msg.xid, self.tree.last_zxid, Codes.OK, p.TextResult(self._admin(msg.command)))))
@@ -336,7 +340,7 @@ class SessionActor(Actor):
         else:  # AddWatch / RemoveWatches: persistent watches are not served by this node yet
             self._reply_now(rid, msg.xid, Codes.UNIMPLEMENTED)
 
-    def _on_connect(self, rid: bytes, req: p.Connect) -> None:
+    def _on_connect(self, rid: bytes, req: p.Connect, peer: str | None) -> None:
         old = self.by_rid.get(rid)
         if old is not None and old.session_id != req.session_id:
             self._send(rid, self.encoder.encode(EXPIRED))
@@ -346,7 +350,7 @@ class SessionActor(Actor):
             session_id = self.next_session_id
             self.next_session_id += 1
             passwd = os.urandom(PASSWD_BYTES)
-            self.connecting[session_id] = (rid, req, timeout, passwd)
+            self.connecting[session_id] = (rid, peer, timeout, passwd)
             self.tell("leader", WriteRequest(self.sid, session_id, 0, OpenSession(session_id, timeout, passwd)))
             return
         info = self.tree.sessions.get(req.session_id)
@@ -354,11 +358,11 @@ class SessionActor(Actor):
             self.log.info("session_refused", session=hex(req.session_id), known=info is not None)
             self._send(rid, self.encoder.encode(EXPIRED))
             return
-        self._bind_session(req.session_id, rid, info.timeout_ms, info.passwd)
+        self._bind_session(req.session_id, rid, info.timeout_ms, info.passwd, peer)
         self.touched.add(req.session_id)
         self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, info.timeout_ms, req.session_id, info.passwd, False, self.tree.last_zxid)))
 
-    def _bind_session(self, session_id: int, rid: bytes, timeout_ms: int, passwd: bytes) -> None:
+    def _bind_session(self, session_id: int, rid: bytes, timeout_ms: int, passwd: bytes, peer: str | None) -> None:
         session = self.sessions.get(session_id)
         if session is None:
             session = LocalSession(session_id, rid, timeout_ms, passwd)
@@ -370,6 +374,9 @@ class SessionActor(Actor):
             session.pending.clear()
             session.writes.clear()
             self.watches.drop_session(session_id)  # the client re-registers with SetWatches
+            session.auth = [ident for ident in session.auth if ident.scheme != "ip"]
+        if peer:
+            session.auth.insert(0, Id("ip", peer))  # the ip scheme authenticates by the real peer address
         self.by_rid[rid] = session
 
     def _drop_session(self, session_id: int) -> None:
@@ -581,6 +588,13 @@ class SessionActor(Actor):
             self.tell("log", Snapshotted(zxid=zxid))
         else:
             self.log.error("snapshot_failed", zxid=fmt(zxid), status=status)
+
+
+def _peer_address(frame: Any) -> str | None:
+    try:
+        return frame.get("Peer-Address") or None
+    except (AttributeError, zmq.ZMQError):
+        return None
 
 
 _CLIENT_TAGS = frozenset(

@@ -1,0 +1,1 @@
+"""Load-testing harness for zoomq (`python -m bench`)."""

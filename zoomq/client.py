@@ -1,0 +1,916 @@
+"""The zoomq client: kazoo's `KazooClient` API over zoomq's ZeroMQ protocol (zoomq/protocol.py).
+
+Threads: the caller's threads encode requests and queue them; one I/O thread owns the ZeroMQ
+DEALER socket (zmq sockets are not thread-safe), sends queued requests in one multipart, matches
+replies by xid, pings when idle, and reconnects across the host list, resuming the session and
+re-registering watches (SetWatches) and auth. One event thread runs watch callbacks and state
+listeners, in order, never on the I/O thread.
+
+Beyond kazoo: watches survive a reconnect; a client that cannot reach any node for longer than
+its session timeout reports LOST by itself; requests pending when a connection drops fail with
+ConnectionLoss (their outcome is unknown), never silently retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import queue
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import structlog
+import zmq
+
+from zoomq import protocol as p
+from zoomq.exceptions import (
+    Codes,
+    ConfigurationError,
+    ConnectionClosedError,
+    ConnectionLoss,
+    NoNodeError,
+    NodeExistsError,
+    SessionExpiredError,
+    TimeoutError,  # noqa: A004 - kazoo's handler timeout, under our exceptions module
+    ZookeeperStoppedError,
+    error_for,
+)
+from zoomq.retry import KazooRetry
+from zoomq.security import ACL, OPEN_ACL_UNSAFE, Id
+from zoomq.states import EVENT_TYPE_MAP, EventType, KazooState, KeeperState, WatchedEvent, ZnodeStat
+
+_log = structlog.get_logger("zoomq.client")
+MAX_XID = 2**31 - 1
+_STOP = object()
+
+
+class AsyncResult:
+    """kazoo's IAsyncResult: a value or an exception that arrives later."""
+
+    __slots__ = ("_event", "_value", "_exception", "_callbacks", "_lock")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._value: Any = None
+        self._exception: BaseException | None = None
+        self._callbacks: list[Callable[[AsyncResult], Any]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def value(self) -> Any:
+        return self._value
+
+    @property
+    def exception(self) -> BaseException | None:
+        return self._exception
+
+    def ready(self) -> bool:
+        return self._event.is_set()
+
+    def successful(self) -> bool:
+        return self._event.is_set() and self._exception is None
+
+    def set(self, value: Any = None) -> None:
+        self._value = value
+        self._done()
+
+    def set_exception(self, exception: BaseException) -> None:
+        self._exception = exception
+        self._done()
+
+    def _done(self) -> None:
+        with self._lock:
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for cb in callbacks:
+            cb(self)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if not self._event.wait(timeout if block else 0):
+            raise TimeoutError("result not ready")
+        if self._exception is not None:
+            raise self._exception
+        return self._value
+
+    def get_nowait(self) -> Any:
+        return self.get(block=False)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+    def rawlink(self, callback: Callable[[AsyncResult], Any]) -> None:
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    def unlink(self, callback: Callable[[AsyncResult], Any]) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._callbacks.remove(callback)
+
+
+class _Request:
+    __slots__ = ("xid", "frame", "result", "parse", "watch", "path")
+
+    def __init__(self, xid: int, frame: bytes, result: AsyncResult, parse: Callable[[p.Reply], Any], watch: Any, path: str | None) -> None:
+        self.xid = xid
+        self.frame = frame
+        self.result = result
+        self.parse = parse
+        self.watch = watch  # (kind, path, func) registered on success, or None
+        self.path = path
+
+
+def _parse_hosts(hosts: str) -> tuple[list[tuple[str, int]], str]:
+    chroot = ""
+    if "/" in hosts:
+        hosts, _, chroot = hosts.partition("/")
+        chroot = "/" + chroot.rstrip("/") if chroot.strip("/") else ""
+    out = []
+    for item in hosts.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = int(rest[1:]) if rest.startswith(":") else 2181
+        elif item.count(":") == 1:
+            host, _, port_s = item.partition(":")
+            port = int(port_s)
+        else:
+            host, port = item, 2181
+        out.append((host, port))
+    if not out:
+        raise ConfigurationError("no hosts given")
+    return out, chroot
+
+
+class Client:
+    """A kazoo-compatible client for zoomq."""
+
+    def __init__(
+        self,
+        hosts: str = "127.0.0.1:2181",
+        timeout: float = 10.0,
+        client_id: tuple[int, bytes] | None = None,
+        handler: Any = None,
+        default_acl: list[ACL] | None = None,
+        auth_data: list[tuple[str, str]] | None = None,
+        sasl_options: Any = None,
+        read_only: bool | None = None,
+        randomize_hosts: bool = True,
+        connection_retry: Any = None,
+        command_retry: Any = None,
+        logger: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        for legacy in ("max_retries", "retry_delay", "retry_backoff", "retry_max_delay"):
+            kwargs.pop(legacy, None)
+        if kwargs:
+            raise TypeError(f"unexpected keyword arguments: {sorted(kwargs)}")
+        self.randomize_hosts = randomize_hosts
+        self.set_hosts(hosts)
+        self._timeout_ms = int(timeout * 1000)
+        self.default_acl = list(default_acl) if default_acl else None
+        self.auth_data: set[tuple[str, str]] = set(auth_data or ())
+        self.read_only = bool(read_only)
+        self.log = logger or _log
+        if isinstance(command_retry, dict):
+            command_retry = KazooRetry(**command_retry)
+        self.retry_policy = command_retry or KazooRetry(max_tries=None, delay=0.1, backoff=2, max_delay=3600)
+        self._session_id, self._passwd = client_id if client_id else (0, b"")
+        self._negotiated_ms = self._timeout_ms
+        self.last_zxid = 0
+        self.state = KazooState.LOST
+        self.client_state = KeeperState.CLOSED
+        self._listeners: list[Callable[[str], Any]] = []
+        self._data_watchers: dict[str, set[Callable]] = {}
+        self._exist_paths: set[str] = set()
+        self._child_watchers: dict[str, set[Callable]] = {}
+        self._watch_lock = threading.Lock()
+        self._queue: deque[_Request] = deque()
+        self._pending: dict[int, _Request] = {}
+        self._xid = 0
+        self._xid_lock = threading.Lock()
+        self._encoder = msgspec.msgpack.Encoder()
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._connected_event = threading.Event()
+        self._io: threading.Thread | None = None
+        self._events: queue.Queue[Any] = queue.Queue()
+        self._event_thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = -1, -1
+        self._closing: AsyncResult | None = None
+        # Recipes with kazoo's names.
+        from zoomq.recipe import watchers
+
+        self.DataWatch = functools.partial(watchers.DataWatch, self)
+        self.ChildrenWatch = functools.partial(watchers.ChildrenWatch, self)
+
+    # --- configuration ------------------------------------------------------------------------
+
+    def set_hosts(self, hosts: str, randomize_hosts: bool | None = None) -> None:
+        parsed, chroot = _parse_hosts(hosts)
+        if getattr(self, "_io", None) is not None and chroot != getattr(self, "chroot", chroot):
+            raise ConfigurationError("changing chroot at runtime is not supported")
+        if randomize_hosts if randomize_hosts is not None else self.randomize_hosts:
+            random.shuffle(parsed)
+        self.hosts = parsed
+        self.chroot = chroot
+
+    @property
+    def connected(self) -> bool:
+        return self.state == KazooState.CONNECTED
+
+    @property
+    def client_id(self) -> tuple[int, bytes] | None:
+        if self._session_id and self.connected:
+            return (self._session_id, self._passwd)
+        return None
+
+    def add_listener(self, listener: Callable[[str], Any]) -> None:
+        if not callable(listener):
+            raise ConfigurationError("listener must be callable")
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[str], Any]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def _set_state(self, state: str, keeper: str) -> None:
+        self.client_state = keeper
+        if state == self.state:
+            return
+        self.state = state
+        self._events.put(("state", state))
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, timeout: float = 15) -> None:
+        event = self.start_async()
+        if not event.wait(timeout):
+            self.stop()
+            self.close()
+            raise TimeoutError(f"could not connect to any of {self.hosts} within {timeout} s")
+
+    def start_async(self) -> threading.Event:
+        if not self._stopped.is_set():
+            return self._connected_event
+        self._stopped.clear()
+        self._connected_event.clear()
+        self._closing = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._event_thread = threading.Thread(target=self._event_loop, name="zoomq-events", daemon=True)
+        self._event_thread.start()
+        self._io = threading.Thread(target=self._io_loop, name="zoomq-io", daemon=True)
+        self._io.start()
+        return self._connected_event
+
+    def stop(self) -> None:
+        if self._stopped.is_set() or self._io is None:
+            return
+        closing = AsyncResult()
+        self._closing = closing
+        if self.connected:
+            self._submit(p.Close(self._next_xid()), lambda r: None, result=closing)
+        self._stopped.set()
+        self._wake()
+        self._io.join(10)
+        self._io = None
+        self._set_state(KazooState.LOST, KeeperState.CLOSED)
+        self._session_id, self._passwd = 0, b""
+        self._events.put(_STOP)
+        if self._event_thread is not None and self._event_thread is not threading.current_thread():
+            self._event_thread.join(10)
+        self._event_thread = None
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+    def close(self) -> None:
+        """Free resources (kazoo: after stop)."""
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def retry(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return self.retry_policy.copy()(func, *args, **kwargs)
+
+    # --- request plumbing ---------------------------------------------------------------------
+
+    def _next_xid(self) -> int:
+        with self._xid_lock:
+            self._xid = self._xid + 1 if self._xid < MAX_XID else 1
+            return self._xid
+
+    def _wake(self) -> None:
+        if self._wake_w >= 0:
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._wake_w, b"x")
+
+    def _submit(self, msg: Any, parse: Callable[[p.Reply], Any], watch: Any = None, path: str | None = None, result: AsyncResult | None = None) -> AsyncResult:
+        result = result or AsyncResult()
+        if self._stopped.is_set() and not isinstance(msg, p.Close):
+            result.set_exception(ZookeeperStoppedError("the client is stopped: call start()"))
+            return result
+        self._queue.append(_Request(msg.xid, self._encoder.encode(msg), result, parse, watch, path))
+        self._wake()
+        return result
+
+    # --- the I/O thread -----------------------------------------------------------------------
+
+    def _io_loop(self) -> None:
+        ctx = zmq.Context.instance()
+        decoder = msgspec.msgpack.Decoder(p.ServerMsg)
+        lost_since = time.monotonic()
+        host_index = 0
+        try:
+            while not self._stopped.is_set() or (self._closing is not None and self.connected and not self._closing.ready() and self._queue):
+                host, port = self.hosts[host_index % len(self.hosts)]
+                host_index += 1
+                sock = ctx.socket(zmq.DEALER)
+                sock.setsockopt(zmq.LINGER, 0)
+                try:
+                    sock.connect(f"tcp://{host}:{port}")
+                    connected = self._handshake(sock, decoder, len(self.hosts))
+                    if connected:
+                        self._serve(sock, decoder)
+                        lost_since = time.monotonic()
+                finally:
+                    sock.close(linger=0)
+                self._fail_pending(ConnectionLoss)
+                if self._stopped.is_set():
+                    break
+                if self.state == KazooState.CONNECTED:
+                    self._set_state(KazooState.SUSPENDED, KeeperState.CONNECTING)
+                if self._session_id and time.monotonic() - lost_since > self._negotiated_ms / 1000.0:
+                    self._expire("no node reachable within the session timeout")
+                if host_index % len(self.hosts) == 0:
+                    self._stopped.wait(0.05 + random.random() * 0.1)  # back off between host rounds
+        finally:
+            self._fail_pending(ConnectionClosedError, include_queue=True)
+
+    def _expire(self, why: str) -> None:
+        self.log.info("session_lost", session=hex(self._session_id), why=why)
+        self._session_id, self._passwd = 0, b""
+        self._fail_pending(SessionExpiredError, include_queue=True)
+        with self._watch_lock:
+            self._data_watchers.clear()
+            self._child_watchers.clear()
+            self._exist_paths.clear()
+        self._set_state(KazooState.LOST, KeeperState.EXPIRED_SESSION)
+
+    def _handshake(self, sock: zmq.Socket, decoder: msgspec.msgpack.Decoder, n_hosts: int) -> bool:
+        sock.send(self._encoder.encode(p.Connect(p.PROTOCOL_VERSION, self.last_zxid, self._timeout_ms, self._session_id, self._passwd, self.read_only)))
+        wait_ms = max(200, int(self._negotiated_ms / max(1, n_hosts)))
+        deadline = time.monotonic() + wait_ms / 1000.0
+        while not self._stopped.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or not sock.poll(int(min(left, 0.1) * 1000) + 1):
+                if left <= 0:
+                    return False
+                continue
+            try:
+                msg = decoder.decode(sock.recv())
+            except msgspec.DecodeError:
+                continue
+            if isinstance(msg, p.Reply) and msg.xid == 0 and msg.err:
+                return False  # the node could not open the session; try again
+            if not isinstance(msg, p.Connected):
+                continue
+            if msg.timeout_ms <= 0:
+                self._expire("the node says the session expired")
+                sock.send(self._encoder.encode(p.Connect(p.PROTOCOL_VERSION, self.last_zxid, self._timeout_ms, 0, b"", self.read_only)))
+                deadline = time.monotonic() + wait_ms / 1000.0
+                continue
+            self._session_id, self._passwd = msg.session_id, msg.passwd
+            self._negotiated_ms = msg.timeout_ms
+            self.last_zxid = max(self.last_zxid, msg.last_zxid)
+            self._after_connect(sock)
+            self._set_state(KazooState.CONNECTED, KeeperState.CONNECTED_RO if msg.read_only else KeeperState.CONNECTED)
+            self._connected_event.set()
+            return True
+        return False
+
+    def _after_connect(self, sock: zmq.Socket) -> None:
+        """Replay auth and watches before any queued request (same connection, so in order)."""
+        frames = []
+        for scheme, credential in sorted(self.auth_data):
+            frames.append(self._encoder.encode(p.Auth(p.AUTH_XID, scheme, credential.encode())))
+        with self._watch_lock:
+            data = [self._chroot(x) for x in self._data_watchers if x not in self._exist_paths]
+            exist = [self._chroot(x) for x in self._data_watchers if x in self._exist_paths]
+            child = [self._chroot(x) for x in self._child_watchers]
+        if data or exist or child:
+            frames.append(self._encoder.encode(p.SetWatches(p.SET_WATCHES_XID, self.last_zxid, data, exist, child)))
+        if frames:
+            sock.send_multipart(frames)
+
+    def _serve(self, sock: zmq.Socket, decoder: msgspec.msgpack.Decoder) -> None:
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        # A dropped TCP connection is noticed at once (not only at the next ping): the node may have
+        # restarted its session actor, which then no longer knows this connection.
+        monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        poller.register(monitor, zmq.POLLIN)
+        try:
+            self._serve_loop(sock, decoder, poller, monitor)
+        finally:
+            sock.disable_monitor()
+            monitor.close(linger=0)
+
+    def _serve_loop(self, sock: zmq.Socket, decoder: msgspec.msgpack.Decoder, poller: zmq.Poller, monitor: zmq.Socket) -> None:
+        read_timeout = self._negotiated_ms * 2 / 3 / 1000.0
+        ping_every = self._negotiated_ms / 3 / 1000.0
+        last_recv = last_send = time.monotonic()
+        pending = self._pending
+        while True:
+            if self._stopped.is_set() and (self._closing is None or self._closing.ready() or not self.connected):
+                return
+            if self._queue:
+                frames = []
+                q = self._queue
+                while q:
+                    req = q.popleft()
+                    pending[req.xid] = req
+                    frames.append(req.frame)
+                sock.send_multipart(frames, copy=False)
+                last_send = time.monotonic()
+            now = time.monotonic()
+            timeout = min(read_timeout - (now - last_recv), ping_every - (now - last_send))
+            events = dict(poller.poll(max(0, int(timeout * 1000)) + 1))
+            now = time.monotonic()
+            if monitor in events:
+                self.log.info("connection_dropped")
+                return
+            if self._wake_r in events:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_r, 4096)
+            if sock in events:
+                for _ in range(10_000):
+                    try:
+                        raw = sock.recv(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    last_recv = now
+                    try:
+                        msg = decoder.decode(raw.buffer)
+                    except msgspec.DecodeError:
+                        self.log.warning("bad_frame_from_node")
+                        continue
+                    if not self._on_message(msg):
+                        return
+            if now - last_recv > read_timeout:
+                self.log.info("connection_timed_out", after_s=round(now - last_recv, 3))
+                return
+            if now - last_send >= ping_every:
+                sock.send(self._encoder.encode(p.Ping()))
+                last_send = now
+
+    def _on_message(self, msg: Any) -> bool:
+        """Handle one message from the node; False = drop this connection."""
+        if isinstance(msg, p.Event):
+            self.last_zxid = max(self.last_zxid, msg.zxid)
+            self._dispatch_event(msg)
+            return True
+        if not isinstance(msg, p.Reply):
+            return True
+        if msg.zxid > self.last_zxid:
+            self.last_zxid = msg.zxid
+        if msg.xid == p.PING_XID or msg.xid == p.SET_WATCHES_XID:
+            return msg.err != Codes.CONNECTIONLOSS  # the node lost track of us: reconnect, resume
+        if msg.xid == p.AUTH_XID:
+            if msg.err == Codes.AUTHFAILED:
+                self.log.warning("auth_failed")
+                self._set_state(KazooState.LOST, KeeperState.AUTH_FAILED)
+            return True
+        req = self._pending.pop(msg.xid, None)
+        if req is None:
+            if msg.err == Codes.CONNECTIONLOSS:
+                return False
+            return True
+        if msg.err == Codes.CONNECTIONLOSS:
+            req.result.set_exception(ConnectionLoss())
+            return False  # the node lost track of this connection: reconnect and resume
+        try:
+            value = req.parse(msg)
+        except Exception as exc:  # noqa: BLE001 - delivered to the caller
+            req.result.set_exception(exc)
+            return True
+        if req.watch is not None:
+            self._register_watch(req.watch, value)
+        if msg.err == 0 and isinstance(req.frame, bytes) and req.result is self._closing:
+            self._set_state(KazooState.LOST, KeeperState.CLOSED)
+        req.result.set(value)
+        return True
+
+    def _fail_pending(self, exc_class: type[Exception], include_queue: bool = False) -> None:
+        pending, self._pending = self._pending, {}
+        for req in pending.values():
+            req.result.set_exception(exc_class())
+        if include_queue:
+            while self._queue:
+                self._queue.popleft().result.set_exception(exc_class())
+
+    # --- watches ------------------------------------------------------------------------------
+
+    def _register_watch(self, watch: tuple[str, str, Callable], value: Any) -> None:
+        kind, path, func = watch
+        with self._watch_lock:
+            if kind == "child":
+                self._child_watchers.setdefault(path, set()).add(func)
+            else:
+                self._data_watchers.setdefault(path, set()).add(func)
+                if value is None:
+                    self._exist_paths.add(path)
+                else:
+                    self._exist_paths.discard(path)
+
+    def _dispatch_event(self, msg: p.Event) -> None:
+        path = self._unchroot(msg.path)
+        etype = EVENT_TYPE_MAP.get(msg.type, EventType.NONE)
+        funcs: set[Callable] = set()
+        with self._watch_lock:
+            if etype in (EventType.CREATED, EventType.CHANGED):
+                funcs |= self._data_watchers.pop(path, set())
+                self._exist_paths.discard(path)
+            elif etype == EventType.CHILD:
+                funcs |= self._child_watchers.pop(path, set())
+            elif etype == EventType.DELETED:
+                funcs |= self._data_watchers.pop(path, set())
+                funcs |= self._child_watchers.pop(path, set())
+                self._exist_paths.discard(path)
+        if funcs:
+            event = WatchedEvent(etype, KeeperState.CONNECTED, path)
+            for func in funcs:
+                self._events.put(("watch", func, event))
+
+    def _event_loop(self) -> None:
+        while True:
+            item = self._events.get()
+            if item is _STOP:
+                return
+            try:
+                if item[0] == "state":
+                    for listener in list(self._listeners):
+                        if listener(item[1]) is True:
+                            self.remove_listener(listener)
+                else:
+                    item[1](item[2])
+            except Exception:  # noqa: BLE001 - a user callback must not kill the event thread
+                self.log.exception("callback_failed")
+
+    # --- paths --------------------------------------------------------------------------------
+
+    def _chroot(self, path: str) -> str:
+        if not self.chroot:
+            return path
+        return self.chroot if path == "/" else self.chroot + path
+
+    def _unchroot(self, path: str) -> str:
+        if self.chroot and path.startswith(self.chroot):
+            path = path[len(self.chroot) :]
+            return path or "/"
+        return path
+
+    def unchroot(self, path: str) -> str:
+        return self._unchroot(path)
+
+    def _path(self, path: Any) -> str:
+        if not isinstance(path, str):
+            raise TypeError("path must be a string")
+        if not path.startswith("/"):
+            path = "/" + path
+        if len(path) > 1 and "//" in path:
+            path = "/" + "/".join(x for x in path.split("/") if x)
+        return self._chroot(path)
+
+    # --- operations ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _check(reply: p.Reply, path: str | None = None) -> None:
+        if reply.err:
+            raise error_for(reply.err, path)
+
+    def _acl(self, acl: Any) -> list[ACL]:
+        if acl is None:
+            return list(self.default_acl or OPEN_ACL_UNSAFE)
+        if isinstance(acl, ACL):
+            acl = [acl]
+        if not isinstance(acl, (list, tuple)):
+            raise TypeError("acl must be a list of ACL")
+        return [ACL(a.perms, Id(a.id.scheme, a.id.id)) for a in acl]
+
+    def create_async(
+        self,
+        path: str,
+        value: bytes = b"",
+        acl: Any = None,
+        ephemeral: bool = False,
+        sequence: bool = False,
+        makepath: bool = False,
+        include_data: bool = False,
+        container: bool = False,
+        ttl: int = 0,
+    ) -> AsyncResult:
+        if not isinstance(value, bytes):
+            raise TypeError("value must be bytes")
+        if not isinstance(ephemeral, bool) or not isinstance(sequence, bool) or not isinstance(makepath, bool):
+            raise TypeError("ephemeral, sequence and makepath must be bool")
+        if ttl and (ephemeral or container):
+            raise TypeError("ttl only applies to persistent nodes")
+        if container:
+            flags = p.CONTAINER
+        elif ttl:
+            flags = p.PERSISTENT_SEQUENTIAL_WITH_TTL if sequence else p.PERSISTENT_WITH_TTL
+        else:
+            flags = (p.EPHEMERAL if ephemeral else 0) | (p.PERSISTENT_SEQUENTIAL if sequence else 0)
+        full = self._path(path)
+        msg = p.Create(self._next_xid(), full, value, self._acl(acl), flags, ttl)
+
+        def parse(reply: p.Reply) -> Any:
+            self._check(reply, path)
+            created = self._unchroot(reply.body.path)
+            return (created, reply.body.stat) if include_data else created
+
+        if not makepath:
+            return self._submit(msg, parse, path=full)
+        outer = AsyncResult()
+
+        def first(result: AsyncResult) -> None:
+            if isinstance(result.exception, NoNodeError):
+                parent = path.rsplit("/", 1)[0]
+                if parent:
+                    try:
+                        self.ensure_path(parent, acl)
+                    except Exception as exc:  # noqa: BLE001
+                        outer.set_exception(exc)
+                        return
+                retry = self.create_async(path, value, acl, ephemeral, sequence, False, include_data, container, ttl)
+                retry.rawlink(lambda r: outer.set_exception(r.exception) if r.exception else outer.set(r.value))
+            elif result.exception is not None:
+                outer.set_exception(result.exception)
+            else:
+                outer.set(result.value)
+
+        inner = self._submit(msg, parse, path=full)
+        # makepath may need more round trips: finish on a helper thread, never the I/O thread.
+        inner.rawlink(lambda r: threading.Thread(target=first, args=(r,), daemon=True).start() if r.exception else first(r))
+        return outer
+
+    def create(self, path: str, value: bytes = b"", acl: Any = None, ephemeral: bool = False, sequence: bool = False, makepath: bool = False, include_data: bool = False, container: bool = False, ttl: int = 0) -> Any:
+        return self.create_async(path, value, acl, ephemeral, sequence, makepath, include_data, container, ttl).get()
+
+    def ensure_path(self, path: str, acl: Any = None) -> bool | str:
+        if self.exists(path):
+            return True
+        parts = [x for x in path.split("/") if x]
+        current = ""
+        for part in parts:
+            current += "/" + part
+            try:
+                self.create(current, b"", acl=acl)
+            except NodeExistsError:
+                pass
+        return True
+
+    def ensure_path_async(self, path: str, acl: Any = None) -> AsyncResult:
+        result = AsyncResult()
+
+        def run() -> None:
+            try:
+                result.set(self.ensure_path(path, acl))
+            except Exception as exc:  # noqa: BLE001
+                result.set_exception(exc)
+
+        threading.Thread(target=run, daemon=True).start()
+        return result
+
+    def _watch_arg(self, watch: Any) -> None:
+        if watch is not None and not callable(watch):
+            raise TypeError("watch must be callable")
+
+    def exists_async(self, path: str, watch: Callable | None = None) -> AsyncResult:
+        self._watch_arg(watch)
+        full = self._path(path)
+
+        def parse(reply: p.Reply) -> Any:
+            if reply.err == Codes.NONODE:
+                return None
+            self._check(reply, path)
+            return reply.body.stat
+
+        return self._submit(p.Exists(self._next_xid(), full, watch is not None), parse, ("data", path, watch) if watch else None, full)
+
+    def exists(self, path: str, watch: Callable | None = None) -> ZnodeStat | None:
+        return self.exists_async(path, watch).get()
+
+    def get_async(self, path: str, watch: Callable | None = None) -> AsyncResult:
+        self._watch_arg(watch)
+        full = self._path(path)
+
+        def parse(reply: p.Reply) -> Any:
+            self._check(reply, path)
+            return reply.body.data, reply.body.stat
+
+        return self._submit(p.GetData(self._next_xid(), full, watch is not None), parse, ("data", path, watch) if watch else None, full)
+
+    def get(self, path: str, watch: Callable | None = None) -> tuple[bytes, ZnodeStat]:
+        return self.get_async(path, watch).get()
+
+    def get_children_async(self, path: str, watch: Callable | None = None, include_data: bool = False) -> AsyncResult:
+        self._watch_arg(watch)
+        full = self._path(path)
+
+        def parse(reply: p.Reply) -> Any:
+            self._check(reply, path)
+            return (reply.body.children, reply.body.stat) if include_data else reply.body.children
+
+        msg = p.GetChildren(self._next_xid(), full, watch is not None, include_data)
+        return self._submit(msg, parse, ("child", path, watch) if watch else None, full)
+
+    def get_children(self, path: str, watch: Callable | None = None, include_data: bool = False) -> Any:
+        return self.get_children_async(path, watch, include_data).get()
+
+    def set_async(self, path: str, value: bytes, version: int = -1) -> AsyncResult:
+        if not isinstance(value, bytes):
+            raise TypeError("value must be bytes")
+        if not isinstance(version, int):
+            raise TypeError("version must be an int")
+
+        def parse(reply: p.Reply) -> Any:
+            self._check(reply, path)
+            return reply.body.stat
+
+        return self._submit(p.SetData(self._next_xid(), self._path(path), value, version), parse)
+
+    def set(self, path: str, value: bytes, version: int = -1) -> ZnodeStat:
+        return self.set_async(path, value, version).get()
+
+    def delete_async(self, path: str, version: int = -1) -> AsyncResult:
+        if not isinstance(version, int):
+            raise TypeError("version must be an int")
+
+        def parse(reply: p.Reply) -> Any:
+            self._check(reply, path)
+            return True
+
+        return self._submit(p.Delete(self._next_xid(), self._path(path), version), parse)
+
+    def delete(self, path: str, version: int = -1, recursive: bool = False) -> Any:
+        if not recursive:
+            return self.delete_async(path, version).get()
+        try:
+            for child in self.get_children(path):
+                self.delete(path.rstrip("/") + "/" + child, recursive=True)
+            self.delete(path, version)
+        except NoNodeError:
+            pass
+        return True
+
+    def get_acls_async(self, path: str) -> AsyncResult:
+        def parse(reply: p.Reply) -> Any:
+            self._check(reply, path)
+            return list(reply.body.acl), reply.body.stat
+
+        return self._submit(p.GetACL(self._next_xid(), self._path(path)), parse)
+
+    def get_acls(self, path: str) -> tuple[list[ACL], ZnodeStat]:
+        return self.get_acls_async(path).get()
+
+    def set_acls_async(self, path: str, acls: Any, version: int = -1) -> AsyncResult:
+        def parse(reply: p.Reply) -> Any:
+            self._check(reply, path)
+            return reply.body.stat
+
+        return self._submit(p.SetACL(self._next_xid(), self._path(path), self._acl(acls), version), parse)
+
+    def set_acls(self, path: str, acls: Any, version: int = -1) -> ZnodeStat:
+        return self.set_acls_async(path, acls, version).get()
+
+    def add_auth_async(self, scheme: str, credential: str) -> AsyncResult:
+        if not isinstance(scheme, str) or not isinstance(credential, str):
+            raise TypeError("scheme and credential must be strings")
+        self.auth_data.add((scheme, credential))
+        result = AsyncResult()
+        if self.connected:
+            self._queue.append(_Request(p.AUTH_XID, self._encoder.encode(p.Auth(p.AUTH_XID, scheme, credential.encode())), AsyncResult(), lambda r: None, None, None))
+            self._wake()
+        result.set(True)
+        return result
+
+    def add_auth(self, scheme: str, credential: str) -> bool:
+        return self.add_auth_async(scheme, credential).get()
+
+    def sync_async(self, path: str) -> AsyncResult:
+        def parse(reply: p.Reply) -> Any:
+            self._check(reply, path)
+            return self._unchroot(reply.body.path)
+
+        return self._submit(p.Sync(self._next_xid(), self._path(path)), parse)
+
+    def sync(self, path: str) -> str:
+        return self.sync_async(path).get()
+
+    def get_children_count(self, path: str) -> int:
+        def parse(reply: p.Reply) -> Any:
+            self._check(reply, path)
+            return reply.body.count
+
+        return self._submit(p.GetAllChildrenNumber(self._next_xid(), self._path(path)), parse).get()
+
+    def get_ephemerals(self, prefix: str = "/") -> list[str]:
+        def parse(reply: p.Reply) -> Any:
+            self._check(reply, prefix)
+            return sorted(self._unchroot(n) for n in reply.body.names)
+
+        return self._submit(p.GetEphemerals(self._next_xid(), self._path(prefix)), parse).get()
+
+    def command(self, cmd: bytes | str = b"ruok") -> str:
+        text = cmd.decode() if isinstance(cmd, bytes) else cmd
+
+        def parse(reply: p.Reply) -> Any:
+            self._check(reply)
+            return reply.body.text
+
+        return self._submit(p.AdminCommand(self._next_xid(), text), parse).get(timeout=10)
+
+    def transaction(self) -> TransactionRequest:
+        return TransactionRequest(self)
+
+    def _multi_async(self, ops: list[Any]) -> AsyncResult:
+        def parse(reply: p.Reply) -> list[Any]:
+            self._check(reply)
+            results = reply.body.results
+            if any(r.err for r in results):
+                return [error_for(r.err) for r in results]
+            out: list[Any] = []
+            for op, r in zip(ops, results, strict=False):
+                if isinstance(op, p.Create):
+                    out.append(self._unchroot(r.path))
+                elif isinstance(op, p.SetData):
+                    out.append(r.stat)
+                else:
+                    out.append(True)
+            return out
+
+        return self._submit(p.Multi(self._next_xid(), ops), parse)
+
+
+class TransactionRequest:
+    """kazoo's TransactionRequest: ops collected, then committed atomically."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.operations: list[Any] = []
+        self.committed = False
+
+    def create(self, path: str, value: bytes = b"", acl: Any = None, ephemeral: bool = False, sequence: bool = False) -> None:
+        if not isinstance(value, bytes):
+            raise TypeError("value must be bytes")
+        flags = (p.EPHEMERAL if ephemeral else 0) | (p.PERSISTENT_SEQUENTIAL if sequence else 0)
+        self.operations.append(p.Create(0, self.client._path(path), value, self.client._acl(acl), flags))
+
+    def delete(self, path: str, version: int = -1) -> None:
+        self.operations.append(p.Delete(0, self.client._path(path), version))
+
+    def set_data(self, path: str, value: bytes, version: int = -1) -> None:
+        if not isinstance(value, bytes):
+            raise TypeError("value must be bytes")
+        self.operations.append(p.SetData(0, self.client._path(path), value, version))
+
+    def check(self, path: str, version: int) -> None:
+        if not isinstance(version, int):
+            raise TypeError("version must be an int")
+        self.operations.append(p.Check(0, self.client._path(path), version))
+
+    def commit_async(self) -> AsyncResult:
+        if self.committed:
+            raise ValueError("transaction already committed")
+        self.committed = True
+        return self.client._multi_async(self.operations)
+
+    def commit(self) -> list[Any]:
+        return self.commit_async().get()
+
+    def __enter__(self) -> TransactionRequest:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+
+
+KazooClient = Client

@@ -1,0 +1,1 @@
+"""Recipes built on the client, with kazoo's names (DataWatch, ChildrenWatch, ...)."""
