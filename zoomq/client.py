@@ -396,14 +396,15 @@ class Client:
                 continue
             self._session_id, self._passwd = msg.session_id, msg.passwd
             self._negotiated_ms = msg.timeout_ms
-            self.last_zxid = max(self.last_zxid, msg.last_zxid)
-            self._after_connect(sock)
+            seen = self.last_zxid  # what this client saw before: watches fire for anything newer
+            self.last_zxid = max(seen, msg.last_zxid)
+            self._after_connect(sock, seen)
             self._set_state(KazooState.CONNECTED, KeeperState.CONNECTED_RO if msg.read_only else KeeperState.CONNECTED)
             self._connected_event.set()
             return True
         return False
 
-    def _after_connect(self, sock: zmq.Socket) -> None:
+    def _after_connect(self, sock: zmq.Socket, seen_zxid: int) -> None:
         """Replay auth and watches before any queued request (same connection, so in order)."""
         frames = []
         for scheme, credential in sorted(self.auth_data):
@@ -413,7 +414,7 @@ class Client:
             exist = [self._chroot(x) for x in self._data_watchers if x in self._exist_paths]
             child = [self._chroot(x) for x in self._child_watchers]
         if data or exist or child:
-            frames.append(self._encoder.encode(p.SetWatches(p.SET_WATCHES_XID, self.last_zxid, data, exist, child)))
+            frames.append(self._encoder.encode(p.SetWatches(p.SET_WATCHES_XID, seen_zxid, data, exist, child)))
         if frames:
             sock.send_multipart(frames)
 

@@ -1,0 +1,118 @@
+"""Client behaviour a kazoo user relies on, and what zoomq adds: DataWatch/ChildrenWatch,
+async results, LOST when no node answers within the session timeout, watches across restarts."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from zoomq import Client, KazooState
+from zoomq.exceptions import NoNodeError, ZookeeperStoppedError
+from zoomq.testing import ZoomqServer, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+
+def test_data_watch_sees_the_initial_value_and_every_change(node, zk):
+    seen: list = []
+    zk.create("/dw", b"a")
+
+    @zk.DataWatch("/dw")
+    def changed(data, stat):
+        seen.append(data)
+
+    assert seen == [b"a"]
+    other = node.client()
+    other.set("/dw", b"b")
+    wait_for(lambda: seen[-1] == b"b", timeout=10, what="b seen")
+    other.delete("/dw")
+    wait_for(lambda: seen[-1] is None, timeout=10, what="deletion seen")
+    other.create("/dw", b"c")
+    wait_for(lambda: seen[-1] == b"c", timeout=10, what="re-creation seen")
+
+
+def test_data_watch_stops_when_the_function_returns_false(node, zk):
+    calls: list = []
+    zk.create("/dws", b"0")
+
+    def once(data, stat):
+        calls.append(data)
+        return False
+
+    zk.DataWatch("/dws", once)
+    node.client().set("/dws", b"1")
+    zk.sync("/")
+    zk.get("/dws")
+    assert calls == [b"0"]
+
+
+def test_children_watch_follows_membership(node, zk):
+    zk.create("/members", b"")
+    seen: list = []
+    zk.ChildrenWatch("/members", lambda children: seen.append(sorted(children)))
+    other = node.client()
+    other.create("/members/a", b"", ephemeral=True)
+    wait_for(lambda: seen[-1] == ["a"], timeout=10, what="a joined")
+    other.create("/members/b", b"", ephemeral=True)
+    wait_for(lambda: seen[-1] == ["a", "b"], timeout=10, what="b joined")
+    other.stop()  # its ephemerals leave with the session
+    wait_for(lambda: seen[-1] == [], timeout=10, what="both left")
+
+
+def test_async_results_pipeline_in_order(zk):
+    zk.create("/pipe", b"")
+    results = [zk.create_async(f"/pipe/n-{i:04d}", b"x") for i in range(500)]
+    assert [r.get(timeout=30) for r in results] == [f"/pipe/n-{i:04d}" for i in range(500)]
+    bad = zk.get_async("/pipe/missing")
+    assert bad.wait(10) and not bad.successful()
+    assert isinstance(bad.exception, NoNodeError)
+    done = threading.Event()
+    zk.exists_async("/pipe").rawlink(lambda r: done.set())
+    assert done.wait(10)
+
+
+def test_client_reports_lost_by_itself_when_no_node_answers(tmp_path):
+    server = ZoomqServer(data_dir=tmp_path / "d").start()
+    states: list = []
+    zk = Client(hosts=server.hosts, timeout=4.0)
+    zk.add_listener(states.append)
+    try:
+        zk.start()
+        zk.create("/e", b"", ephemeral=True)
+        server.kill()
+        wait_for(lambda: KazooState.SUSPENDED in states, timeout=10, what="SUSPENDED")
+        wait_for(lambda: KazooState.LOST in states, timeout=20, what="LOST without any node")
+        assert zk.client_id is None and not zk.connected
+    finally:
+        zk.stop()
+        server.stop()
+
+
+def test_a_stopped_client_refuses_work(node):
+    zk = node.client()
+    zk.stop()
+    with pytest.raises(ZookeeperStoppedError):
+        zk.get("/")
+
+
+def test_watches_and_session_survive_a_restart_of_the_node(tmp_path):
+    server = ZoomqServer(data_dir=tmp_path / "d").start()
+    try:
+        zk = Client(hosts=server.hosts, timeout=20.0)
+        zk.start()
+        zk.create("/w", b"0")
+        zk.create("/mine", b"", ephemeral=True)
+        session = zk.client_id[0]
+        fired = threading.Event()
+        zk.get("/w", watch=lambda e: fired.set())
+        server.restart()  # same data dir and port: the session lives on disk
+        other = server.client()
+        other.set("/w", b"1")
+        assert fired.wait(30), "the watch did not survive the restart"
+        wait_for(lambda: zk.connected, timeout=30, what="reconnected")
+        assert zk.client_id[0] == session
+        assert zk.exists("/mine") is not None
+        zk.stop()
+    finally:
+        server.stop()
