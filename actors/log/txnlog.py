@@ -7,6 +7,7 @@ rebuilding state) read concurrently and stop at a partially written tail, never 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from actors.log.epochs import fsync_dir
 from actors.protocol.txn import Txn
 
 PREFIX = "log."
+ZERO_END = "bad length 0"  # what records.scan says at a preallocated (zero) tail
 _decoder = msgspec.msgpack.Decoder(Txn)
 
 
@@ -62,8 +64,21 @@ def read_txns(directory: Path, after: int = 0, upto: int | None = None) -> Itera
             if upto is not None and txn.zxid > upto:
                 return
             yield txn
-        if reason is not None:
-            return  # a torn tail: nothing after it is valid
+        if reason is not None and not (reason == ZERO_END and nxt is not None):
+            return  # a torn tail (or the end of the log): nothing after it is valid
+
+
+def _zero_from(path: Path, start: int, size: int) -> bool:
+    """True if every byte of `path` from `start` on is zero."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = size - start
+        while left > 0:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk or chunk.count(0) != len(chunk):
+                return False
+            left -= len(chunk)
+    return True
 
 
 class TxnLog:
@@ -88,6 +103,12 @@ class TxnLog:
             if payloads:
                 last = _decoder.decode(payloads[-1]).zxid
             if reason is not None or end < size:
+                if _zero_from(path, end, size):
+                    # The unused preallocated tail of a log file: a clean end, not damage.
+                    with open(path, "r+b") as f:
+                        f.truncate(end)
+                        os.fsync(f.fileno())
+                    continue
                 with open(path, "r+b") as f:
                     f.truncate(end)
                     f.flush()
@@ -123,10 +144,16 @@ class TxnLog:
     def _open(self, first_zxid: int) -> None:
         if self._file is not None:
             self._file.flush()
+            self._file.truncate(self._file_bytes)  # a rolled file ends where its last record ends
             os.fsync(self._file.fileno())
             self._file.close()
         path = self.dir / f"{PREFIX}{first_zxid:016x}"
-        self._file = open(path, "ab", buffering=1 << 20)  # noqa: SIM115 - kept open across appends
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        # Preallocate (zeros, as ZooKeeper's preAllocSize): appends then never change the file's
+        # size, so each fdatasync flushes data only. A zero length frame marks the end of the log.
+        with contextlib.suppress(OSError):
+            os.posix_fallocate(fd, 0, self.roll_bytes)
+        self._file = os.fdopen(fd, "r+b", buffering=1 << 20)
         self._file_bytes = 0
         self._new_file = True
         self._roll_next = False
@@ -183,5 +210,6 @@ class TxnLog:
     def close(self) -> None:
         if self._file is not None:
             self.sync()
+            self._file.truncate(self._file_bytes)  # drop the unused preallocated tail
             self._file.close()
             self._file = None

@@ -146,3 +146,22 @@ def test_state_is_snapshot_plus_log_replay(tmp_path):
     for txn in read_txns(tmp_path):
         replayed.apply(txn)
     assert replayed.digest() == full.digest()
+
+
+def test_preallocated_files_end_cleanly_and_roll_without_losing_txns(tmp_path):
+    log = TxnLog(tmp_path, roll_bytes=4096, log=LOG)
+    log.recover()
+    for z in range(1, 200):  # several rolls of 4 KiB preallocated files
+        log.append([create(z)])
+        log.sync()
+    # A crash leaves the last file with its preallocated zero tail: it is a clean end.
+    assert len(list_logs(tmp_path)) >= 2 and list_logs(tmp_path)[-1][1].stat().st_size >= 4096
+    assert [t.zxid for t in read_txns(tmp_path)] == list(range(1, 200))
+    again = TxnLog(tmp_path, roll_bytes=4096, log=LOG)
+    assert again.recover() == 199
+    again.append([create(200)])
+    again.close()
+    assert [t.zxid for t in read_txns(tmp_path)] == list(range(1, 201))
+    for _, path in list_logs(tmp_path):
+        payloads, end, _ = records.scan(path.read_bytes())
+        assert end == path.stat().st_size  # closed and rolled files carry no zero tail
