@@ -70,7 +70,7 @@ class Actor:
         self.encoder = msgspec.msgpack.Encoder()
         self.decoder = msgspec.msgpack.Decoder(self.inbox_type)
         self._poller = zmq.Poller()
-        self._handlers: dict[zmq.Socket, Callable[[list[Any], float], None]] = {}
+        self._handlers: dict[zmq.Socket, tuple[Callable[[list[Any], float], None], bool]] = {}
         self._outboxes: dict[str, list[bytes]] = {}
         self._peers: dict[str, zmq.Socket] = {}
         self._stopping = False
@@ -78,7 +78,7 @@ class Actor:
         self.inbox = self.ctx.socket(zmq.PULL)
         set_socket_options(self.inbox)
         self.inbox.bind(ipc_address(run_dir, self.name))
-        self.add_socket(self.inbox, self._on_inbox)
+        self.add_socket(self.inbox, self._on_inbox, copy=True)
 
     # --- hooks (override) ---------------------------------------------------------------------
 
@@ -103,9 +103,11 @@ class Actor:
 
     # --- services -----------------------------------------------------------------------------
 
-    def add_socket(self, sock: zmq.Socket, handler: Callable[[list[Any], float], None]) -> None:
-        """Poll `sock` too; `handler(frames, now)` gets each received multipart (zmq.Frame list)."""
-        self._handlers[sock] = handler
+    def add_socket(self, sock: zmq.Socket, handler: Callable[[list[Any], float], None], *, copy: bool = False) -> None:
+        """Poll `sock` too; `handler(frames, now)` gets each received multipart: bytes with
+        `copy=True` (cheaper for small messages), zmq.Frame objects otherwise (they carry
+        metadata such as the peer address)."""
+        self._handlers[sock] = (handler, copy)
         self._poller.register(sock, zmq.POLLIN)
 
     def tell(self, dest: str, msg: Any) -> None:
@@ -126,7 +128,7 @@ class Actor:
                 sock.connect(ipc_address(self.run_dir, dest))
                 self._peers[dest] = sock
             try:
-                sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                sock.send_multipart(frames, flags=zmq.NOBLOCK)
             except zmq.Again:
                 self.log.warning("send_dropped", dest=dest, messages=len(frames))
         self._outboxes = {}
@@ -139,9 +141,9 @@ class Actor:
     def _on_inbox(self, frames: list[Any], now: float) -> None:
         for frame in frames:
             try:
-                msg = self.decoder.decode(frame.buffer)
+                msg = self.decoder.decode(frame)
             except msgspec.DecodeError as exc:
-                self.log.warning("bad_internal_message", error=str(exc), size=len(frame.buffer))
+                self.log.warning("bad_internal_message", error=str(exc), size=len(frame))
                 continue
             self.on_message(msg, now)
 
@@ -165,10 +167,10 @@ class Actor:
                     raise
                 now = time.monotonic()
                 for sock, _ in ready:
-                    handler = self._handlers[sock]
+                    handler, copy = self._handlers[sock]
                     for _ in range(MAX_BATCH):
                         try:
-                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=copy)
                         except zmq.Again:
                             break
                         handler(frames, now)

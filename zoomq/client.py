@@ -447,7 +447,7 @@ class Client:
                     req = q.popleft()
                     pending[req.xid] = req
                     frames.append(req.frame)
-                sock.send_multipart(frames, copy=False)
+                sock.send_multipart(frames)
                 last_send = time.monotonic()
             now = time.monotonic()
             timeout = min(read_timeout - (now - last_recv), ping_every - (now - last_send))
@@ -462,12 +462,12 @@ class Client:
             if sock in events:
                 for _ in range(10_000):
                     try:
-                        raw = sock.recv(zmq.NOBLOCK, copy=False)
+                        raw = sock.recv(zmq.NOBLOCK)
                     except zmq.Again:
                         break
                     last_recv = now
                     try:
-                        msg = decoder.decode(raw.buffer)
+                        msg = decoder.decode(raw)
                     except msgspec.DecodeError:
                         self.log.warning("bad_frame_from_node")
                         continue

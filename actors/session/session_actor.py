@@ -142,7 +142,7 @@ class SessionActor(Actor):
             router = self.router
             for rid, frames in self.out.items():
                 try:
-                    router.send_multipart([rid, *frames], flags=zmq.NOBLOCK, copy=False)
+                    router.send_multipart([rid, *frames], flags=zmq.NOBLOCK)
                 except zmq.Again:
                     self.log.warning("client_send_dropped", frames=len(frames))
                 self.stats["sent"] += len(frames)
