@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from zoomq.testing import ZoomqServer
+from zoomq.testing import ZoomqServer, zoomq_server  # noqa: F401 - the fixture `node` builds on
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[ZoomqServer]:
-    server = ZoomqServer(data_dir=tmp_path / "data")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def node(zoomq_server: ZoomqServer) -> ZoomqServer:
+    return zoomq_server
 
 
 @pytest.fixture
 def zk(node: ZoomqServer):
-    client = node.client()
-    yield client
+    return node.client()

@@ -1,4 +1,5 @@
-"""`acceptedEpoch` / `currentEpoch` files (ZAB's persisted epochs), written atomically."""
+"""Small file helpers of the data dir: `acceptedEpoch` / `currentEpoch` (ZAB's persisted epochs),
+atomic writes, and the numbered `log.*` / `snapshot.*` file names."""
 
 from __future__ import annotations
 
@@ -12,6 +13,20 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def numbered_files(directory: Path, prefix: str) -> list[tuple[int, Path]]:
+    """`<prefix><16 hex digits>` files of `directory` as (number, path), ascending."""
+    out = []
+    for path in Path(directory).glob(prefix + "*"):
+        suffix = path.name[len(prefix) :]
+        if len(suffix) == 16:
+            try:
+                out.append((int(suffix, 16), path))
+            except ValueError:
+                continue
+    out.sort()
+    return out
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from actors.log.epochs import fsync_dir
+from actors.log.epochs import fsync_dir, numbered_files
 
 MAGIC = b"ZQSN"
 VERSION = 1
@@ -44,16 +44,7 @@ def write_snapshot(directory: Path, zxid: int, payload: bytes) -> Path:
 
 def list_snapshots(directory: Path) -> list[tuple[int, Path]]:
     """(zxid, path), newest first; temp files are not snapshots."""
-    out = []
-    for path in Path(directory).glob(PREFIX + "*"):
-        suffix = path.name[len(PREFIX) :]
-        if len(suffix) == 16:
-            try:
-                out.append((int(suffix, 16), path))
-            except ValueError:
-                continue
-    out.sort(reverse=True)
-    return out
+    return numbered_files(directory, PREFIX)[::-1]
 
 
 def read_snapshot(path: Path) -> tuple[int, bytes] | None:

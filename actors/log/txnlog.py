@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from actors.log import records
-from actors.log.epochs import fsync_dir
+from actors.log.epochs import fsync_dir, numbered_files
 from actors.protocol.txn import Txn
 
 PREFIX = "log."
@@ -26,16 +26,7 @@ _decoder = msgspec.msgpack.Decoder(Txn)
 
 def list_logs(directory: Path) -> list[tuple[int, Path]]:
     """(first zxid, path), oldest first."""
-    out = []
-    for path in Path(directory).glob(PREFIX + "*"):
-        suffix = path.name[len(PREFIX) :]
-        if len(suffix) == 16:
-            try:
-                out.append((int(suffix, 16), path))
-            except ValueError:
-                continue
-    out.sort()
-    return out
+    return numbered_files(directory, PREFIX)
 
 
 def _scan_file(path: Path) -> tuple[list[memoryview], int, str | None, int]:

@@ -106,21 +106,7 @@ def test_event_arrives_before_the_reply_that_shows_the_change(node, zk):
 
 def test_session_expiry_removes_ephemerals_and_fires_watches(node, zk):
     # A raw client opens a session, creates an ephemeral, then vanishes without closing.
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(f"tcp://{node.hosts}")
-    enc, dec = msgspec.msgpack.Encoder(), msgspec.msgpack.Decoder(p.ServerMsg)
-    try:
-        sock.send(enc.encode(p.Connect(p.PROTOCOL_VERSION, 0, 4000)))
-        assert sock.poll(10_000)
-        connected = dec.decode(sock.recv())
-        assert connected.timeout_ms == 4000
-        sock.send(enc.encode(p.Create(1, "/mortal", b"", OPEN_ACL_UNSAFE, p.EPHEMERAL)))
-        assert sock.poll(10_000)
-        assert dec.decode(sock.recv()).err == 0
-    finally:
-        sock.close(linger=0)
+    _raw_session(node, timeout_ms=4000, ephemeral="/mortal")
     ev = Events()
     assert zk.exists("/mortal", watch=ev) is not None
     (event,) = ev.wait(1, timeout=30)

@@ -23,83 +23,19 @@ def _arity(func: Callable) -> int:
         return 2
 
 
-class DataWatch:
-    """`func(data, stat[, event])`; data and stat are None while the node does not exist."""
+class _Watch:
+    """What both watch recipes share: call `func` now, after each event, and after a new session
+    (a lost session's watches are gone), until it returns False."""
 
-    def __init__(self, client: Any, path: str, func: Callable | None = None, *args: Any, **kwargs: Any) -> None:
+    _allow_session_lost = True
+
+    def __init__(self, client: Any, path: str) -> None:
         self._client = client
         self._path = path
         self._func: Callable | None = None
         self._stopped = False
-        self._lock = threading.Lock()
-        self._lost = False
-        if func is not None:
-            self(func)
-
-    def __call__(self, func: Callable) -> Callable:
-        self._func = func
-        self._client.add_listener(self._on_state)
-        self._fetch(None)
-        return func
-
-    def _on_state(self, state: str) -> bool | None:
-        if self._stopped:
-            return True
-        if state == KazooState.LOST:
-            self._lost = True
-        elif state == KazooState.CONNECTED and self._lost:
-            self._lost = False
-            threading.Thread(target=self._fetch, args=(None,), daemon=True).start()
-        return None
-
-    def _watcher(self, event: Any) -> None:
-        self._fetch(event)
-
-    def _fetch(self, event: Any) -> None:
-        with self._lock:
-            if self._stopped or self._func is None:
-                return
-            try:
-                try:
-                    data, stat = self._client.get(self._path, watch=self._watcher)
-                except NoNodeError:
-                    data = stat = None
-                    if self._client.exists(self._path, watch=self._watcher) is not None:
-                        return self._fetch_unlocked_retry()
-            except (ConnectionClosedError, ZookeeperStoppedError):
-                self._stopped = True
-                return
-            args = (data, stat, event) if _arity(self._func) >= 3 else (data, stat)
-            if self._func(*args) is False:
-                self._stopped = True
-                self._client.remove_listener(self._on_state)
-        return None
-
-    def _fetch_unlocked_retry(self) -> None:
-        threading.Thread(target=self._fetch, args=(None,), daemon=True).start()
-
-
-class ChildrenWatch:
-    """`func(children[, event])` with the current child names, now and after each change."""
-
-    def __init__(
-        self,
-        client: Any,
-        path: str,
-        func: Callable | None = None,
-        allow_session_lost: bool = True,
-        send_event: bool = False,
-    ) -> None:
-        self._client = client
-        self._path = path
-        self._func: Callable | None = None
-        self._allow_session_lost = allow_session_lost
-        self._send_event = send_event
-        self._stopped = False
         self._lost = False
         self._lock = threading.Lock()
-        if func is not None:
-            self(func)
 
     def __call__(self, func: Callable) -> Callable:
         self._func = func
@@ -117,11 +53,68 @@ class ChildrenWatch:
                 return True
         elif state == KazooState.CONNECTED and self._lost:
             self._lost = False
-            threading.Thread(target=self._fetch, args=(None,), daemon=True).start()
+            self._fetch_later()
         return None
 
     def _watcher(self, event: Any) -> None:
         self._fetch(event)
+
+    def _fetch_later(self) -> None:
+        # Never block the client's event thread on a round trip it must itself deliver.
+        threading.Thread(target=self._fetch, args=(None,), daemon=True).start()
+
+    def _finish(self, result: Any) -> None:
+        if result is False:
+            self._stopped = True
+            self._client.remove_listener(self._on_state)
+
+    def _fetch(self, event: Any) -> None:
+        raise NotImplementedError
+
+
+class DataWatch(_Watch):
+    """`func(data, stat[, event])`; data and stat are None while the node does not exist."""
+
+    def __init__(self, client: Any, path: str, func: Callable | None = None, *args: Any, **kwargs: Any) -> None:
+        super().__init__(client, path)
+        if func is not None:
+            self(func)
+
+    def _fetch(self, event: Any) -> None:
+        with self._lock:
+            if self._stopped or self._func is None:
+                return
+            try:
+                try:
+                    data, stat = self._client.get(self._path, watch=self._watcher)
+                except NoNodeError:
+                    data = stat = None
+                    if self._client.exists(self._path, watch=self._watcher) is not None:
+                        self._fetch_later()  # created in between: read it
+                        return
+            except (ConnectionClosedError, ZookeeperStoppedError):
+                self._stopped = True
+                return
+            args = (data, stat, event) if _arity(self._func) >= 3 else (data, stat)
+            self._finish(self._func(*args))
+
+
+class ChildrenWatch(_Watch):
+    """`func(children[, event])` with the current child names, now and after each change."""
+
+    def __init__(
+        self,
+        client: Any,
+        path: str,
+        func: Callable | None = None,
+        allow_session_lost: bool = True,
+        send_event: bool = False,
+    ) -> None:
+        super().__init__(client, path)
+        self._allow_session_lost = allow_session_lost
+        self._send_event = send_event
+        if func is not None:
+            self(func)
 
     def _fetch(self, event: Any) -> None:
         with self._lock:
@@ -129,13 +122,7 @@ class ChildrenWatch:
                 return
             try:
                 children = self._client.get_children(self._path, watch=self._watcher)
-            except NoNodeError:
+            except (NoNodeError, ConnectionClosedError, ZookeeperStoppedError):
                 self._stopped = True
                 return
-            except (ConnectionClosedError, ZookeeperStoppedError):
-                self._stopped = True
-                return
-            result = self._func(children, event) if self._send_event else self._func(children)
-            if result is False:
-                self._stopped = True
-                self._client.remove_listener(self._on_state)
+            self._finish(self._func(children, event) if self._send_event else self._func(children))
