@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from zoomq import Client, KazooState
-from zoomq.exceptions import NoNodeError, ZookeeperStoppedError
+from zoomq.exceptions import ConnectionLoss, NoNodeError, SessionExpiredError, ZookeeperStoppedError
 from zoomq.testing import ZoomqServer, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -116,3 +116,43 @@ def test_watches_and_session_survive_a_restart_of_the_node(tmp_path):
         zk.stop()
     finally:
         server.stop()
+
+
+def test_client_tries_every_host_until_one_answers(node):
+    from zoomq.testing import free_port
+
+    dead = f"127.0.0.1:{free_port()}"
+    zk = Client(hosts=f"{dead},{node.hosts}", timeout=4.0, randomize_hosts=False)
+    zk.start(timeout=20)
+    try:
+        assert zk.exists("/") is not None
+    finally:
+        zk.stop()
+
+
+def test_requests_pending_when_the_node_dies_fail_with_connection_loss(tmp_path):
+    server = ZoomqServer(data_dir=tmp_path / "d").start()
+    try:
+        zk = Client(hosts=server.hosts, timeout=10.0)
+        zk.start()
+        zk.create("/p", b"")
+        server.kill()
+        # Nothing answers now: a request sent after the crash cannot complete.
+        result = zk.set_async("/p", b"x")
+        assert result.wait(15), "the pending request was never failed"
+        assert isinstance(result.exception, (ConnectionLoss, SessionExpiredError))
+        zk.stop()
+    finally:
+        server.stop()
+
+
+def test_chroot_prefixes_every_path(node, zk):
+    zk.create("/app", b"")
+    rooted = Client(hosts=node.hosts + "/app")
+    rooted.start()
+    try:
+        assert rooted.create("/x", b"1") == "/x"
+        assert zk.get("/app/x")[0] == b"1"
+        assert rooted.get_children("/") == ["x"]
+    finally:
+        rooted.stop()
