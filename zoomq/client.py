@@ -13,6 +13,7 @@ ConnectionLoss (their outcome is unknown), never silently retried.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import functools
 import os
@@ -51,16 +52,22 @@ _STOP = object()
 
 
 class AsyncResult:
-    """kazoo's IAsyncResult: a value or an exception that arrives later."""
+    """kazoo's IAsyncResult: a value or an exception that arrives later.
 
-    __slots__ = ("_event", "_value", "_exception", "_callbacks", "_lock")
+    A bare lock held until the result is set is the latch (a threading.Event costs a Condition and
+    two more locks per request); every waiter acquires it and passes it on.
+    """
+
+    __slots__ = ("_latch", "_guard", "_ready", "_value", "_exception", "_callbacks")
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._latch = _thread.allocate_lock()
+        self._latch.acquire()
+        self._guard = _thread.allocate_lock()
+        self._ready = False
         self._value: Any = None
         self._exception: BaseException | None = None
-        self._callbacks: list[Callable[[AsyncResult], Any]] = []
-        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[AsyncResult], Any]] | None = None
 
     @property
     def value(self) -> Any:
@@ -71,10 +78,10 @@ class AsyncResult:
         return self._exception
 
     def ready(self) -> bool:
-        return self._event.is_set()
+        return self._ready
 
     def successful(self) -> bool:
-        return self._event.is_set() and self._exception is None
+        return self._ready and self._exception is None
 
     def set(self, value: Any = None) -> None:
         self._value = value
@@ -85,14 +92,24 @@ class AsyncResult:
         self._done()
 
     def _done(self) -> None:
-        with self._lock:
-            self._event.set()
-            callbacks, self._callbacks = self._callbacks, []
-        for cb in callbacks:
+        with self._guard:
+            if self._ready:
+                return
+            self._ready = True
+            callbacks, self._callbacks = self._callbacks, None
+        self._latch.release()
+        for cb in callbacks or ():
             cb(self)
 
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._ready:
+            return True
+        if self._latch.acquire(True, -1 if timeout is None else max(0.0, timeout)):
+            self._latch.release()  # let any other waiter through too
+        return self._ready
+
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        if not self._event.wait(timeout if block else 0):
+        if not self.wait(timeout if block else 0):
             raise TimeoutError("result not ready")
         if self._exception is not None:
             raise self._exception
@@ -101,19 +118,18 @@ class AsyncResult:
     def get_nowait(self) -> Any:
         return self.get(block=False)
 
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._event.wait(timeout)
-
     def rawlink(self, callback: Callable[[AsyncResult], Any]) -> None:
-        with self._lock:
-            if not self._event.is_set():
+        with self._guard:
+            if not self._ready:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(callback)
                 return
         callback(self)
 
     def unlink(self, callback: Callable[[AsyncResult], Any]) -> None:
-        with self._lock, contextlib.suppress(ValueError):
-            self._callbacks.remove(callback)
+        with self._guard, contextlib.suppress(ValueError, AttributeError):
+            self._callbacks.remove(callback)  # type: ignore[union-attr]
 
 
 class _Request:
@@ -207,6 +223,7 @@ class Client:
         self._events: queue.Queue[Any] = queue.Queue()
         self._event_thread: threading.Thread | None = None
         self._wake_r, self._wake_w = -1, -1
+        self._io_idle = True  # the I/O thread is (about to be) asleep in poll: wake it to send
         self._closing: AsyncResult | None = None
         # Recipes with kazoo's names.
         from zoomq.recipe import watchers
@@ -283,7 +300,7 @@ class Client:
         if self.connected:
             self._submit(p.Close(self._next_xid()), lambda r: None, result=closing)
         self._stopped.set()
-        self._wake()
+        self._wake(force=True)
         self._io.join(10)
         self._io = None
         self._set_state(KazooState.LOST, KeeperState.CLOSED)
@@ -314,8 +331,9 @@ class Client:
             self._xid = self._xid + 1 if self._xid < MAX_XID else 1
             return self._xid
 
-    def _wake(self) -> None:
-        if self._wake_w >= 0:
+    def _wake(self, force: bool = False) -> None:
+        # Only a sleeping I/O thread needs the syscall; a busy one looks at the queue before it sleeps.
+        if self._wake_w >= 0 and (force or self._io_idle):
             with contextlib.suppress(BlockingIOError, OSError):
                 os.write(self._wake_w, b"x")
 
@@ -440,6 +458,7 @@ class Client:
         while True:
             if self._stopped.is_set() and (self._closing is None or self._closing.ready() or not self.connected):
                 return
+            self._io_idle = True
             if self._queue:
                 frames = []
                 q = self._queue
@@ -452,6 +471,7 @@ class Client:
             now = time.monotonic()
             timeout = min(read_timeout - (now - last_recv), ping_every - (now - last_send))
             events = dict(poller.poll(max(0, int(timeout * 1000)) + 1))
+            self._io_idle = False
             now = time.monotonic()
             if monitor in events:
                 self.log.info("connection_dropped")

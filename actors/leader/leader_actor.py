@@ -123,6 +123,8 @@ class LeaderActor(Actor):
         if self.ready:
             # The log actor restarted: whatever it had not made durable must be sent again.
             assert self.proposer is not None
+            # What it has is durable (its Logged may have died with it); the rest goes again.
+            self.proposer.logged(msg.sid, msg.last_zxid)
             missing = self.proposer.resend_after(msg.last_zxid)
             self.log.info("log_restarted", last_zxid=fmt(msg.last_zxid), resend=len(missing))
             if missing:

@@ -63,3 +63,14 @@ def test_resend_after_names_what_a_restarted_log_lacks():
     p.logged(1, 1)
     p.take_committed()
     assert [t.zxid for t in p.resend_after(1)] == [2, 3]
+
+
+def test_a_restarted_logs_durable_end_counts_as_its_ack():
+    """The log writer may die after its fsync but before its Logged left: its LogReady(last)
+    must commit what it has, or those writes wait for an ack that never comes."""
+    p = Proposer(me=1, voters=frozenset({1}), committed_zxid=0)
+    for z in (1, 2, 3):
+        p.propose(txn(z))
+    p.logged(1, 2)  # as the leader actor does on LogReady(last_zxid=2)
+    assert [e.zxid for e in p.take_committed()] == [1, 2]
+    assert [t.zxid for t in p.resend_after(2)] == [3]
