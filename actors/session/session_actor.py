@@ -29,6 +29,7 @@ import msgspec
 import zmq
 
 from actors.log import snapshot as snapshots
+from actors.leader.prep import allowed
 from actors.log.recovery import catch_up, load_state
 from actors.protocol.internal import (
     Committed,
@@ -48,7 +49,7 @@ from runtime.actor import Actor, set_socket_options
 from zoomq import protocol as p
 from zoomq.exceptions import Codes
 from zoomq.paths import validate_path
-from zoomq.security import Id, make_digest_acl_credential
+from zoomq.security import Id, Permissions, make_digest_acl_credential
 
 HELLO_RETRY_S = 1.0
 TOUCH_EVERY_S = 0.2
@@ -56,7 +57,6 @@ MAX_HELD_FRAMES = 50_000
 MAX_CLOSED_REMEMBERED = 10_000
 PASSWD_BYTES = 16
 EXPIRED = p.Connected(p.PROTOCOL_VERSION, 0, 0, bytes(PASSWD_BYTES))
-_ERR_BODY_FREE = frozenset({Codes.OK})
 
 
 @dataclass(slots=True)
@@ -455,6 +455,8 @@ class SessionActor(Actor):
             names = [e for e in tree.ephemerals(session.session_id) if e.startswith(path)]
             return enc(p.Reply(req.xid, zxid, Codes.OK, p.NamesResult(names)))
         node = tree.get(path)
+        if node is not None and not self._may_read(session, node, req):
+            return enc(p.Reply(req.xid, zxid, Codes.NOAUTH))
         if isinstance(req, p.GetData):
             if node is None:
                 return enc(p.Reply(req.xid, zxid, Codes.NONODE))
@@ -478,6 +480,12 @@ class SessionActor(Actor):
             return enc(p.Reply(req.xid, zxid, Codes.OK, p.ACLResult(node.acl, tree.stat(node))))
         # GetAllChildrenNumber
         return enc(p.Reply(req.xid, zxid, Codes.OK, p.CountResult(tree.count_descendants(path))))
+
+    def _may_read(self, session: LocalSession, node: Any, req: Any) -> bool:
+        """ACL check for reads, as ZooKeeper 3.8 does it: READ (getACL: READ or ADMIN)."""
+        if allowed(node.acl, Permissions.READ, session.auth):
+            return True
+        return isinstance(req, p.GetACL) and allowed(node.acl, Permissions.ADMIN, session.auth)
 
     # --- session-level requests -------------------------------------------------------------------
 

@@ -195,3 +195,18 @@ def test_oversize_data_is_a_precise_error_and_the_node_keeps_serving(zk):
     zk.create("/small", b"x" * 1024)
     assert zk.exists("/big") is None
     assert zk.get("/small")[0] == b"x" * 1024
+
+
+def test_digest_acl_denies_without_auth_and_allows_with_it(node, zk):
+    from zoomq.security import make_digest_acl
+
+    zk.add_auth("digest", "alice:secret")
+    zk.create("/private", b"mine", acl=[make_digest_acl("alice", "secret", all=True)])
+    assert zk.get("/private")[0] == b"mine"
+    stranger = node.client()
+    with pytest.raises(NoAuthError):
+        stranger.get("/private")
+    with pytest.raises(NoAuthError):
+        stranger.set("/private", b"theirs")
+    stranger.add_auth("digest", "alice:secret")
+    assert stranger.get("/private")[0] == b"mine"
