@@ -69,6 +69,20 @@ class _Watch:
             self._client.remove_listener(self._on_state)
 
     def _fetch(self, event: Any) -> None:
+        """Read the current state with a new watch and hand it to `func`, one read at a time."""
+        with self._lock:
+            if self._stopped or self._func is None:
+                return
+            try:
+                args = self._read(event)
+            except (ConnectionClosedError, ZookeeperStoppedError):
+                self._stopped = True
+                return
+            if args is not None:
+                self._finish(self._func(*args))
+
+    def _read(self, event: Any) -> tuple | None:
+        """The arguments for `func`, or None to call nothing this time."""
         raise NotImplementedError
 
 
@@ -80,23 +94,15 @@ class DataWatch(_Watch):
         if func is not None:
             self(func)
 
-    def _fetch(self, event: Any) -> None:
-        with self._lock:
-            if self._stopped or self._func is None:
-                return
-            try:
-                try:
-                    data, stat = self._client.get(self._path, watch=self._watcher)
-                except NoNodeError:
-                    data = stat = None
-                    if self._client.exists(self._path, watch=self._watcher) is not None:
-                        self._fetch_later()  # created in between: read it
-                        return
-            except (ConnectionClosedError, ZookeeperStoppedError):
-                self._stopped = True
-                return
-            args = (data, stat, event) if _arity(self._func) >= 3 else (data, stat)
-            self._finish(self._func(*args))
+    def _read(self, event: Any) -> tuple | None:
+        try:
+            data, stat = self._client.get(self._path, watch=self._watcher)
+        except NoNodeError:
+            data = stat = None
+            if self._client.exists(self._path, watch=self._watcher) is not None:
+                self._fetch_later()  # created in between: read it
+                return None
+        return (data, stat, event) if _arity(self._func) >= 3 else (data, stat)
 
 
 class ChildrenWatch(_Watch):
@@ -116,13 +122,10 @@ class ChildrenWatch(_Watch):
         if func is not None:
             self(func)
 
-    def _fetch(self, event: Any) -> None:
-        with self._lock:
-            if self._stopped or self._func is None:
-                return
-            try:
-                children = self._client.get_children(self._path, watch=self._watcher)
-            except (NoNodeError, ConnectionClosedError, ZookeeperStoppedError):
-                self._stopped = True
-                return
-            self._finish(self._func(children, event) if self._send_event else self._func(children))
+    def _read(self, event: Any) -> tuple | None:
+        try:
+            children = self._client.get_children(self._path, watch=self._watcher)
+        except NoNodeError:
+            self._stopped = True
+            return None
+        return (children, event) if self._send_event else (children,)
