@@ -74,6 +74,7 @@ class Actor:
         self._outboxes: dict[str, list[bytes]] = {}
         self._peers: dict[str, zmq.Socket] = {}
         self._stopping = False
+        self.exit_code = 0
         self._parent = os.getppid()
         self.inbox = self.ctx.socket(zmq.PULL)
         set_socket_options(self.inbox)
@@ -136,6 +137,12 @@ class Actor:
     def stop(self) -> None:
         self._stopping = True
 
+    def end(self, code: int, reason: str, **fields: Any) -> None:
+        """Leave the loop after this batch and exit with `code` (e.g. a role that ended)."""
+        self.log.warning("actor_ending", reason=reason, code=code, **fields)
+        self.exit_code = code
+        self._stopping = True
+
     # --- loop ---------------------------------------------------------------------------------
 
     def _on_inbox(self, frames: list[Any], now: float) -> None:
@@ -187,4 +194,4 @@ class Actor:
             self.flush()
             for sock in [*self._handlers, *self._peers.values()]:
                 sock.close(linger=0)
-        return 0
+        return self.exit_code

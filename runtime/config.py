@@ -34,6 +34,8 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     client_port: int = DEFAULT_CLIENT_PORT
     run_dir: str = ""  # ipc sockets; empty = a short directory under /tmp chosen at start
     tick_ms: int = 2000
+    init_limit: int = 10  # ticks a learner may take to connect and synchronize (ZooKeeper's initLimit)
+    sync_limit: int = 5  # ticks of silence after which a peer is taken as lost (syncLimit)
     min_session_timeout_ms: int = 0  # 0 = 2 x tick_ms
     max_session_timeout_ms: int = 0  # 0 = 20 x tick_ms
     max_data_bytes: int = MAX_DATA_BYTES
@@ -80,6 +82,19 @@ def load(path: str | Path | None = None, **overrides: Any) -> NodeConfig:
         raise ConfigError(f"client_port out of range: {cfg.client_port}")
     if cfg.tick_ms <= 0 or cfg.min_timeout_ms > cfg.max_timeout_ms:
         raise ConfigError("tick_ms must be > 0 and min session timeout <= max")
+    if cfg.init_limit <= 0 or cfg.sync_limit <= 0:
+        raise ConfigError("init_limit and sync_limit must be > 0 (ticks)")
+    if cfg.servers:
+        ids = [s.id for s in cfg.servers]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"duplicate server ids in servers: {sorted(ids)}")
+        if cfg.sid not in ids:
+            raise ConfigError(f"sid {cfg.sid} is not one of the configured servers {sorted(ids)}")
+        for entry in cfg.servers:
+            if entry.role not in ("participant", "observer"):
+                raise ConfigError(f"server {entry.id}: role must be participant or observer, not {entry.role!r}")
+        if not any(s.role == "participant" for s in cfg.servers):
+            raise ConfigError("an ensemble needs at least one participant")
     return cfg
 
 

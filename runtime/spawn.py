@@ -19,6 +19,9 @@ from runtime.config import from_json
 ACTORS = {
     "log": "actors.log.log_actor:LogActor",
     "leader": "actors.leader.leader_actor:LeaderActor",
+    "follower": "actors.follower.follower_actor:FollowerActor",
+    "observer": "actors.observer.observer_actor:ObserverActor",
+    "election": "actors.election.election_actor:ElectionActor",
     "session": "actors.session.session_actor:SessionActor",
 }
 

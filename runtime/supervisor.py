@@ -13,7 +13,15 @@ Rules:
 - Files: `<data_dir>/zoomq.pid` (the supervisor's pid, flock-ed: one node per data dir),
   `<run_dir>/config.json` (the resolved config every actor reads), `<run_dir>/status.json`
   (`{"pid", "state", "actors": {name: {"pid", "restarts", ...}}}`, replaced atomically on change).
-  A run dir the supervisor created (`cfg.run_dir == ""`) is removed at exit.
+  A run dir the supervisor created (`cfg.run_dir == ""`) is removed at exit. status.json is also
+  kept as `<data_dir>/status.json` so that tools find a node from its data dir alone.
+- Roles (an ensemble: `cfg.servers` is not empty). The base actors are log, session and
+  election; the role actor (leader, follower or observer) is started when the election actor
+  reports `Elected`, with `<run_dir>/role.json` saying whom to follow. When the role actor exits
+  (its role ended: no leader, no quorum; or it crashed) the node is LOOKING again: the session
+  actor is told `Looking` (it sends clients elsewhere) and the election actor `Look`. A crash of
+  the role actor also counts in the restart policy; an `EXIT_ROLE_ENDED` exit does not.
+  Standalone, the leader actor is a base actor, as before.
 """
 
 from __future__ import annotations
@@ -36,10 +44,14 @@ from typing import Any
 
 import msgspec
 import psutil
+import zmq
 
+from actors.protocol.internal import Elected, InternalMsg, Look, Looking
 from runtime import logs, spawn
+from runtime.actor import ipc_address
 from runtime.config import NodeConfig, to_json
 from runtime.restart_policy import GiveUp, RestartActor, RestartAll, RestartPolicy
+from runtime.roles import ACTOR_OF_STATE, EXIT_ROLE_ENDED, Role, write_role
 
 EXIT_OK = 0
 EXIT_CRASHED = 1  # the supervisor itself failed (a bug): see the log
@@ -47,6 +59,8 @@ EXIT_GAVE_UP = 3  # actors kept failing; node-level restarts did not help
 EXIT_DATA_DIR_IN_USE = 4  # another supervisor holds <data_dir>/zoomq.pid
 
 DEFAULT_ACTORS = ("log", "leader", "session")
+ENSEMBLE_ACTORS = ("log", "session", "election")
+ROLE_ACTORS = ("leader", "follower", "observer")
 MAX_WAIT_S = 1.0  # the loop wakes at least this often, whatever happens
 NO_PIDFD_WAIT_S = 0.2  # ... and this often when the kernel has no pidfd_open
 STATS_EVERY_S = 2.0  # refresh of per-actor CPU/RSS in status.json
@@ -86,7 +100,7 @@ class Supervisor:
         self,
         cfg: NodeConfig,
         *,
-        actors: list[str] | tuple[str, ...] = DEFAULT_ACTORS,
+        actors: list[str] | tuple[str, ...] | None = None,
         argv: ArgvBuilder = spawn.command,
         log: Any = None,
         policy: RestartPolicy | None = None,
@@ -94,6 +108,9 @@ class Supervisor:
         max_node_restarts: int = 3,
     ) -> None:
         self.cfg = cfg
+        self.ensemble = bool(cfg.servers)
+        if actors is None:
+            actors = ENSEMBLE_ACTORS if self.ensemble else DEFAULT_ACTORS
         self.actors = list(actors)
         self.argv = argv
         self.log = (
@@ -113,7 +130,16 @@ class Supervisor:
         self.config_path = ""
         self.exit_reason = ""  # a sentence for the command line when run() returns non-zero
         self._children: dict[str, _Child] = {}
-        self._restarts: dict[str, int] = dict.fromkeys(self.actors, 0)
+        self._restarts: dict[str, int] = dict.fromkeys([*self.actors, *ROLE_ACTORS], 0)
+        self.role: Role | None = None  # what the node serves as (ensemble); None = looking
+        self.role_actor: str | None = None
+        self._look_at: float | None = None  # when to (re)start an election
+        self._zctx: zmq.Context | None = None
+        self._inbox: zmq.Socket | None = None
+        self._pushes: dict[str, zmq.Socket] = {}
+        self._inbox_decoder = msgspec.msgpack.Decoder(InternalMsg)
+        self._encoder = msgspec.msgpack.Encoder()
+        self._data_status_path: Path | None = None
         self._pending: dict[str, float] = {}  # actor -> monotonic time to start it again
         self._failed_starts: list[str] = []  # actors whose Popen failed (handled like exits)
         self._node_restart_at: float | None = None
@@ -156,16 +182,25 @@ class Supervisor:
     def status(self) -> dict[str, Any]:
         """The content of status.json."""
         actors: dict[str, Any] = {}
-        for name in self.actors:
+        names = [*self.actors, *([self.role_actor] if self.role_actor else [])]
+        for name in names:
             child = self._children.get(name)
             entry: dict[str, Any] = {"pid": child.pid if child else None, "restarts": self._restarts.get(name, 0)}
             if child is not None:
                 entry["started"] = child.started_wall
                 entry.update(self._stats.get(name, {}))
             actors[name] = entry
+        if not self.ensemble:
+            role, leader = "standalone", self.cfg.sid
+        elif self.role is None:
+            role, leader = "looking", None
+        else:
+            role, leader = {"leading": "leader", "following": "follower", "observing": "observer"}[self.role.state], self.role.leader
         return {
             "pid": os.getpid(),
             "state": self._state,
+            "role": role,
+            "leader": leader,
             "sid": self.cfg.sid,
             "client": f"{self.cfg.client_host}:{self.cfg.client_port}",
             "data_dir": self.cfg.data_dir,
@@ -212,6 +247,13 @@ class Supervisor:
         _write_atomic(config_path, to_json(self.cfg))
         self.config_path = str(config_path)
         self._status_path = run_dir / "status.json"
+        self._data_status_path = data_dir / "status.json"
+        if self.ensemble:
+            self._zctx = zmq.Context()
+            self._inbox = self._zctx.socket(zmq.PULL)
+            self._inbox.setsockopt(zmq.LINGER, 0)
+            self._inbox.bind(ipc_address(self.run_dir, "supervisor"))
+            self._sel.register(self._inbox.getsockopt(zmq.FD), selectors.EVENT_READ, "inbox")
         self.log.info(
             "supervisor_started",
             pid=os.getpid(),
@@ -242,11 +284,19 @@ class Supervisor:
         with contextlib.suppress(Exception):
             self._stop_children(list(self._children.values()))
         self._state = "stopped"
+        if self._zctx is not None:
+            for sock in [*self._pushes.values(), *([self._inbox] if self._inbox is not None else [])]:
+                sock.close(linger=0)
+            self._zctx.term()
+            self._zctx = None
         if self._own_run_dir and self.run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         elif self._status_path is not None:
             with contextlib.suppress(OSError):
                 self._write_status()
+        if self._data_status_path is not None:
+            with contextlib.suppress(OSError):
+                self._data_status_path.unlink()
         if self._pid_fd is not None:
             with contextlib.suppress(OSError):
                 assert self._pid_path is not None
@@ -269,6 +319,7 @@ class Supervisor:
             now = time.monotonic()
             self._sel.select(self._wait_s(now))
             self._drain_wake()
+            self._drain_inbox()
             if self._stop_signal is not None:
                 return self._shutdown()
             now = time.monotonic()
@@ -281,6 +332,9 @@ class Supervisor:
                     if result is not None:
                         return result
             self._start_due(now)
+            if self._look_at is not None and now >= self._look_at and "election" in self._children:
+                self._look_at = None
+                self._tell("election", Look())
             while self._failed_starts:
                 result = self._apply(self.policy.on_exit(self._failed_starts.pop(0), now), now)
                 if result is not None:
@@ -291,6 +345,8 @@ class Supervisor:
     def _wait_s(self, now: float) -> float:
         wait = MAX_WAIT_S if self._has_pidfd else NO_PIDFD_WAIT_S
         dues = list(self._pending.values())
+        if self._look_at is not None:
+            dues.append(self._look_at)
         if self._node_restart_at is not None:
             dues.append(self._node_restart_at)
         dues.append(self._stats_due)
@@ -310,8 +366,84 @@ class Supervisor:
             fields["signal"] = _signal_name(-code)
         else:
             fields["code"] = code
+        if child.name == self.role_actor:
+            return self._on_role_exit(child, code, now, fields)
         self.log.warning("actor_exited", **fields)
         return self._apply(self.policy.on_exit(child.name, now), now)
+
+    # --- roles (ensemble) ---------------------------------------------------------------------
+
+    def _on_role_exit(self, child: _Child, code: int, now: float, fields: dict[str, Any]) -> int | None:
+        """The role ended (or its actor crashed): look for a leader again."""
+        self.role_actor = None
+        self.role = None
+        self._tell("session", Looking())
+        if code == EXIT_ROLE_ENDED:
+            self.log.info("role_ended", **fields)
+            self._look_at = now
+            self._write_status()
+            return None
+        self.log.warning("actor_exited", **fields)
+        decision = self.policy.on_exit(child.name, now)
+        if isinstance(decision, RestartActor):
+            self._restarts[child.name] += 1
+            self._look_at = now + decision.delay_s
+            self._write_status()
+            return None
+        return self._apply(decision, now)
+
+    def _drain_inbox(self) -> None:
+        """Messages from the actors (edge-triggered fd: read until empty, bounded)."""
+        if self._inbox is None:
+            return
+        for _ in range(10_000):
+            try:
+                frames = self._inbox.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            for frame in frames:
+                try:
+                    msg = self._inbox_decoder.decode(frame)
+                except msgspec.DecodeError:
+                    self.log.warning("bad_internal_message", size=len(frame))
+                    continue
+                if isinstance(msg, Elected):
+                    self._on_elected(msg)
+
+    def _on_elected(self, msg: Elected) -> None:
+        if self._state in ("stopping", "restarting", "giving_up"):
+            return
+        role = Role(msg.state, msg.leader, msg.epoch, msg.zxid, msg.round)
+        if self.role_actor is not None:
+            if self.role == role:
+                return
+            old = self._children.get(self.role_actor)
+            self.role_actor = None  # an exit we asked for: not a role ending to react to
+            if old is not None:
+                self._stop_children([old])
+        actor = ACTOR_OF_STATE.get(msg.state)
+        if actor is None:
+            self.log.error("unknown_role", state=msg.state)
+            return
+        write_role(self.run_dir, role)
+        self.role = role
+        self.role_actor = actor
+        self.log.info("role", state=msg.state, leader=msg.leader, role_actor=actor, epoch=msg.epoch, zxid=hex(msg.zxid))
+        self._start(actor, time.monotonic())
+        self._write_status()
+
+    def _tell(self, dest: str, msg: Any) -> None:
+        if self._zctx is None:
+            return
+        sock = self._pushes.get(dest)
+        if sock is None:
+            sock = self._zctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, 1000)
+            sock.connect(ipc_address(self.run_dir, dest))
+            self._pushes[dest] = sock
+        with contextlib.suppress(zmq.Again):
+            sock.send(self._encoder.encode(msg), zmq.NOBLOCK)
 
     def _apply(self, decision: RestartActor | RestartAll | GiveUp, now: float) -> int | None:
         match decision:
@@ -323,6 +455,9 @@ class Supervisor:
                 self._state = "restarting"
                 self._pending.clear()
                 self._failed_starts.clear()
+                self.role_actor = None
+                self.role = None
+                self._look_at = None
                 self._stop_children(list(self._children.values()))
                 self._node_restart_at = time.monotonic() + delay
                 self._write_status()
@@ -348,6 +483,12 @@ class Supervisor:
                 del self._pending[name]
                 self._restarts[name] += 1
                 self._start(name, now)
+                if name == "election" and self.ensemble:
+                    if self.role is not None:
+                        r = self.role
+                        self._tell("election", Elected(r.state, r.leader, r.zxid, r.epoch, r.round))
+                    else:
+                        self._look_at = now
 
     def _start_all(self) -> None:
         self._state = "starting"
@@ -355,6 +496,10 @@ class Supervisor:
         for name in self.actors:
             if name not in self._children:
                 self._start(name, now)
+        if self.ensemble:
+            self.role = None
+            self.role_actor = None
+            self._look_at = now
         if len(self._children) == len(self.actors):
             self._state = "running"
         self._write_status()
@@ -458,8 +603,11 @@ class Supervisor:
     def _write_status(self) -> None:
         if self._status_path is None:
             return
-        with contextlib.suppress(OSError):
-            _write_atomic(self._status_path, json.dumps(self.status()).encode())
+        data = json.dumps(self.status()).encode()
+        for path in (self._status_path, self._data_status_path):
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    _write_atomic(path, data)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -35,7 +35,7 @@ from typing import Any, Self, TypeVar
 
 import psutil
 
-__all__ = ["ServerStartError", "ZoomqServer", "free_port", "wait_for", "zoomq_server"]
+__all__ = ["ServerStartError", "ZoomqEnsemble", "ZoomqServer", "free_port", "wait_for", "zoomq_server"]
 
 T = TypeVar("T")
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # holds zoomq/, runtime/, actors/
@@ -152,6 +152,14 @@ class ZoomqServer:
         """Start the node and wait until a client can open a session on it."""
         if self.running:
             return self
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self) -> Self:
+        """Start the node's process without waiting (see `wait_ready`)."""
+        if self.running:
+            return self
         self._cleanup_run_dir()
         self.run_dir = Path(tempfile.mkdtemp(prefix="zq-", dir="/tmp"))  # short: ipc path limit
         config_path = self.run_dir / "node.toml"
@@ -167,6 +175,12 @@ class ZoomqServer:
             env=env,
             start_new_session=True,
         )
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> Self:
+        """Wait until a client can open a session on this node; stop it and raise
+        ServerStartError (with the log's tail) if it does not."""
+        assert self.proc is not None, "launch() first"
         try:
             self._wait_ready(timeout)
         except KeyboardInterrupt:
@@ -344,6 +358,113 @@ class ZoomqServer:
         }
         values.update(self.config_overrides)
         return to_toml(values)
+
+
+class ZoomqEnsemble:
+    """An ensemble of `n` participants and `observers` observers on 127.0.0.1, each node a
+    `ZoomqServer` (its own supervisor process, data dir `<base_dir>/node<sid>`, free ports).
+
+    ```python
+    with ZoomqEnsemble(3) as ens:
+        zk = ens.client()                 # connection string with every node
+        leader = ens.leader()             # the ZoomqServer whose node leads
+        leader.kill()                     # SIGKILL the whole node
+        ens.wait_leader(exclude=leader)   # a new leader serves
+    ```
+    Other keyword arguments are NodeConfig fields for every node (`tick_ms` defaults to 100 so
+    that failure detection takes a fraction of a second).
+    """
+
+    def __init__(self, n: int = 3, observers: int = 0, base_dir: str | Path | None = None, **config_overrides: Any) -> None:
+        from runtime.config import ServerEntry
+
+        self._own_base = base_dir is None
+        self.base_dir = Path(base_dir) if base_dir is not None else Path(tempfile.mkdtemp(prefix="zoomq-ens-"))
+        config_overrides.setdefault("tick_ms", 100)
+        self.servers = [
+            ServerEntry(
+                id=sid,
+                host="127.0.0.1",
+                quorum_port=free_port(),
+                election_port=free_port(),
+                client_port=free_port(),
+                role="observer" if sid > n else "participant",
+            )
+            for sid in range(1, n + observers + 1)
+        ]
+        self.nodes = [
+            ZoomqServer(
+                data_dir=self.base_dir / f"node{entry.id}",
+                port=entry.client_port,
+                sid=entry.id,
+                servers=self.servers,
+                **config_overrides,
+            )
+            for entry in self.servers
+        ]
+
+    @property
+    def hosts(self) -> str:
+        return ",".join(node.hosts for node in self.nodes)
+
+    def node(self, sid: int) -> ZoomqServer:
+        return self.nodes[sid - 1]
+
+    def start(self, timeout: float = 30.0) -> Self:
+        for node in self.nodes:
+            node.launch()
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            node.wait_ready(max(1.0, deadline - time.monotonic()))
+        return self
+
+    def role_of(self, node: ZoomqServer) -> str | None:
+        return node.status().get("role") if node.running else None
+
+    def leader(self, timeout: float = 20.0, exclude: ZoomqServer | None = None) -> ZoomqServer:
+        """The running node that leads (waits for one, bounded)."""
+
+        def find() -> ZoomqServer | None:
+            for node in self.nodes:
+                if node is not exclude and node.running and self.role_of(node) == "leader":
+                    return node
+            return None
+
+        return wait_for(find, timeout=timeout, what="a leader")
+
+    def wait_leader(self, timeout: float = 20.0, exclude: ZoomqServer | None = None) -> ZoomqServer:
+        """A leader (not `exclude`) whose node serves clients."""
+        leader = self.leader(timeout, exclude)
+        leader.wait_ready(timeout)
+        return leader
+
+    def followers(self) -> list[ZoomqServer]:
+        return [n for n in self.nodes if n.running and self.role_of(n) == "follower"]
+
+    def client(self, start_timeout: float = 20.0, hosts: str | None = None, **kw: Any) -> Any:
+        from zoomq import Client
+
+        client = Client(hosts=hosts or self.hosts, **kw)
+        client.start(timeout=start_timeout)
+        self.nodes[0]._clients.append(client)  # stopped with the ensemble
+        return client
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                node.stop()
+        if self._own_base:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def _tree(pid: int) -> list[psutil.Process]:

@@ -5,7 +5,10 @@ Rules:
 - One fsync per batch: every Append received while the previous fsync ran is written and synced
   together (group commit, as ZooKeeper's SyncRequestProcessor).
 - On start the log is recovered (torn tail cut) and `LogReady` says where it ends; a `Hello`
-  gets the same answer, so a restarted leader learns the durable end.
+  gets the same answer (to its `reply_to`), so a restarted role actor or the election learns the
+  durable end. The durable end is the log's last txn, or a newer snapshot installed from a
+  leader (ZAB's SNAP), whichever is later.
+- `Truncate(zxid)` drops the txns after zxid (ZAB's TRUNC) and answers `LogReady`.
 - `Snapshotted(zxid)` rolls the log and purges snapshots beyond the retention and the logs that
   no kept snapshot needs.
 """
@@ -17,7 +20,7 @@ from typing import Any
 
 from actors.log import snapshot
 from actors.log.txnlog import TxnLog
-from actors.protocol.internal import Append, Hello, Logged, LogReady, Snapshotted
+from actors.protocol.internal import Append, Hello, Logged, LogReady, Snapshotted, Truncate
 from actors.protocol.zxid import fmt
 from runtime.actor import Actor
 
@@ -30,7 +33,10 @@ class LogActor(Actor):
         self.txnlog = TxnLog(self.dir, roll_bytes=self.cfg.log_roll_bytes, log=self.log)
         last = self.txnlog.recover()
         removed = snapshot.remove_temp_files(self.dir)
-        self.reply_to = "leader"
+        newest = snapshot.list_snapshots(self.dir)
+        if newest and newest[0][0] > last:
+            last = self.txnlog.last_zxid = newest[0][0]  # a leader's snapshot newer than the log
+        self.reply_to = "role"
         self.dirty = False
         self.log.info("log_recovered", last_zxid=fmt(last), temp_files_removed=removed)
         self.tell(self.reply_to, LogReady(sid=self.cfg.sid, last_zxid=last))
@@ -41,6 +47,13 @@ class LogActor(Actor):
                 self.dirty = True
         elif isinstance(msg, Hello):
             self.txnlog.sync()
+            self.tell(msg.reply_to or self.reply_to, LogReady(sid=self.cfg.sid, last_zxid=self.txnlog.last_zxid))
+        elif isinstance(msg, Truncate):
+            self.txnlog.truncate_after(msg.zxid)
+            if msg.snapshot:
+                self.txnlog.last_zxid = msg.zxid
+            self.dirty = False
+            self.log.info("log_truncated", zxid=fmt(msg.zxid), snapshot=msg.snapshot)
             self.tell(self.reply_to, LogReady(sid=self.cfg.sid, last_zxid=self.txnlog.last_zxid))
         elif isinstance(msg, Snapshotted):
             self.txnlog.roll()

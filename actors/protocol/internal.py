@@ -46,9 +46,12 @@ class Touch(Internal, tag="touch"):
 
 
 class Hello(Internal, tag="hello"):
-    """A session actor (re)started or lost track: asks where the committed stream stands."""
+    """A session actor (re)started or lost track: asks where the committed stream stands.
+    To the log actor: asks for its durable end (`LogReady`), sent to `reply_to` (default: the
+    role actor)."""
 
     origin: int
+    reply_to: str = ""
 
 
 class SyncPoint(Internal, tag="syncpoint"):
@@ -57,6 +60,7 @@ class SyncPoint(Internal, tag="syncpoint"):
 
     zxid: int
     epoch: int
+    role: str = "standalone"
 
 
 class Committed(Internal, tag="commit"):
@@ -66,9 +70,41 @@ class Committed(Internal, tag="commit"):
 
 
 class LeaderUp(Internal, tag="leaderup"):
-    """A (new) leader chain is serving: forwarded requests not yet answered are lost."""
+    """A (new) leader chain is serving: forwarded requests not yet answered are lost. `role`:
+    what this node is in it (standalone, leader, follower, observer)."""
 
     epoch: int
+    role: str = "standalone"
+
+
+class Looking(Internal, tag="looking"):
+    """To the session actor: this node left the quorum (no role actor runs); refuse clients
+    so that they go to a node that can serve them."""
+
+
+class Look(Internal, tag="look"):
+    """To the election actor: start an election round."""
+
+
+class Elected(Internal, tag="elected"):
+    """From the election actor to the supervisor: the outcome (`state` is leading, following
+    or observing; `leader` the winner's sid). From the supervisor to a restarted election actor:
+    the state the node is serving in, so that it answers peers that look."""
+
+    state: str
+    leader: int
+    zxid: int
+    epoch: int
+    round: int = 0
+
+
+class Truncate(Internal, tag="trunc"):
+    """To the log actor: drop every txn after `zxid` (ZAB's TRUNC). With `snapshot` set, a
+    snapshot at `zxid` was just installed: the log then continues from `zxid`. Answered by
+    `LogReady`."""
+
+    zxid: int
+    snapshot: bool = False
 
 
 class Append(Internal, tag="append"):
@@ -115,6 +151,10 @@ InternalMsg = (
     | SyncPoint
     | Committed
     | LeaderUp
+    | Looking
+    | Look
+    | Elected
+    | Truncate
     | Append
     | Logged
     | LogReady

@@ -13,6 +13,10 @@ Rules:
   leader chain announces itself (`LeaderUp`), the actor asks `Hello`, gets `SyncPoint(z)` and reads
   everything through z from this node's disk (committed implies durable here), dropping stream
   entries until then. Forwarded writes that a new leader never saw are answered CONNECTIONLOSS.
+- In an ensemble, while the node is not serving (no leader, or resynchronising) clients are
+  refused, not held: a request is answered CONNECTIONLOSS and a connect is turned away, so that
+  the client goes to a node that can serve it (ZooKeeper closes the connections). A client that
+  has seen a newer zxid than this node holds is turned away too.
 - Bad client input gets a precise error code when there is an xid to answer; the actor goes on.
 """
 
@@ -35,6 +39,7 @@ from actors.protocol.internal import (
     Committed,
     Hello,
     LeaderUp,
+    Looking,
     OpenSession,
     Snapshotted,
     SyncPoint,
@@ -102,6 +107,9 @@ class SessionActor(Actor):
         self.tree = DataTree()
         self.loaded = False
         self.synced = False
+        self.refuse_unsynced = bool(self.cfg.servers)  # ensemble: send clients elsewhere
+        self.mode = "looking" if self.cfg.servers else "standalone"
+        self.epoch = 0
         self.held: list[list[Any]] = []
         self.sessions: dict[int, LocalSession] = {}
         self.by_rid: dict[bytes, LocalSession] = {}
@@ -119,7 +127,7 @@ class SessionActor(Actor):
         self._send_hello(now)
 
     def _send_hello(self, now: float) -> None:
-        self.tell("leader", Hello(origin=self.sid))
+        self.tell("role", Hello(origin=self.sid))
         self.hello_due = now + HELLO_RETRY_S
 
     def next_deadline(self) -> float | None:
@@ -133,7 +141,7 @@ class SessionActor(Actor):
         if now >= self.next_touch:
             self.next_touch = now + TOUCH_EVERY_S
             if self.touched:
-                self.tell("leader", Touch(origin=self.sid, sessions=list(self.touched)))
+                self.tell("role", Touch(origin=self.sid, sessions=list(self.touched)))
                 self.touched = set()
             self._reap_snapshot_child()
 
@@ -160,15 +168,25 @@ class SessionActor(Actor):
         elif isinstance(msg, SyncPoint):
             self._on_sync_point(msg, now)
         elif isinstance(msg, LeaderUp):
-            self.log.info("leader_up", epoch=msg.epoch)
+            self.log.info("leader_up", epoch=msg.epoch, role=msg.role)
             self._fail_forwarded(Codes.CONNECTIONLOSS)
             self.synced = False
+            self.mode, self.epoch = msg.role, msg.epoch
             self._send_hello(now)
+        elif isinstance(msg, Looking):
+            self.log.info("looking")
+            self._fail_forwarded(Codes.CONNECTIONLOSS)
+            self.synced = False
+            self.mode = "looking"
+            self._disconnect_all()
         else:
             self.log.warning("unexpected_message", type=type(msg).__name__)
 
     def _on_sync_point(self, msg: SyncPoint, now: float) -> None:
-        if not self.loaded:
+        snaps = [z for z, _ in snapshots.list_snapshots(self.dir) if self.tree.last_zxid < z <= msg.zxid]
+        if not self.loaded or snaps:
+            # First load, or a leader's snapshot was installed past our tree (ZAB's SNAP): the
+            # log no longer continues from where the tree stands, so start from the snapshot.
             self.tree = load_state(self.dir, upto=msg.zxid, log=self.log)
             self.loaded = True
         elif msg.zxid > self.tree.last_zxid:
@@ -180,6 +198,7 @@ class SessionActor(Actor):
             return
         was_synced = self.synced
         self.synced = True
+        self.mode, self.epoch = msg.role, msg.epoch
         # Sessions that ended while we were away take their local state with them.
         for session_id in [s for s in self.sessions if s not in self.tree.sessions]:
             self._drop_session(session_id)
@@ -187,6 +206,16 @@ class SessionActor(Actor):
         held, self.held = self.held, []
         for frames in held:
             self._on_client_frames(frames, now)
+
+    def _disconnect_all(self) -> None:
+        """Forget every connection: their next request is answered CONNECTIONLOSS, and the
+        clients resume their sessions on a node that serves (or here, later)."""
+        for session in self.sessions.values():
+            session.pending.clear()
+            session.writes.clear()
+            self.watches.drop_session(session.session_id)
+        self.by_rid.clear()
+        self.held.clear()
 
     def _fail_forwarded(self, code: int) -> None:
         """A new leader never saw our forwarded requests: their outcome is unknown to the client."""
@@ -275,7 +304,9 @@ class SessionActor(Actor):
 
     def _on_client_frames(self, frames: list[Any], now: float) -> None:
         if not self.synced:
-            if len(self.held) < MAX_HELD_FRAMES:
+            if self.refuse_unsynced:
+                self._refuse(frames)
+            elif len(self.held) < MAX_HELD_FRAMES:
                 self.held.append([frames[0].bytes, *frames[1:]])
             return
         rid = frames[0] if isinstance(frames[0], bytes) else frames[0].bytes
@@ -288,6 +319,21 @@ class SessionActor(Actor):
                 self._on_bad_frame(rid, bytes(buf), exc)
                 continue
             self._on_client_msg(rid, msg, frame)
+
+    def _refuse(self, frames: list[Any]) -> None:
+        """Not serving: admin commands are answered, everything else is sent away."""
+        rid = frames[0] if isinstance(frames[0], bytes) else frames[0].bytes
+        for frame in frames[1:]:
+            buf = frame.buffer if hasattr(frame, "buffer") else frame
+            try:
+                msg = self.client_decoder.decode(buf)
+            except msgspec.DecodeError:
+                continue
+            if isinstance(msg, p.AdminCommand):
+                self._send(rid, self.encoder.encode(p.Reply(msg.xid, self.tree.last_zxid, Codes.OK, p.TextResult(self._admin(msg.command)))))
+            else:
+                xid = 0 if isinstance(msg, p.Connect) else msg.xid
+                self._send(rid, self.encoder.encode(p.Reply(xid, self.tree.last_zxid, Codes.CONNECTIONLOSS)))
 
     def _on_bad_frame(self, rid: bytes, buf: bytes, exc: Exception) -> None:
         """Answer what can be answered: the xid if the frame is at least a msgpack array."""
@@ -347,6 +393,11 @@ class SessionActor(Actor):
             self._reply_now(rid, msg.xid, Codes.UNIMPLEMENTED)
 
     def _on_connect(self, rid: bytes, req: p.Connect, peer: str | None) -> None:
+        if req.last_zxid_seen > self.tree.last_zxid:
+            # The client has seen a newer state than this node has: it must not go back in time.
+            self.log.info("client_ahead", client_zxid=fmt(req.last_zxid_seen), zxid=fmt(self.tree.last_zxid))
+            self._send(rid, self.encoder.encode(p.Reply(0, self.tree.last_zxid, Codes.CONNECTIONLOSS)))
+            return
         old = self.by_rid.get(rid)
         if old is not None and old.session_id != req.session_id:
             self._send(rid, self.encoder.encode(EXPIRED))
@@ -357,7 +408,7 @@ class SessionActor(Actor):
             self.next_session_id += 1
             passwd = os.urandom(PASSWD_BYTES)
             self.connecting[session_id] = (rid, peer, timeout, passwd)
-            self.tell("leader", WriteRequest(self.sid, session_id, 0, OpenSession(session_id, timeout, passwd)))
+            self.tell("role", WriteRequest(self.sid, session_id, 0, OpenSession(session_id, timeout, passwd)))
             return
         info = self.tree.sessions.get(req.session_id)
         if info is None or info.passwd != req.passwd:
@@ -412,7 +463,7 @@ class SessionActor(Actor):
         item = Pending(msg.xid, msg, is_write=True)
         session.pending.append(item)
         session.writes[msg.xid] = item
-        self.tell("leader", WriteRequest(self.sid, session.session_id, msg.xid, msg, session.auth))
+        self.tell("role", WriteRequest(self.sid, session.session_id, msg.xid, msg, session.auth))
 
     def _check_write(self, msg: Any) -> int:
         """Cheap checks done here so that garbage never reaches the leader."""

@@ -1,0 +1,129 @@
+"""The election actor: fast leader election with the node's peers over the election port.
+
+Shell around `actors.election.fle.Election`: a ROUTER bound on this node's election port
+receives notifications; one DEALER per peer (IMMEDIATE: nothing queues for a peer that is not
+connected) sends them. It idles until the supervisor says `Look`; then it asks the log actor for
+the durable end of the log, reads `currentEpoch`, and runs a round: re-sending its vote every
+`RESEND_S` while looking, deciding after the finalize wait. The outcome goes to the supervisor as
+`Elected`; after that it answers every looking peer with the settled vote, until the next `Look`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zmq
+
+from actors.election.fle import Election
+from actors.log import epochs
+from actors.protocol.internal import Elected, Hello, Look, LogReady
+from actors.protocol.quorum import LOOKING, Notification
+from actors.protocol.zxid import fmt
+from runtime.actor import Actor
+
+RESEND_S = 0.2
+HELLO_RETRY_S = 1.0
+PEER_HWM = 64
+
+
+class ElectionActor(Actor):
+    name = "election"
+
+    def on_start(self, now: float) -> None:
+        cfg = self.cfg
+        self.dir = Path(cfg.data_dir) / "version-1"
+        me = next((s for s in cfg.servers if s.id == cfg.sid), None)
+        if me is None:
+            raise SystemExit(f"server id {cfg.sid} is not in the configured servers")
+        voters = frozenset(s.id for s in cfg.servers if s.role != "observer")
+        observers = frozenset(s.id for s in cfg.servers if s.role == "observer")
+        self.core = Election(cfg.sid, voters, observers, finalize_s=min(0.2, cfg.tick_ms / 1000.0))
+        self.notification_decoder = msgspec.msgpack.Decoder(Notification)
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.bind(f"tcp://{me.host}:{me.election_port}")
+        self.add_socket(self.router, self._on_peer, copy=True)
+        self.peers: dict[int, zmq.Socket] = {}
+        for server in cfg.servers:
+            if server.id == cfg.sid:
+                continue
+            sock = self.ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.IMMEDIATE, 1)
+            sock.setsockopt(zmq.SNDHWM, PEER_HWM)
+            sock.setsockopt(zmq.IDENTITY, str(cfg.sid).encode())
+            sock.connect(f"tcp://{server.host}:{server.election_port}")
+            self.peers[server.id] = sock
+        self.wants_log: float | None = None  # Hello sent, LogReady awaited (retry time)
+        self.resend_due: float | None = None
+
+    # --- timers ---------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        dues = [d for d in (self.wants_log, self.resend_due, self.core.decide_at) if d is not None]
+        return min(dues) if dues else None
+
+    def on_timer(self, now: float) -> None:
+        if self.wants_log is not None and now >= self.wants_log:
+            self._ask_log(now)
+        self.core.tick(now)
+        if self.core.state == LOOKING and self.resend_due is not None and now >= self.resend_due:
+            self.core.broadcast()
+            self.resend_due = now + RESEND_S
+
+    # --- messages -------------------------------------------------------------------------------
+
+    def on_message(self, msg: Any, now: float) -> None:
+        if isinstance(msg, Look):
+            self._ask_log(now)
+        elif isinstance(msg, LogReady):
+            if self.wants_log is None:
+                return
+            self.wants_log = None
+            epoch = epochs.read_epoch(self.dir, "currentEpoch")
+            self.core.look(msg.last_zxid, epoch, now)
+            self.resend_due = now + RESEND_S
+            self.log.info("looking", round=self.core.round, zxid=fmt(msg.last_zxid), epoch=epoch)
+        elif isinstance(msg, Elected):
+            self.core.serve(msg.state, msg.leader, msg.zxid, msg.epoch, msg.round)
+            self.wants_log = self.resend_due = None
+        else:
+            self.log.warning("unexpected_message", type=type(msg).__name__)
+
+    def _ask_log(self, now: float) -> None:
+        self.tell("log", Hello(origin=self.cfg.sid, reply_to=self.name))
+        self.wants_log = now + HELLO_RETRY_S
+
+    def _on_peer(self, frames: list[Any], now: float) -> None:
+        if len(frames) != 2:
+            return
+        try:
+            n = self.notification_decoder.decode(frames[1])
+        except msgspec.DecodeError:
+            self.log.warning("bad_notification", size=len(frames[1]))
+            return
+        if frames[0] != str(n.sid).encode():
+            self.log.warning("notification_sender_mismatch", sid=n.sid)
+            return
+        self.core.receive(n, now)
+
+    def on_batch_end(self, now: float) -> None:
+        core = self.core
+        if core.outbox:
+            for dest, n in core.outbox:
+                payload = self.encoder.encode(n)
+                for sid, sock in self.peers.items():
+                    if dest is None or dest == sid:
+                        try:
+                            sock.send(payload, zmq.NOBLOCK)
+                        except zmq.Again:
+                            pass  # not connected: it gets our vote when it asks
+            core.outbox.clear()
+        if core.decided is not None:
+            d = core.decided
+            core.decided = None
+            self.resend_due = None
+            self.log.info("elected", state=d.state, leader=d.leader, zxid=fmt(d.zxid), epoch=d.epoch, round=d.round)
+            self.tell("supervisor", Elected(d.state, d.leader, d.zxid, d.epoch, d.round))

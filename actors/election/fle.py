@@ -1,0 +1,175 @@
+"""Fast leader election, the vote logic alone (no sockets, no clock: `now` is an input).
+
+In:  `look(zxid, epoch, now)` to start a round with this node's history end, `receive(n, now)`
+     for each peer notification, `tick(now)` when the finalize deadline may have passed,
+     `serve(state, leader, ...)` when told the node already serves in a known role.
+Out: messages in `outbox` as (dest sid, Notification), dest None meaning every peer; `decided`
+     (the Notification describing the outcome) once a round ends.
+
+Rules, as ZooKeeper's FastLeaderElection:
+- A vote is for (epoch, zxid, sid); the greater tuple wins, so the node with the newest history
+  is elected and ties go to the higher server id.
+- Rounds (`round`, ZooKeeper's logical clock): a notification from a newer round resets what was
+  received and re-votes; one from an older round is answered with our vote so its sender catches up.
+- A LOOKING participant that sees a quorum of participants (itself included) vote for its
+  current vote waits `finalize_s` for a better vote before deciding.
+- Notifications from nodes already FOLLOWING/LEADING tell of a running ensemble: a looking node
+  joins that leader once a quorum reports it and the leader itself says LEADING.
+- Observers never count as votes and never vote for themselves; they only learn the leader.
+- A node that is not looking answers every looking node with its settled vote.
+"""
+
+from __future__ import annotations
+
+from actors.protocol.quorum import FOLLOWING, LEADING, LOOKING, OBSERVING, Notification
+
+NO_LEADER = -1
+IDLE = "idle"  # before the first look(): notifications are ignored (their senders resend)
+
+
+def better(a: Notification, b: Notification) -> bool:
+    """True if a's candidate beats b's: newer epoch, then newer zxid, then higher sid."""
+    return (a.epoch, a.zxid, a.leader) > (b.epoch, b.zxid, b.leader)
+
+
+class Election:
+    def __init__(self, me: int, voters: frozenset[int], observers: frozenset[int] = frozenset(), *, finalize_s: float = 0.2) -> None:
+        if me not in voters and me not in observers:
+            raise ValueError(f"server {me} is in neither the voters nor the observers")
+        self.me = me
+        self.voters = voters
+        self.observers = observers
+        self.quorum = len(voters) // 2 + 1
+        self.finalize_s = finalize_s
+        self.state = IDLE
+        self.round = 0
+        self.own: Notification | None = None  # this node's own candidacy (participants)
+        self.vote: Notification = self._make(NO_LEADER, 0, 0)
+        self.received: dict[int, Notification] = {}  # this round's votes of LOOKING participants
+        self.settled: dict[int, Notification] = {}  # votes of nodes already following/leading
+        self.decide_at: float | None = None
+        self.decided: Notification | None = None
+        self.outbox: list[tuple[int | None, Notification]] = []
+
+    @property
+    def participant(self) -> bool:
+        return self.me in self.voters
+
+    def _make(self, leader: int, zxid: int, epoch: int) -> Notification:
+        return Notification(self.me, self.state, self.round, leader, zxid, epoch)
+
+    def _current(self) -> Notification:
+        return Notification(self.me, self.state, self.round, self.vote.leader, self.vote.zxid, self.vote.epoch)
+
+    # --- inputs ---------------------------------------------------------------------------------
+
+    def look(self, zxid: int, epoch: int, now: float) -> None:
+        """Start a new round with this node's history ending at (epoch, zxid)."""
+        self.state = LOOKING
+        self.round += 1
+        self.received.clear()
+        self.settled.clear()
+        self.decided = None
+        self.decide_at = None
+        if self.participant:
+            self.own = self._make(self.me, zxid, epoch)
+            self.vote = self.own
+            self.received[self.me] = self.vote
+        else:
+            self.own = None
+            self.vote = self._make(NO_LEADER, zxid, epoch)
+        self.broadcast()
+
+    def serve(self, state: str, leader: int, zxid: int, epoch: int, round_: int) -> None:
+        """The node serves in `state` under `leader` (e.g. after this actor restarted)."""
+        self.state = state
+        self.round = max(self.round, round_)
+        self.vote = Notification(self.me, state, self.round, leader, zxid, epoch)
+        self.decide_at = None
+
+    def broadcast(self) -> None:
+        self.outbox.append((None, self._current()))
+
+    def receive(self, n: Notification, now: float) -> None:
+        if self.state == IDLE or n.sid == self.me or (n.sid not in self.voters and n.sid not in self.observers):
+            return
+        if self.state != LOOKING:
+            if n.state == LOOKING:
+                self.outbox.append((n.sid, self._current()))
+            return
+        if n.state == LOOKING:
+            self._from_looking(n, now)
+        else:
+            self._from_settled(n)
+
+    def tick(self, now: float) -> None:
+        """Decide if the finalize wait ended with no better vote."""
+        if self.state == LOOKING and self.decide_at is not None and now >= self.decide_at:
+            self._decide(self.vote, self.round)
+
+    # --- the rules --------------------------------------------------------------------------------
+
+    def _from_looking(self, n: Notification, now: float) -> None:
+        if n.sid not in self.voters:
+            self.outbox.append((n.sid, self._current()))  # an observer asks: tell it our vote
+            return
+        if not self.participant:
+            return  # an observer only learns the leader from settled nodes
+        if n.round > self.round:
+            self.round = n.round
+            self.received.clear()
+            assert self.own is not None
+            best = n if better(n, self.own) else self.own
+            self.vote = Notification(self.me, LOOKING, self.round, best.leader, best.zxid, best.epoch)
+            self.decide_at = None
+            self.broadcast()
+        elif n.round < self.round:
+            self.outbox.append((n.sid, self._current()))
+            return
+        elif n.leader != NO_LEADER and better(n, self.vote):
+            self.vote = Notification(self.me, LOOKING, self.round, n.leader, n.zxid, n.epoch)
+            self.decide_at = None
+            self.broadcast()
+        self.received[n.sid] = n
+        self.received[self.me] = self.vote
+        if self._agree(self.received.values(), self.vote) >= self.quorum:
+            if self.decide_at is None:
+                self.decide_at = now + self.finalize_s
+        else:
+            self.decide_at = None
+
+    def _from_settled(self, n: Notification) -> None:
+        if n.sid in self.voters:
+            self.settled[n.sid] = n
+            if n.round == self.round:
+                self.received[n.sid] = n
+        leader_ok = n.leader == self.me or (n.leader in self.settled and self.settled[n.leader].state == LEADING)
+        if not leader_ok:
+            return
+        if self._agree(self.settled.values(), n) >= self.quorum or (
+            n.round == self.round and self._agree(self.received.values(), n) >= self.quorum
+        ):
+            self.round = max(self.round, n.round)
+            self._decide(n, self.round)
+
+    def _agree(self, votes: object, target: Notification) -> int:
+        return sum(
+            1
+            for v in votes  # type: ignore[attr-defined]
+            if v.sid in self.voters and v.leader == target.leader and v.epoch == target.epoch and v.zxid == target.zxid
+        ) if target.state == LOOKING else sum(
+            1 for v in votes if v.sid in self.voters and v.leader == target.leader  # type: ignore[attr-defined]
+        )
+
+    def _decide(self, vote: Notification, round_: int) -> None:
+        if vote.leader == self.me:
+            state = LEADING
+        elif self.participant:
+            state = FOLLOWING
+        else:
+            state = OBSERVING
+        self.state = state
+        self.round = round_
+        self.vote = Notification(self.me, state, round_, vote.leader, vote.zxid, vote.epoch)
+        self.decide_at = None
+        self.decided = self.vote

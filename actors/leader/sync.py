@@ -1,0 +1,40 @@
+"""How the leader brings one learner to its history (ZAB's synchronization), pure.
+
+In:  the learner's last logged zxid, the leader's diff window (the zxid its newest snapshot
+     covers, `base`, and the zxids of its logged txns after it, ascending), and `sync_to`, the
+     end of what is being synchronized.
+Out: `SyncPlan(kind, common)`:
+- "diff"  : the learner's log is a prefix of the leader's: send the txns after `common`.
+- "trunc" : the learner holds txns the leader's history does not (a dead leader's proposals
+            that were never committed): truncate it to `common`, then send the txns after it.
+- "snap"  : the learner is older than the window: send the whole tree.
+
+Why the greatest leader zxid <= the learner's last is the point in common: within one epoch the
+txns any node logged are a prefix of that epoch leader's proposals, and everything before the
+learner's last epoch is committed history the new leader holds (it was elected for having the
+newest (epoch, zxid)); so the two logs agree up to that point and differ only after it.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import msgspec
+
+
+class SyncPlan(msgspec.Struct, frozen=True):
+    kind: str  # "diff" | "trunc" | "snap"
+    common: int
+
+
+def plan_sync(learner_last: int, base: int, window: list[int], sync_to: int) -> SyncPlan:
+    if learner_last == sync_to:
+        return SyncPlan("diff", sync_to)
+    if learner_last < base:
+        return SyncPlan("snap", sync_to)
+    upto = [z for z in window if z <= sync_to] if window and window[-1] > sync_to else window
+    i = bisect.bisect_right(upto, learner_last)
+    common = upto[i - 1] if i > 0 else base
+    if common == learner_last:
+        return SyncPlan("diff", common)
+    return SyncPlan("trunc", common)

@@ -1,0 +1,127 @@
+"""Messages between nodes: the election protocol (election port) and ZAB's quorum protocol
+(leader <-> learners on the leader's quorum port).
+
+Quorum channel framing: every message is a multipart `[seq, payload]` where `seq` is an 8-byte
+big-endian counter per direction and per channel (a learner actor incarnation). The receiver
+expects exactly the next number: a gap means messages were lost, and the learner goes back to
+election and synchronization instead of trusting a half-delivered stream.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import msgspec
+
+from actors.protocol.internal import Touch, WriteRequest
+from actors.protocol.txn import Entry, Marker, Txn
+
+SEQ = struct.Struct(">Q")
+
+LOOKING = "looking"
+FOLLOWING = "following"
+LEADING = "leading"
+OBSERVING = "observing"
+
+
+class Notification(msgspec.Struct, array_like=True, frozen=True, tag="vote", tag_field="tag"):
+    """A fast-leader-election notification: `sid` (in `state`, election round `round`) votes for
+    `leader`, whose history ends at (`epoch`, `zxid`)."""
+
+    sid: int
+    state: str
+    round: int
+    leader: int
+    zxid: int
+    epoch: int
+
+
+class Peer(msgspec.Struct, array_like=True, frozen=True, tag_field="tag"):
+    """Base of the quorum protocol's messages."""
+
+
+# --- learner -> leader ---------------------------------------------------------------------------
+
+
+class FollowerInfo(Peer, tag="finfo"):
+    """Discovery: a learner's accepted epoch and the end of its log."""
+
+    sid: int
+    accepted_epoch: int
+    last_zxid: int
+    observer: bool = False
+
+
+class AckEpoch(Peer, tag="ackepoch"):
+    current_epoch: int
+    last_zxid: int
+
+
+class AckNewLeader(Peer, tag="acknl"):
+    zxid: int
+
+
+class Ack(Peer, tag="ack"):
+    """Everything through `zxid` is durable in the learner's log."""
+
+    zxid: int
+
+
+class Ping(Peer, tag="ping"):
+    """Heartbeat, both directions."""
+
+
+# --- leader -> learner ---------------------------------------------------------------------------
+
+
+class LeaderInfo(Peer, tag="linfo"):
+    epoch: int
+
+
+class Trunc(Peer, tag="trunc"):
+    """Drop every txn after `zxid` (ones the new leader's history does not have)."""
+
+    zxid: int
+
+
+class Snap(Peer, tag="snap"):
+    """The leader's whole tree at `zxid` (the learner is too far behind for a diff)."""
+
+    zxid: int
+    data: bytes
+
+
+class Diff(Peer, tag="diff"):
+    txns: list[Txn]
+
+
+class NewLeader(Peer, tag="newleader"):
+    """Synchronization sent: the learner has the leader's history through `zxid` once logged."""
+
+    epoch: int
+    zxid: int
+
+
+class UpToDate(Peer, tag="uptodate"):
+    """A quorum has the leader's history: serve clients."""
+
+
+class Proposal(Peer, tag="proposal"):
+    txns: list[Txn]
+
+
+class Commit(Peer, tag="commit"):
+    """Committed entries in decided order: a txn as its zxid (sent earlier as a Proposal), a
+    Marker (an ordered answer that changes nothing) whole."""
+
+    entries: list[int | Marker]
+
+
+class Inform(Peer, tag="inform"):
+    """Committed entries, whole, for an observer (it never saw the proposals)."""
+
+    entries: list[Entry]
+
+
+ToLeader = FollowerInfo | AckEpoch | AckNewLeader | Ack | Ping | WriteRequest | Touch
+ToLearner = LeaderInfo | Trunc | Snap | Diff | NewLeader | UpToDate | Proposal | Commit | Inform | Ping

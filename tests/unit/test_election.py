@@ -1,0 +1,223 @@
+"""Fast leader election's vote logic, driven through a simulated network (no sockets, no clock)."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.election.fle import NO_LEADER, Election, better
+from actors.protocol.quorum import FOLLOWING, LEADING, LOOKING, OBSERVING, Notification
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Net:
+    """Nodes plus an in-flight message list; `cut` pairs lose every message between them."""
+
+    def __init__(self, voters: list[int], observers: list[int] = (), finalize_s: float = 0.2) -> None:
+        vs, obs = frozenset(voters), frozenset(observers)
+        self.nodes = {sid: Election(sid, vs, obs, finalize_s=finalize_s) for sid in [*voters, *observers]}
+        self.cut: set[frozenset[int]] = set()
+        self.down: set[int] = set()
+        self.now = 0.0
+        self.delivered = 0
+
+    def collect(self) -> list[tuple[int, int, Notification]]:
+        out = []
+        for sid, node in self.nodes.items():
+            for dest, msg in node.outbox:
+                targets = [d for d in self.nodes if d != sid] if dest is None else [dest]
+                out.extend((sid, t, msg) for t in targets)
+            node.outbox.clear()
+        return out
+
+    def run(self, rounds: int = 50) -> None:
+        """Deliver until quiet, advancing time past finalize waits; bounded."""
+        for _ in range(rounds):
+            msgs = self.collect()
+            for src, dst, msg in msgs:
+                if src in self.down or dst in self.down or frozenset((src, dst)) in self.cut:
+                    continue
+                self.nodes[dst].receive(msg, self.now)
+                self.delivered += 1
+            self.now += 0.05
+            for sid, node in self.nodes.items():
+                if sid not in self.down:
+                    node.tick(self.now)
+            if not msgs and all(n.decide_at is None for n in self.nodes.values()):
+                return
+
+    def look(self, sid: int, zxid: int = 0, epoch: int = 0) -> None:
+        self.nodes[sid].look(zxid, epoch, self.now)
+
+    def states(self) -> dict[int, tuple[str, int]]:
+        return {sid: (n.state, n.vote.leader) for sid, n in self.nodes.items() if sid not in self.down}
+
+
+def test_fresh_ensemble_elects_the_highest_sid():
+    net = Net([1, 2, 3])
+    for sid in (1, 2, 3):
+        net.look(sid)
+    net.run()
+    assert net.states() == {1: (FOLLOWING, 3), 2: (FOLLOWING, 3), 3: (LEADING, 3)}
+
+
+def test_newest_history_wins_over_a_higher_sid():
+    net = Net([1, 2, 3])
+    net.look(1, zxid=0x1_00000009, epoch=1)
+    net.look(2, zxid=0x1_00000005, epoch=1)
+    net.look(3, zxid=0x1_00000005, epoch=1)
+    net.run()
+    assert net.states() == {1: (LEADING, 1), 2: (FOLLOWING, 1), 3: (FOLLOWING, 1)}
+
+
+def test_epoch_counts_before_zxid():
+    net = Net([1, 2, 3])
+    net.look(1, zxid=0x1_000000FF, epoch=1)
+    net.look(2, zxid=0x2_00000001, epoch=2)
+    net.look(3, zxid=0x1_00000001, epoch=2)
+    net.run()
+    assert net.states()[2] == (LEADING, 2)
+    assert {s for s, _ in net.states().values()} == {LEADING, FOLLOWING}
+
+
+def test_better_orders_epoch_then_zxid_then_sid():
+    def n(leader, zxid, epoch):
+        return Notification(9, LOOKING, 1, leader, zxid, epoch)
+
+    assert better(n(1, 5, 2), n(3, 9, 1))
+    assert better(n(1, 9, 1), n(3, 5, 1))
+    assert better(n(3, 5, 1), n(1, 5, 1))
+    assert not better(n(1, 5, 1), n(1, 5, 1))
+
+
+def test_minority_cannot_elect():
+    net = Net([1, 2, 3, 4, 5])
+    net.down = {3, 4, 5}
+    net.look(1)
+    net.look(2)
+    net.run()
+    assert net.states() == {1: (LOOKING, 2), 2: (LOOKING, 2)}
+
+
+def test_bare_majority_elects_among_itself():
+    net = Net([1, 2, 3, 4, 5])
+    net.down = {4, 5}
+    for sid in (1, 2, 3):
+        net.look(sid)
+    net.run()
+    assert net.states() == {1: (FOLLOWING, 3), 2: (FOLLOWING, 3), 3: (LEADING, 3)}
+
+
+def test_stale_round_is_answered_not_adopted():
+    node = Election(1, frozenset({1, 2, 3}))
+    node.look(0, 0, 0.0)
+    node.look(0, 0, 0.0)  # round 2
+    node.outbox.clear()
+    node.receive(Notification(3, LOOKING, 1, 3, 0x10, 1), 0.0)
+    assert node.vote.leader == 1  # not adopted
+    assert node.outbox == [(3, Notification(1, LOOKING, 2, 1, 0, 0))]
+
+
+def test_newer_round_resets_received_votes_and_revotes():
+    node = Election(1, frozenset({1, 2, 3}))
+    node.look(0x1_00000002, 1, 0.0)
+    node.receive(Notification(2, LOOKING, 1, 1, 0x1_00000002, 1), 0.0)
+    assert node.decide_at is not None  # 1 and 2 agree on 1: quorum, finalize started
+    node.outbox.clear()
+    node.receive(Notification(3, LOOKING, 5, 3, 0x1_00000001, 1), 0.0)
+    assert node.round == 5
+    assert node.vote.leader == 1  # own history is newer than 3's: keep it
+    assert set(node.received) == {1, 3}
+    assert node.decide_at is None
+    assert node.outbox and node.outbox[0][0] is None  # re-broadcast in the new round
+
+
+def test_a_better_vote_during_finalize_postpones_the_decision():
+    node = Election(1, frozenset({1, 2, 3}))
+    node.look(0, 0, 0.0)
+    node.receive(Notification(2, LOOKING, 1, 1, 0, 0), 0.0)
+    assert node.decide_at == pytest.approx(0.2)
+    node.receive(Notification(3, LOOKING, 1, 3, 0, 0), 0.1)
+    assert node.vote.leader == 3
+    node.tick(0.25)
+    assert node.state == LOOKING  # 3 has one vote of 3 so far (1's): no quorum yet
+
+
+def test_late_node_follows_the_running_leader_even_with_a_higher_sid():
+    net = Net([1, 2, 3])
+    net.look(1, zxid=0x1_00000005, epoch=1)
+    net.look(2, zxid=0x1_00000001, epoch=1)
+    net.down = {3}
+    net.run()
+    assert net.states() == {1: (LEADING, 1), 2: (FOLLOWING, 1)}
+    net.down = set()
+    net.look(3, zxid=0x1_00000001, epoch=1)
+    net.run()
+    assert net.states()[3] == (FOLLOWING, 1)
+
+
+def test_settled_votes_without_the_leader_saying_leading_are_not_followed():
+    node = Election(3, frozenset({1, 2, 3}))
+    node.look(0, 0, 0.0)
+    node.receive(Notification(2, FOLLOWING, 4, 1, 0, 0), 0.0)
+    assert node.state == LOOKING  # 1 has not said LEADING: it may be gone
+    node.receive(Notification(1, LEADING, 4, 1, 0, 0), 0.0)
+    assert (node.state, node.vote.leader) == (FOLLOWING, 1)
+
+
+def test_observer_learns_the_leader_and_never_counts():
+    net = Net([1, 2], observers=[3])
+    for sid in (1, 2, 3):
+        net.look(sid)
+    net.run()
+    assert net.states()[3] == (LOOKING, NO_LEADER)  # nobody was settled yet when it asked
+    assert net.states()[2] == (LEADING, 2)
+    net.look(3)  # resend (the actor does this on a timer)
+    net.run()
+    assert net.states()[3] == (OBSERVING, 2)
+
+
+def test_observer_votes_do_not_make_a_quorum():
+    node = Election(1, frozenset({1, 2, 3}), frozenset({4, 5}))
+    node.look(0, 0, 0.0)
+    node.receive(Notification(4, LOOKING, 1, 1, 0, 0), 0.0)
+    node.receive(Notification(5, LOOKING, 1, 1, 0, 0), 0.0)
+    assert node.decide_at is None
+    assert [dest for dest, _ in node.outbox[1:]] == [4, 5]  # answered, so they learn
+
+
+def test_a_serving_node_answers_lookers_with_its_settled_vote():
+    node = Election(2, frozenset({1, 2, 3}))
+    node.serve(FOLLOWING, 1, 0x2_00000000, 2, 7)
+    node.receive(Notification(3, LOOKING, 1, 3, 0, 0), 0.0)
+    assert node.outbox == [(3, Notification(2, FOLLOWING, 7, 1, 0x2_00000000, 2))]
+    node.outbox.clear()
+    node.receive(Notification(1, LEADING, 7, 1, 0, 0), 0.0)
+    assert node.outbox == []
+
+
+def test_unknown_senders_are_ignored():
+    node = Election(1, frozenset({1, 2, 3}))
+    node.look(0, 0, 0.0)
+    node.outbox.clear()
+    node.receive(Notification(9, LOOKING, 1, 9, 1 << 40, 99), 0.0)
+    assert node.vote.leader == 1 and node.outbox == []
+
+
+def test_constructor_rejects_a_node_outside_the_ensemble():
+    with pytest.raises(ValueError):
+        Election(4, frozenset({1, 2, 3}))
+
+
+def test_partition_heals_and_everyone_agrees():
+    net = Net([1, 2, 3, 4, 5])
+    net.cut = {frozenset((1, 5)), frozenset((2, 5)), frozenset((3, 5)), frozenset((4, 5))}
+    for sid in net.nodes:
+        net.look(sid)
+    net.run()
+    assert net.states()[4] == (LEADING, 4)
+    assert net.states()[5] == (LOOKING, 5)
+    net.cut = set()
+    net.look(5)
+    net.run()
+    assert net.states()[5] == (FOLLOWING, 4)
