@@ -7,8 +7,14 @@ re-registering watches (SetWatches) and auth. One event thread runs watch callba
 listeners, in order, never on the I/O thread.
 
 Beyond kazoo: watches survive a reconnect; a client that cannot reach any node for longer than
-its session timeout reports LOST by itself; requests pending when a connection drops fail with
-ConnectionLoss (their outcome is unknown), never silently retried.
+its session timeout reports LOST by itself. Requests pending when a connection drops are not
+failed with an ambiguous ConnectionLoss: they are re-sent, in order, with the same session and
+xid, on the next connection (to any node). The leader remembers the results of each session's
+latest writes (a replicated table) and answers a re-sent write that was already applied with its
+original result, so a retried sequential create makes one node. They fail only if the session
+expires (SessionExpiredError) or the client is stopped (ConnectionClosedError). At most
+MAX_IN_FLIGHT requests are sent unanswered (the rest wait in the queue): the node remembers that
+many results per session, so every unanswered write is still remembered when it is re-sent.
 """
 
 from __future__ import annotations
@@ -34,7 +40,6 @@ from zoomq.exceptions import (
     Codes,
     ConfigurationError,
     ConnectionClosedError,
-    ConnectionLoss,
     NoNodeError,
     NodeExistsError,
     SessionExpiredError,
@@ -48,6 +53,7 @@ from zoomq.states import EVENT_TYPE_MAP, EventType, KazooState, KeeperState, Wat
 
 _log = structlog.get_logger("zoomq.client")
 MAX_XID = 2**31 - 1
+MAX_IN_FLIGHT = 256  # = actors.session.tree.RECENT_PER_SESSION (tests/unit check they match)
 _STOP = object()
 
 
@@ -367,9 +373,9 @@ class Client:
                         lost_since = time.monotonic()
                 finally:
                     sock.close(linger=0)
-                self._fail_pending(ConnectionLoss)
                 if self._stopped.is_set():
                     break
+                self._requeue_pending()
                 if self.state == KazooState.CONNECTED:
                     self._set_state(KazooState.SUSPENDED, KeeperState.CONNECTING)
                 if self._session_id and time.monotonic() - lost_since > self._negotiated_ms / 1000.0:
@@ -459,10 +465,10 @@ class Client:
             if self._stopped.is_set() and (self._closing is None or self._closing.ready() or not self.connected):
                 return
             self._io_idle = True
-            if self._queue:
+            if self._queue and len(pending) < MAX_IN_FLIGHT:
                 frames = []
                 q = self._queue
-                while q:
+                while q and len(pending) < MAX_IN_FLIGHT:
                     req = q.popleft()
                     pending[req.xid] = req
                     frames.append(req.frame)
@@ -517,14 +523,13 @@ class Client:
                 self.log.warning("auth_failed")
                 self._set_state(KazooState.LOST, KeeperState.AUTH_FAILED)
             return True
+        if msg.err == Codes.CONNECTIONLOSS:
+            # The node lost track of this connection (or cannot serve): reconnect, resume the
+            # session and re-send what is pending, this request included.
+            return False
         req = self._pending.pop(msg.xid, None)
         if req is None:
-            if msg.err == Codes.CONNECTIONLOSS:
-                return False
             return True
-        if msg.err == Codes.CONNECTIONLOSS:
-            req.result.set_exception(ConnectionLoss())
-            return False  # the node lost track of this connection: reconnect and resume
         try:
             value = req.parse(msg)
         except Exception as exc:  # noqa: BLE001 - delivered to the caller
@@ -536,6 +541,12 @@ class Client:
             self._set_state(KazooState.LOST, KeeperState.CLOSED)
         req.result.set(value)
         return True
+
+    def _requeue_pending(self) -> None:
+        """Put the requests sent on a lost connection back at the head of the queue, in order."""
+        pending, self._pending = self._pending, {}
+        if pending:
+            self._queue.extendleft(reversed(list(pending.values())))
 
     def _fail_pending(self, exc_class: type[Exception], include_queue: bool = False) -> None:
         pending, self._pending = self._pending, {}

@@ -233,8 +233,22 @@ class ZoomqServer:
             proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(10.0)
-        psutil.wait_procs(tree, timeout=10.0)
+        _wait_gone(tree, 10.0)
         self._close_log()
+
+    def pause(self) -> None:
+        """SIGSTOP the node's whole process tree (a hung machine: sockets stay open, nothing answers)."""
+        assert self.proc is not None
+        for p in [psutil.Process(self.proc.pid), *_tree(self.proc.pid)]:
+            with contextlib.suppress(psutil.Error):
+                p.suspend()
+
+    def resume(self) -> None:
+        """SIGCONT what `pause` stopped."""
+        assert self.proc is not None
+        for p in [psutil.Process(self.proc.pid), *_tree(self.proc.pid)]:
+            with contextlib.suppress(psutil.Error):
+                p.resume()
 
     def client(self, start_timeout: float = 15.0, **kw: Any) -> Any:
         """A started `zoomq.Client` on this node; stopped by `stop()`."""
@@ -313,6 +327,9 @@ class ZoomqServer:
         proc = self.proc
         if proc is not None and proc.poll() is None:
             tree = _tree(proc.pid)
+            for p in [psutil.Process(proc.pid), *tree]:  # a paused node could not act on SIGTERM
+                with contextlib.suppress(psutil.Error):
+                    p.resume()
             with contextlib.suppress(OSError):
                 proc.send_signal(signal.SIGTERM)
             try:
@@ -331,7 +348,7 @@ class ZoomqServer:
                     if p.is_running():
                         p.kill()
                         alive.append(p)
-            psutil.wait_procs(alive, timeout=timeout)
+            _wait_gone(alive, timeout)
         self._close_log()
 
     def _close_log(self) -> None:
@@ -372,7 +389,7 @@ class ZoomqEnsemble:
         ens.wait_leader(exclude=leader)   # a new leader serves
     ```
     Other keyword arguments are NodeConfig fields for every node (`tick_ms` defaults to 100 so
-    that failure detection takes a fraction of a second).
+    that failure detection takes a fraction of a second; session timeouts may still be long).
     """
 
     def __init__(self, n: int = 3, observers: int = 0, base_dir: str | Path | None = None, **config_overrides: Any) -> None:
@@ -381,6 +398,7 @@ class ZoomqEnsemble:
         self._own_base = base_dir is None
         self.base_dir = Path(base_dir) if base_dir is not None else Path(tempfile.mkdtemp(prefix="zoomq-ens-"))
         config_overrides.setdefault("tick_ms", 100)
+        config_overrides.setdefault("max_session_timeout_ms", 60_000)  # short ticks, not short sessions
         self.servers = [
             ServerEntry(
                 id=sid,
@@ -465,6 +483,22 @@ class ZoomqEnsemble:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _gone(p: psutil.Process) -> bool:
+    try:
+        return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> None:
+    """Until every process is dead (a zombie counts: it runs nothing), bounded by `timeout`."""
+    deadline = time.monotonic() + timeout
+    while procs and time.monotonic() < deadline:
+        procs = [p for p in procs if not _gone(p)]
+        if procs:
+            time.sleep(0.005)
 
 
 def _tree(pid: int) -> list[psutil.Process]:

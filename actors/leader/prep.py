@@ -18,6 +18,9 @@ Rules (§1.1-1.4, §1.6, §1.7, §5.6 of the reference):
   failure is a Marker whose MultiResult has 0 before the failing op, its code, then
   RUNTIMEINCONSISTENCY; prep's tree is not touched by a failed multi.
 - zxid = epoch << 32 | counter; the counter restarts at 1 in a new epoch.
+- A request whose (session, cxid) the tree remembers as applied (a client re-sent it after a lost
+  connection) is not applied again: a Marker with `replay` = the original zxid, answered by each
+  node with the result it remembers (so a retried sequential create makes one node).
 - Bad input of any shape yields a Marker with a precise ZooKeeper code; prep never raises on it.
 """
 
@@ -303,6 +306,9 @@ class Prep:
             return Marker(session_id if type(session_id) is int else 0, cxid if type(cxid) is int else 0, _BAD)
         if auth and (not isinstance(auth, list) or not all(isinstance(a, Id) for a in auth)):
             auth = []
+        done = self.tree.recent_result(session_id, cxid) if cxid > 0 else None
+        if done is not None:
+            return Marker(session_id, cxid, 0, None, replay=done[0])  # a re-sent request: not twice
         try:
             decision = self._decide(session_id, cxid, op, auth)
         except (TypeError, ValueError, AttributeError, OverflowError, IndexError, KeyError) as exc:

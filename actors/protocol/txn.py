@@ -94,12 +94,15 @@ class Txn(msgspec.Struct, array_like=True, frozen=True, tag="txn", tag_field="ta
 
 
 class Marker(msgspec.Struct, array_like=True, frozen=True, tag="marker", tag_field="tag"):
-    """An ordered, unlogged answer to (session_id, cxid): err != 0, or a sync/failed-multi body."""
+    """An ordered, unlogged answer to (session_id, cxid): err != 0, or a sync/failed-multi body.
+    `replay` != 0: the request was a re-sent one already applied at that zxid; each node answers
+    it with the result its own tree remembers (DataTree.recent_result)."""
 
     session_id: int
     cxid: int
     err: int
     body: PathResult | MultiResult | None = None
+    replay: int = 0
 
 
 Entry = Txn | Marker

@@ -256,10 +256,20 @@ class SessionActor(Actor):
                 elif session is not None:
                     item = session.writes.pop(entry.cxid, None)
                     if item is not None:
-                        item.reply = self.encoder.encode(p.Reply(item.xid, tree.last_zxid, entry.err, entry.body))
+                        item.reply = self.encoder.encode(self._marker_reply(item.xid, entry))
                         self._release(session)
         if self.applied_since_snapshot >= self.cfg.snapshot_every:
             self._take_snapshot()
+
+    def _marker_reply(self, xid: int, marker: Marker) -> p.Reply:
+        if not marker.replay:
+            return p.Reply(xid, self.tree.last_zxid, marker.err, marker.body)
+        # A re-sent request the leader found already applied: the original result, once more.
+        done = self.tree.recent_result(marker.session_id, marker.cxid)
+        if done is None:
+            self.log.error("replay_without_result", session=hex(marker.session_id), cxid=marker.cxid)
+            return p.Reply(xid, self.tree.last_zxid, Codes.SYSTEMERROR)
+        return p.Reply(xid, done[0], Codes.OK, done[1])
 
     def _answer_txn(self, txn: Txn, body: Any) -> None:
         op = txn.op

@@ -56,6 +56,7 @@ QUOTA = "/zookeeper/quota"
 CONFIG = "/zookeeper/config"
 MAX_INTERNED_ACLS = 4096
 SNAPSHOT_FORMAT = 1
+RECENT_PER_SESSION = 256  # results remembered per session for re-sent requests (= client MAX_IN_FLIGHT)
 
 _NO_CHILDREN: frozenset[str] = frozenset()
 _EMPTY = b""
@@ -164,6 +165,7 @@ class _Snapshot(msgspec.Struct, array_like=True):
     sessions: dict[int, SessionInfo]
     acls: list[list[ACL]]
     nodes: list[_NodeImage]  # parents before children (the tree's insertion order)
+    recent: dict[int, list[tuple[int, int, ReplyBody | None]]] = {}  # session -> [(cxid, zxid, body)]
 
 
 _snapshot_encoder = msgspec.msgpack.Encoder()
@@ -199,6 +201,9 @@ class DataTree:
         self._ephemerals: dict[int, set[str]] = {}
         self.containers: set[str] = set()
         self.ttls: set[str] = set()
+        # session -> {cxid: (zxid, reply body)}: the results of the session's latest requests,
+        # so that a request re-sent after a lost connection is answered, not applied twice.
+        self.recent: dict[int, dict[int, tuple[int, ReplyBody | None]]] = {}
         self._acls: dict[tuple[ACL, ...], list[ACL]] = {}
         self._ops: dict[type, Callable[[Any, int, int, bool, list[Event] | None], Any]] = {
             CreateTxn: self._create,
@@ -298,10 +303,13 @@ class DataTree:
         events: list[Event] | None = [] if results else None
         kind = type(op)
         handler = self._ops.get(kind)
+        cxid = txn.cxid
+        # A client's request: its reply body is remembered even when the caller needs none.
+        remember = cxid > 0 and txn.session_id in self.sessions
         if handler is not None:
-            body = handler(op, zxid, txn.time_ms, results, events)
+            body = handler(op, zxid, txn.time_ms, results or remember, events)
         elif kind is MultiTxn:
-            body = self._multi(op, zxid, txn.time_ms, results, events)
+            body = self._multi(op, zxid, txn.time_ms, results or remember, events)
         elif kind is CreateSessionTxn:
             if txn.session_id in self.sessions:
                 raise TreeInvariantError(f"session {txn.session_id:#x} created twice")
@@ -313,7 +321,19 @@ class DataTree:
         else:
             raise TreeInvariantError(f"unknown txn op {kind.__name__}")
         self.last_zxid = zxid
+        if remember and kind is not CloseSessionTxn:
+            table = self.recent.get(txn.session_id)
+            if table is None:
+                table = self.recent[txn.session_id] = {}
+            table[cxid] = (zxid, body)
+            if len(table) > RECENT_PER_SESSION:
+                del table[next(iter(table))]
         return body, events if events is not None else []
+
+    def recent_result(self, session_id: int, cxid: int) -> tuple[int, ReplyBody | None] | None:
+        """(zxid, reply body) of the session's request `cxid` if it was applied recently."""
+        table = self.recent.get(session_id)
+        return table.get(cxid) if table is not None else None
 
     def _create(
         self, op: CreateTxn, zxid: int, time_ms: int, results: bool, events: list[Event] | None
@@ -442,6 +462,7 @@ class DataTree:
         if session_id not in self.sessions:
             raise TreeInvariantError(f"close of unknown session {session_id:#x} at {zxid:#x}")
         del self.sessions[session_id]
+        self.recent.pop(session_id, None)
         # Ephemerals have no children, so sorted order is always a valid deletion order.
         for path in sorted(self._ephemerals.get(session_id, ())):
             self._remove(path, zxid, events)
@@ -500,7 +521,8 @@ class DataTree:
                     n.creates,
                 )
             )
-        snap = _Snapshot(SNAPSHOT_FORMAT, self.last_zxid, self.sessions, acls, images)
+        recent = {sid: [(cxid, z, body) for cxid, (z, body) in table.items()] for sid, table in self.recent.items()}
+        snap = _Snapshot(SNAPSHOT_FORMAT, self.last_zxid, self.sessions, acls, images, recent)
         return _snapshot_encoder.encode(snap)
 
     @classmethod
@@ -514,6 +536,7 @@ class DataTree:
         tree._reset()
         tree.last_zxid = snap.last_zxid
         tree.sessions = dict(snap.sessions)
+        tree.recent = {sid: {cxid: (z, body) for cxid, z, body in rows} for sid, rows in snap.recent.items()}
         acls = [tree.intern_acl(acl) for acl in snap.acls]
         nodes = tree.nodes
         for image in snap.nodes:

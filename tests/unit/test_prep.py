@@ -285,7 +285,7 @@ def test_sequential_name_may_be_just_the_number_and_can_go_negative() -> None:
     assert h.create("/", flags=p.EPHEMERAL_SEQUENTIAL).startswith("/000000000")
     h.prep.tree.get("/q").creates = 2**31 - 1  # the int overflows like Java's
     assert h.prep.step(WriteRequest(1, SID, 99, mk("/q/x-", 2)), 1).op.path == "/q/x-2147483647"
-    assert h.prep.step(WriteRequest(1, SID, 99, mk("/q/x-", 2)), 1).op.path == "/q/x--2147483648"
+    assert h.prep.step(WriteRequest(1, SID, 100, mk("/q/x-", 2)), 1).op.path == "/q/x--2147483648"
 
 
 def test_sequential_create_cannot_collide_with_a_plain_node() -> None:
@@ -944,3 +944,57 @@ def test_seeded_random_walk_keeps_every_replica_equal(seed: int) -> None:
     # the walk really went places
     assert counts.get("CreateTxn", 0) > 200 and counts.get("DeleteTxn", 0) > 30
     assert counts.get("MultiTxn", 0) > 20 and counts.get("CloseSessionTxn", 0) > 5
+
+
+# --- re-sent requests (ZAB clients retry after ConnectionLoss with the same session and xid) ----
+
+
+def test_a_resent_write_is_answered_with_its_original_result_not_applied_twice() -> None:
+    h = Harness()
+    h.create("/q")
+    first = h.prep.step(WriteRequest(1, SID, 500, mk("/q/n-", p.PERSISTENT_SEQUENTIAL)), 1)
+    assert isinstance(first, Txn)
+    h._replicate(first)
+    again = h.prep.step(WriteRequest(2, SID, 500, mk("/q/n-", p.PERSISTENT_SEQUENTIAL)), 2)
+    assert again == Marker(SID, 500, 0, None, replay=first.zxid)
+    assert h.prep.tree.get("/q").children == {"n-0000000000"}
+    # Every replica remembers the same result for it.
+    zxid, body = h.replica.recent_result(SID, 500)
+    assert zxid == first.zxid and body.path == "/q/n-0000000000"
+
+
+def test_a_failed_request_is_not_remembered_and_runs_again() -> None:
+    h = Harness()
+    h.create("/a")
+    failed = h.prep.step(WriteRequest(1, SID, 600, mk("/a")), 1)
+    assert isinstance(failed, Marker) and failed.err == Codes.NODEEXISTS
+    assert h.prep.tree.recent_result(SID, 600) is None
+
+
+def test_the_remembered_results_are_bounded_and_end_with_the_session() -> None:
+    from actors.session.tree import RECENT_PER_SESSION
+
+    h = Harness()
+    for i in range(RECENT_PER_SESSION + 5):
+        h.create(f"/n{i}")
+    table = h.prep.tree.recent[SID]
+    assert len(table) == RECENT_PER_SESSION
+    assert min(table) == h.cxid - RECENT_PER_SESSION + 1  # the oldest went first
+    h.ok(Close(1))
+    assert SID not in h.prep.tree.recent and SID not in h.replica.recent
+
+
+def test_remembered_results_survive_a_snapshot() -> None:
+    h = Harness()
+    h.create("/s")
+    h.ok(SetData(1, "/s", b"v", -1))
+    tree = DataTree.from_snapshot(h.replica.to_snapshot())
+    assert tree.recent == h.replica.recent
+    assert tree.recent_result(SID, h.cxid)[1].stat.version == 1
+
+
+def test_the_client_never_has_more_requests_in_flight_than_a_session_remembers() -> None:
+    from actors.session.tree import RECENT_PER_SESSION
+    from zoomq.client import MAX_IN_FLIGHT
+
+    assert MAX_IN_FLIGHT <= RECENT_PER_SESSION
