@@ -108,10 +108,78 @@ def _run_shell(args: argparse.Namespace) -> int:
     return shell.main(args.hosts, args.command, timeout=args.timeout, connect_timeout=args.connect_timeout)
 
 
-# name -> how to add it; `ensemble`, `admin`, `keys`, `bench` join here.
+def _add_ensemble(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ensemble", help="run or inspect an ensemble on this machine",
+                       description="An ensemble of nodes on 127.0.0.1, each under its own supervisor.")
+    ens = p.add_subparsers(dest="ensemble_command", metavar="up|status")
+    up = ens.add_parser("up", help="start N nodes and stop them all on Ctrl-C / SIGTERM")
+    up.add_argument("-n", type=int, default=3, metavar="N", help="participants (default 3)")
+    up.add_argument("--observers", type=int, default=0, metavar="K", help="observers (default 0)")
+    up.add_argument("--base-port", type=int, default=2181, metavar="P",
+                    help="client ports P..P+N+K-1; quorum ports P+707.., election ports P+1707.. (default 2181)")
+    up.add_argument("--data-dir", default="zoomq-ensemble", metavar="DIR", help="node<id>/ data, configs and logs (default ./zoomq-ensemble)")
+    up.add_argument("--tick-ms", type=int, default=2000, metavar="N", help="tick in milliseconds (default 2000)")
+    up.add_argument("--log-level", choices=LOG_LEVELS, metavar="L", help="|".join(LOG_LEVELS))
+    up.set_defaults(run=_run_ensemble_up)
+    st = ens.add_parser("status", help="each node's role, ports, pid, epoch, last zxid, sessions, actors")
+    st.add_argument("--data-dir", default="zoomq-ensemble", metavar="DIR", help="as given to `up`")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    st.set_defaults(run=_run_ensemble_status)
+    p.set_defaults(run=lambda args: (p.print_help(sys.stderr), EXIT_USAGE)[1])
+
+
+def _run_ensemble_up(args: argparse.Namespace) -> int:
+    from zoomq import ensemble
+
+    return ensemble.up(args.n, args.observers, args.base_port, Path(args.data_dir), args.tick_ms, args.log_level)
+
+
+def _run_ensemble_status(args: argparse.Namespace) -> int:
+    import json
+
+    from zoomq import ensemble
+
+    rows = ensemble.status(Path(args.data_dir))
+    if not rows:
+        print(f"zoomq ensemble status: no node directories under {args.data_dir}", file=sys.stderr)
+        return 1
+    print(json.dumps(rows, indent=2) if args.json else ensemble.format_status(rows))
+    return 0
+
+
+def _add_admin(sub: argparse._SubParsersAction) -> None:
+    from zoomq.admin import WORDS
+
+    p = sub.add_parser("admin", help="ask a node a four-letter word (ruok, srvr, stat, mntr, cons, wchs, conf, ...)",
+                       description="ZooKeeper's admin commands over the client port: " + ", ".join(WORDS))
+    p.add_argument("address", metavar="HOST:PORT")
+    p.add_argument("word", metavar="CMD", help="|".join(WORDS))
+    p.add_argument("--timeout", type=float, default=5.0, metavar="S")
+    p.set_defaults(run=_run_admin)
+
+
+def _run_admin(args: argparse.Namespace) -> int:
+    from zoomq.admin import AdminError, ask
+
+    host, _, port = args.address.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"zoomq admin: expected HOST:PORT, got {args.address!r}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        text = ask(host, int(port), args.word, timeout=args.timeout)
+    except AdminError as exc:
+        print(f"zoomq admin: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+# name -> how to add it; `keys`, `bench` join here.
 SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "server": _add_server,
     "shell": _add_shell,
+    "ensemble": _add_ensemble,
+    "admin": _add_admin,
 }
 
 

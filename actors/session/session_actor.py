@@ -602,31 +602,105 @@ class SessionActor(Actor):
         self._send(session.rid, self.encoder.encode(p.Reply(p.SET_WATCHES_XID, zxid, Codes.OK)))
 
     def _admin(self, command: str) -> str:
+        """ZooKeeper's four-letter words, with its field names (dashboards parse them)."""
+        command = command.strip().lower()
+        handler = _ADMIN.get(command)
+        if handler is None:
+            return f"{command} is not executed because it is not a known command ({', '.join(sorted(_ADMIN))})\n"
+        return handler(self)
+
+    def _mode(self) -> str:
+        return self.mode if self.synced or self.mode == "standalone" else "looking"
+
+    def _admin_ruok(self) -> str:
+        return "imok"
+
+    def _admin_isro(self) -> str:
+        return "rw" if self.synced else "null"
+
+    def _admin_srvr(self) -> str:
         tree = self.tree
-        if command == "ruok":
-            return "imok"
-        if command == "isro":
-            return "rw"
-        lines = {
-            "zk_version": "zoomq-0.1.0",
-            "zk_server_state": "standalone",
+        return (
+            f"Zookeeper version: {VERSION}\nLatency min/avg/max: 0/0.0/0\nReceived: {self.stats['received']}\n"
+            f"Sent: {self.stats['sent']}\nConnections: {len(self.by_rid)}\nOutstanding: {self._outstanding()}\n"
+            f"Zxid: {hex(tree.last_zxid)}\nMode: {self._mode()}\nNode count: {tree.node_count()}\n"
+        )
+
+    def _admin_stat(self) -> str:
+        clients = "".join(f" /{self._peer(s)}[1](queued={len(s.pending)},sid={hex(s.session_id)})\n" for s in self.by_rid.values())
+        return f"Zookeeper version: {VERSION}\nClients:\n{clients}\n" + self._admin_srvr().split("\n", 1)[1]
+
+    def _admin_mntr(self) -> str:
+        tree = self.tree
+        lines: dict[str, Any] = {
+            "zk_version": VERSION,
+            "zk_server_state": self._mode(),
+            "zk_avg_latency": 0,
+            "zk_max_latency": 0,
+            "zk_min_latency": 0,
+            "zk_packets_received": self.stats["received"],
+            "zk_packets_sent": self.stats["sent"],
+            "zk_num_alive_connections": len(self.by_rid),
+            "zk_outstanding_requests": self._outstanding(),
             "zk_znode_count": tree.node_count(),
             "zk_watch_count": self.watches.count(),
             "zk_ephemerals_count": sum(len(tree.ephemerals(s)) for s in tree.sessions),
-            "zk_num_alive_connections": len(self.sessions),
-            "zk_packets_received": self.stats["received"],
-            "zk_packets_sent": self.stats["sent"],
+            "zk_approximate_data_size": sum(len(path) + len(n.data) for path, n in tree.nodes.items()),
+            "zk_global_sessions": len(tree.sessions),
+            "zk_local_sessions": len(self.sessions),
             "zk_zxid": hex(tree.last_zxid),
+            "zk_epoch": self.epoch,
+            "zk_uptime": int((time.time() - self.stats["started"]) * 1000),
         }
-        if command == "mntr":
-            return "".join(f"{k}\t{v}\n" for k, v in lines.items())
-        if command in ("srvr", "stat"):
-            return (
-                f"Zookeeper version: zoomq-0.1.0\nReceived: {self.stats['received']}\nSent: {self.stats['sent']}\n"
-                f"Connections: {len(self.sessions)}\nOutstanding: 0\nZxid: {hex(tree.last_zxid)}\n"
-                f"Mode: standalone\nNode count: {tree.node_count()}\n"
-            )
-        return f"unknown command {command!r}"
+        try:
+            lines["zk_open_file_descriptor_count"] = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            pass
+        return "".join(f"{k}\t{v}\n" for k, v in lines.items())
+
+    def _admin_cons(self) -> str:
+        out = []
+        for s in self.by_rid.values():
+            out.append(f" /{self._peer(s)}[1](queued={len(s.pending)},sid={hex(s.session_id)},to={s.timeout_ms},lzxid={hex(self.tree.last_zxid)})\n")
+        return "".join(out) + "\n"
+
+    def _admin_wchs(self) -> str:
+        paths = len(set(self.watches.data) | set(self.watches.child))
+        watching = len({sid for table in (self.watches.data, self.watches.child) for sids in table.values() for sid in sids})
+        return f"{watching} connections watching {paths} paths\nTotal watches:{self.watches.count()}\n"
+
+    def _admin_conf(self) -> str:
+        cfg = self.cfg
+        lines = [
+            f"clientPort={cfg.client_port}",
+            f"clientPortAddress={cfg.client_host}",
+            f"dataDir={cfg.data_dir}",
+            f"dataLogDir={cfg.data_dir}",
+            f"tickTime={cfg.tick_ms}",
+            f"minSessionTimeout={cfg.min_timeout_ms}",
+            f"maxSessionTimeout={cfg.max_timeout_ms}",
+            f"serverId={cfg.sid}",
+        ]
+        if cfg.servers:
+            lines += [f"initLimit={cfg.init_limit}", f"syncLimit={cfg.sync_limit}", f"electionPort={_me(cfg).election_port}", f"quorumPort={_me(cfg).quorum_port}"]
+            lines += [f"server.{e.id}={e.host}:{e.quorum_port}:{e.election_port}:{e.role};{e.host}:{e.client_port}" for e in cfg.servers]
+        return "\n".join(lines) + "\n"
+
+    def _admin_envi(self) -> str:
+        import platform
+        import sys
+
+        return (
+            f"Environment:\nzookeeper.version={VERSION}\nhost.name={platform.node()}\npython.version={sys.version.split()[0]}\n"
+            f"os.name={platform.system()}\nos.arch={platform.machine()}\nuser.dir={os.getcwd()}\n"
+        )
+
+    def _outstanding(self) -> int:
+        return sum(len(s.writes) for s in self.sessions.values())
+
+    @staticmethod
+    def _peer(session: LocalSession) -> str:
+        return next((i.id for i in session.auth if i.scheme == "ip"), "?")
 
     # --- snapshots --------------------------------------------------------------------------------
 
@@ -663,6 +737,25 @@ class SessionActor(Actor):
             self.tell("log", Snapshotted(zxid=zxid))
         else:
             self.log.error("snapshot_failed", zxid=fmt(zxid), status=status)
+
+
+VERSION = "zoomq-0.1.0"
+
+_ADMIN: dict[str, Any] = {
+    "ruok": SessionActor._admin_ruok,
+    "isro": SessionActor._admin_isro,
+    "srvr": SessionActor._admin_srvr,
+    "stat": SessionActor._admin_stat,
+    "mntr": SessionActor._admin_mntr,
+    "cons": SessionActor._admin_cons,
+    "wchs": SessionActor._admin_wchs,
+    "conf": SessionActor._admin_conf,
+    "envi": SessionActor._admin_envi,
+}
+
+
+def _me(cfg: Any) -> Any:
+    return next(e for e in cfg.servers if e.id == cfg.sid)
 
 
 def _follows(last: int, zxid: int) -> bool:

@@ -26,6 +26,8 @@ SHELL_FILES = {
     "zoomq/__main__.py",
     "zoomq/aio.py",
     "zoomq/retry.py",
+    "zoomq/admin.py",
+    "zoomq/ensemble.py",
 }
 
 

@@ -1,0 +1,102 @@
+"""`zoomq ensemble up/status` and `zoomq admin`: the commands that run and inspect an ensemble."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import socket
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from zoomq import Client
+from zoomq.admin import ask, parse_mntr
+from zoomq.ensemble import ELECTION_OFFSET, QUORUM_OFFSET
+from zoomq.testing import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _base_port(n: int) -> int:
+    for _ in range(200):
+        base = random.randrange(20000, 28000)
+        ports = [base + off + i for off in (0, QUORUM_OFFSET, ELECTION_OFFSET) for i in range(n)]
+        if all(_free(p) for p in ports):
+            return base
+    raise RuntimeError("no free port range")
+
+
+def _zoomq(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zoomq", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_ensemble_up_status_admin_and_stop(tmp_path):
+    base = _base_port(4)
+    data = tmp_path / "ens"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "zoomq", "ensemble", "up", "-n", "3", "--observers", "1", "--base-port", str(base),
+         "--data-dir", str(data), "--tick-ms", "100"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        hosts = ",".join(f"127.0.0.1:{base + i}" for i in range(4))
+        first = up.stdout.readline() + up.stdout.readline()
+        assert f"connect with: {hosts}" in first
+
+        def all_serving():
+            rows = json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")
+            roles = sorted(str(r["role"]) for r in rows)
+            return rows if roles == ["follower", "follower", "leader", "observer"] and all(r["epoch"] for r in rows) else None
+
+        rows = wait_for(all_serving, 60, "an ensemble with a leader")
+        zk = Client(hosts=hosts)
+        zk.start(timeout=30)
+        zk.create("/from-cli", b"x")
+        zk.stop()
+        rows = json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout)
+        for row in rows:
+            assert {"log", "session", "election"} <= set(row["actors"])
+            assert row["pid"] and row["client"] == f"127.0.0.1:{base + row['id'] - 1}"
+        leader = next(r for r in rows if r["role"] == "leader")
+        text = _zoomq("ensemble", "status", "--data-dir", str(data)).stdout
+        assert "leader" in text and "observer" in text
+
+        out = _zoomq("admin", leader["client"], "srvr")
+        assert out.returncode == 0 and "Mode: leader" in out.stdout
+        mntr = parse_mntr(ask("127.0.0.1", base + 3, "mntr"))
+        assert mntr["zk_server_state"] == "observer" and int(mntr["zk_znode_count"]) >= 5
+        assert ask("127.0.0.1", base, "ruok") == "imok"
+        assert "server.4=" in ask("127.0.0.1", base, "conf")
+        assert "Total watches:" in ask("127.0.0.1", base, "wchs")
+        assert "not a known command" in ask("127.0.0.1", base, "xyzw")
+        pids = [r["pid"] for r in rows] + [a["pid"] for r in rows for a in r["actors"].values()]
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(60)
+    assert code == 0
+    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids), 30, "every node process gone")
+
+
+def test_admin_reports_unreachable_nodes_and_bad_addresses():
+    out = _zoomq("admin", "nonsense", "ruok")
+    assert out.returncode == 2
+    port = _base_port(1)
+    out = _zoomq("admin", f"127.0.0.1:{port}", "ruok", "--timeout", "0.5")
+    assert out.returncode == 1 and "did not answer" in out.stderr
+
+
+def test_ensemble_status_without_nodes(tmp_path):
+    out = _zoomq("ensemble", "status", "--data-dir", str(tmp_path))
+    assert out.returncode == 1 and "no node" in out.stderr

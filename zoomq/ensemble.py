@@ -1,0 +1,187 @@
+"""`zoomq ensemble up` and `zoomq ensemble status`: an ensemble on one machine, for trying zoomq
+out and for tests and benchmarks.
+
+`up` writes one config per node (`<data_dir>/node<id>.toml`: client ports P..P+N-1, quorum ports
+P+707.., election ports P+1707.. so that the default 2181 gives ZooKeeper's 2888/3888), starts
+one `zoomq server` per node (each under its own supervisor, logs in `<data_dir>/node<id>.log`),
+prints the connection string, and on SIGINT/SIGTERM stops them all: SIGTERM, then SIGKILL of
+whatever is left of their process trees, by PID only.
+
+`status` reads each node's `status.json` (role, pids, per-actor CPU and RSS) from its data dir
+and asks it `mntr` (epoch, last zxid, sessions).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from zoomq.admin import AdminError, ask, parse_mntr
+
+QUORUM_OFFSET = 707  # 2181 -> 2888
+ELECTION_OFFSET = 1707  # 2181 -> 3888
+STOP_TIMEOUT_S = 10.0
+
+
+def plan(n: int, observers: int, base_port: int, data_dir: Path, host: str = "127.0.0.1", tick_ms: int = 2000) -> list[dict[str, Any]]:
+    """The config of each node (as TOML-ready dicts)."""
+    total = n + observers
+    servers = [
+        {
+            "id": i + 1,
+            "host": host,
+            "quorum_port": base_port + QUORUM_OFFSET + i,
+            "election_port": base_port + ELECTION_OFFSET + i,
+            "client_port": base_port + i,
+            "role": "observer" if i >= n else "participant",
+        }
+        for i in range(total)
+    ]
+    return [
+        {
+            "sid": s["id"],
+            "data_dir": str((data_dir / f"node{s['id']}").resolve()),
+            "client_host": host,
+            "client_port": s["client_port"],
+            "tick_ms": tick_ms,
+            "servers": servers,
+        }
+        for s in servers
+    ]
+
+
+def connection_string(configs: list[dict[str, Any]]) -> str:
+    return ",".join(f"{c['client_host']}:{c['client_port']}" for c in configs)
+
+
+def write_configs(configs: list[dict[str, Any]], data_dir: Path) -> list[Path]:
+    from zoomq.testing import to_toml
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for cfg in configs:
+        path = data_dir / f"node{cfg['sid']}.toml"
+        path.write_text(to_toml(cfg))
+        paths.append(path)
+    return paths
+
+
+def up(n: int, observers: int, base_port: int, data_dir: Path, tick_ms: int, log_level: str | None = None) -> int:
+    if n < 1 or observers < 0:
+        print("zoomq ensemble up: -n must be >= 1 and --observers >= 0", file=sys.stderr)
+        return 2
+    configs = plan(n, observers, base_port, data_dir, tick_ms=tick_ms)
+    paths = write_configs(configs, data_dir)
+    stop = threading.Event()
+    old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    procs: list[tuple[int, subprocess.Popen[bytes], Any]] = []
+    try:
+        for cfg, path in zip(configs, paths, strict=True):
+            log = open(data_dir / f"node{cfg['sid']}.log", "ab")  # noqa: SIM115 - closed below
+            argv = [sys.executable, "-m", "zoomq", "server", "--config", str(path)]
+            if log_level:
+                argv += ["--log-level", log_level]
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            procs.append((cfg["sid"], proc, log))
+        print(f"zoomq ensemble: {n} participants, {observers} observers; data and logs in {data_dir.resolve()}", flush=True)
+        print(f"connect with: {connection_string(configs)}", flush=True)
+        print("Ctrl-C stops every node.", flush=True)
+        running = {sid for sid, _, _ in procs}
+        while not stop.wait(0.5):
+            for sid, proc, _ in procs:
+                if sid in running and proc.poll() is not None:
+                    running.discard(sid)
+                    print(f"node {sid} exited with code {proc.returncode} (see node{sid}.log)", file=sys.stderr, flush=True)
+            if not running:
+                return 1
+        return 0
+    finally:
+        _stop_all([proc for _, proc, _ in procs])
+        for _, _, log in procs:
+            log.close()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    trees: list[psutil.Process] = []
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                trees += psutil.Process(proc.pid).children(recursive=True)
+            with contextlib.suppress(OSError):
+                proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT_S)
+    left = []
+    for p in trees:
+        with contextlib.suppress(psutil.Error):
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                p.kill()
+                left.append(p)
+    psutil.wait_procs(left, timeout=STOP_TIMEOUT_S)
+
+
+def node_dirs(data_dir: Path) -> list[Path]:
+    dirs = [d for d in data_dir.glob("node*") if d.is_dir() and d.name[4:].isdigit()]
+    return sorted(dirs, key=lambda d: int(d.name[4:]))
+
+
+def status(data_dir: Path) -> list[dict[str, Any]]:
+    """One entry per node found under `data_dir`."""
+    out = []
+    for d in node_dirs(data_dir):
+        sid = int(d.name[4:])
+        entry: dict[str, Any] = {"id": sid, "role": "down", "client": None, "pid": None, "epoch": None,
+                                 "last_zxid": None, "sessions": None, "actors": {}}
+        try:
+            st = json.loads((d / "status.json").read_text())
+        except (OSError, ValueError):
+            out.append(entry)
+            continue
+        pid = st.get("pid")
+        if not pid or not psutil.pid_exists(pid):
+            out.append(entry)
+            continue
+        entry.update(role=st.get("role"), client=st.get("client"), pid=pid, leader=st.get("leader"),
+                     actors={k: {"pid": v.get("pid"), "cpu_s": v.get("cpu_s"), "rss": v.get("rss"), "restarts": v.get("restarts")}
+                             for k, v in (st.get("actors") or {}).items()})
+        host, _, port = (st.get("client") or ":").rpartition(":")
+        try:
+            mntr = parse_mntr(ask(host, int(port), "mntr", timeout=2.0))
+            entry.update(epoch=int(mntr.get("zk_epoch", 0)), last_zxid=mntr.get("zk_zxid"),
+                         sessions=int(mntr.get("zk_global_sessions", 0)), connections=int(mntr.get("zk_num_alive_connections", 0)))
+        except (AdminError, ValueError, OSError):
+            pass
+        out.append(entry)
+    return out
+
+
+def format_status(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'id':>3} {'role':<9} {'client':<21} {'pid':>7} {'epoch':>5} {'last zxid':<14} {'sessions':>8}  actors (cpu s / rss MiB)"]
+    for r in rows:
+        actors = " ".join(
+            f"{name}={a['cpu_s'] if a['cpu_s'] is not None else '-'}/{(a['rss'] or 0) / 2**20:.0f}" for name, a in r["actors"].items()
+        )
+        lines.append(
+            f"{r['id']:>3} {r['role'] or '-':<9} {r['client'] or '-':<21} {r['pid'] or '-':>7} {r['epoch'] if r['epoch'] is not None else '-':>5} "
+            f"{r['last_zxid'] or '-':<14} {r['sessions'] if r['sessions'] is not None else '-':>8}  {actors}"
+        )
+    return "\n".join(lines)
+
+
+__all__ = ["connection_string", "format_status", "node_dirs", "plan", "status", "up", "write_configs"]
