@@ -1,4 +1,6 @@
-"""One client process against one standalone node: pipelined throughput and synchronous latency.
+"""One client process against a standalone node (`--nodes 1`) or an ensemble it starts
+(`--nodes 3`, client connected to a follower or the leader, `--connect`): pipelined throughput and
+synchronous latency.
 
 For each workload (set, get, create-sequential) it keeps `--depth` async requests in flight for
 `--duration` seconds, then runs a synchronous client for latency. CPU seconds per actor of the
@@ -16,7 +18,7 @@ from typing import Any
 import psutil
 
 from zoomq import Client
-from zoomq.testing import ZoomqServer
+from zoomq.testing import ZoomqEnsemble, ZoomqServer
 
 WORKLOADS = ("set", "get", "create")
 
@@ -28,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sync-ops", type=int, default=2000, help="synchronous ops per latency run")
     p.add_argument("--value-size", type=int, default=100)
     p.add_argument("--hosts", default=None, help="use a running node instead of starting one")
+    p.add_argument("--nodes", type=int, default=1, help="1 = standalone; 3, 5 = an ensemble (participants)")
+    p.add_argument("--connect", choices=("follower", "leader"), default="follower", help="with --nodes > 1: the node the client uses")
+    p.add_argument("--tick-ms", type=int, default=2000, help="with --nodes > 1: the ensemble's tick")
     p.add_argument("--json", action="store_true")
 
 
@@ -86,13 +91,25 @@ def _pct(sorted_values: list[float], q: float) -> float:
 
 def run(args: argparse.Namespace) -> int:
     value = b"x" * args.value_size
-    server = None
-    if args.hosts is None:
+    server: Any = None
+    if args.hosts is not None:
+        hosts, procs = args.hosts, {}
+    elif args.nodes <= 1:
         server = ZoomqServer().start()
         hosts = server.hosts
         procs = {name: psutil.Process(pid) for name, pid in server.actor_pids().items()}
     else:
-        hosts, procs = args.hosts, {}
+        server = ZoomqEnsemble(args.nodes, tick_ms=args.tick_ms).start()
+        leader = server.leader()
+        target = leader if args.connect == "leader" else next(n for n in server.nodes if n is not leader)
+        hosts = target.hosts
+        procs = {}
+        for node in server.nodes:
+            role = server.role_of(node)
+            mark = "*" if node is target else ""  # * = the node the client talks to
+            for name, pid in node.actor_pids().items():
+                if name != "election":
+                    procs[f"{role}{node.config_overrides['sid']}{mark}/{name}"] = psutil.Process(pid)
     results = []
     try:
         zk = Client(hosts=hosts, timeout=30.0)

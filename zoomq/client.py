@@ -366,11 +366,17 @@ class Client:
                 sock = ctx.socket(zmq.DEALER)
                 sock.setsockopt(zmq.LINGER, 0)
                 try:
+                    # One monitor per connection: a refused TCP connect (a dead node) moves on to
+                    # the next host at once; a dropped connection is noticed at once while serving.
+                    monitor = sock.get_monitor_socket(zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED)
                     sock.connect(f"tcp://{host}:{port}")
-                    connected = self._handshake(sock, decoder, len(self.hosts))
-                    if connected:
-                        self._serve(sock, decoder)
-                        lost_since = time.monotonic()
+                    try:
+                        if self._handshake(sock, decoder, len(self.hosts), monitor):
+                            self._serve(sock, decoder, monitor)
+                            lost_since = time.monotonic()
+                    finally:
+                        sock.disable_monitor()
+                        monitor.close(linger=0)
                 finally:
                     sock.close(linger=0)
                 if self._stopped.is_set():
@@ -395,15 +401,21 @@ class Client:
             self._exist_paths.clear()
         self._set_state(KazooState.LOST, KeeperState.EXPIRED_SESSION)
 
-    def _handshake(self, sock: zmq.Socket, decoder: msgspec.msgpack.Decoder, n_hosts: int) -> bool:
+    def _handshake(self, sock: zmq.Socket, decoder: msgspec.msgpack.Decoder, n_hosts: int, refused: zmq.Socket) -> bool:
         sock.send(self._encoder.encode(p.Connect(p.PROTOCOL_VERSION, self.last_zxid, self._timeout_ms, self._session_id, self._passwd, self.read_only)))
         wait_ms = max(200, int(self._negotiated_ms / max(1, n_hosts)))
         deadline = time.monotonic() + wait_ms / 1000.0
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(refused, zmq.POLLIN)
         while not self._stopped.is_set():
             left = deadline - time.monotonic()
-            if left <= 0 or not sock.poll(int(min(left, 0.1) * 1000) + 1):
-                if left <= 0:
-                    return False
+            if left <= 0:
+                return False
+            ready = dict(poller.poll(int(min(left, 0.1) * 1000) + 1))
+            if refused in ready:
+                return False  # nothing listens there
+            if sock not in ready:
                 continue
             try:
                 msg = decoder.decode(sock.recv())
@@ -442,19 +454,14 @@ class Client:
         if frames:
             sock.send_multipart(frames)
 
-    def _serve(self, sock: zmq.Socket, decoder: msgspec.msgpack.Decoder) -> None:
+    def _serve(self, sock: zmq.Socket, decoder: msgspec.msgpack.Decoder, monitor: zmq.Socket) -> None:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         # A dropped TCP connection is noticed at once (not only at the next ping): the node may have
         # restarted its session actor, which then no longer knows this connection.
-        monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         poller.register(monitor, zmq.POLLIN)
-        try:
-            self._serve_loop(sock, decoder, poller, monitor)
-        finally:
-            sock.disable_monitor()
-            monitor.close(linger=0)
+        self._serve_loop(sock, decoder, poller, monitor)
 
     def _serve_loop(self, sock: zmq.Socket, decoder: msgspec.msgpack.Decoder, poller: zmq.Poller, monitor: zmq.Socket) -> None:
         read_timeout = self._negotiated_ms * 2 / 3 / 1000.0

@@ -18,7 +18,7 @@ zxid) or Inform (observers, txns whole) -> queued, and released to the session a
 this node's log holds them, so that "committed" always implies "on this node's disk" (the session
 actor resynchronises from disk). Local writes and session touches are forwarded to the leader.
 
-Silence from the leader for sync_limit ticks (init_limit before UpToDate), a sequence gap, or an
+A closed connection to the leader, silence from it for sync_limit ticks (init_limit before UpToDate), a sequence gap, or an
 inconsistency ends the role (exit EXIT_ROLE_ENDED): the supervisor runs an election and a fresh
 learner synchronizes again. Nothing here is trusted across a broken channel.
 """
@@ -32,6 +32,7 @@ from typing import Any
 
 import msgspec
 import zmq
+import zmq.utils.monitor
 
 from actors.log import epochs, snapshot
 from actors.protocol import quorum as q
@@ -79,6 +80,10 @@ class FollowerActor(Actor):
         self.dealer.setsockopt(zmq.IDENTITY, f"{self.sid}-{os.getpid()}-{os.urandom(4).hex()}".encode())
         self.dealer.connect(f"tcp://{leader.host}:{leader.quorum_port}")
         self.add_socket(self.dealer, self._on_leader_frames, copy=True)
+        # A dead leader's process closes its connections: notice at once, not at the heartbeat
+        # timeout (a hung one is caught by the timeout).
+        self.monitor = self.dealer.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self.add_socket(self.monitor, self._on_monitor, copy=True)
         self.out_seq = 0
         self.in_seq = 0
         self.phase = "starting"  # -> connecting -> syncing -> serving
@@ -126,6 +131,14 @@ class FollowerActor(Actor):
             self.end(EXIT_ROLE_ENDED, "undecodable message from the leader", error=str(exc)[:200])
             return
         self._on_leader(msg, now)
+
+    def _on_monitor(self, frames: list[bytes], now: float) -> None:
+        event = zmq.utils.monitor.parse_monitor_message(frames)
+        if event["event"] == zmq.EVENT_DISCONNECTED and not self._stopping:
+            self.end(EXIT_ROLE_ENDED, "the connection to the leader closed", leader=self.leader_sid, phase=self.phase)
+
+    def on_stop(self) -> None:
+        self.dealer.disable_monitor()
 
     # --- timers ---------------------------------------------------------------------------------
 

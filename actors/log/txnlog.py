@@ -18,6 +18,7 @@ import msgspec
 from actors.log import records
 from actors.log.epochs import fsync_dir, numbered_files
 from actors.protocol.txn import Txn
+from actors.protocol.zxid import follows
 
 PREFIX = "log."
 ZERO_END = "bad length 0"  # what records.scan says at a preallocated (zero) tail
@@ -118,11 +119,18 @@ class TxnLog:
         return last
 
     def append(self, txns: list[Txn]) -> int:
-        """Buffered append of the txns after `last_zxid` (earlier ones are skipped); returns how many."""
+        """Buffered append of the txns after `last_zxid` (earlier ones are skipped); returns how many.
+
+        The log never has a hole: a txn that does not directly follow the last one (its messages
+        were lost, e.g. with a previous log actor) stops the append there; the sender learns the
+        durable end from LogReady and sends the missing txns again."""
         n = 0
         for txn in txns:
             if txn.zxid <= self.last_zxid:
                 continue
+            if not follows(self.last_zxid, txn.zxid):
+                self.log.warning("log_gap_refused", last=hex(self.last_zxid), got=hex(txn.zxid))
+                break
             if self._file is None or self._roll_next or self._file_bytes >= self.roll_bytes:
                 self._open(txn.zxid)
             frame = records.encode(self._encoder.encode(txn))

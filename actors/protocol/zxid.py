@@ -21,3 +21,8 @@ def counter_of(zxid: int) -> int:
 def fmt(zxid: int) -> str:
     """`0x1_00000003`: epoch, then counter, both hex."""
     return f"0x{epoch_of(zxid):x}_{counter_of(zxid):08x}"
+
+
+def follows(last: int, zxid: int) -> bool:
+    """True if `zxid` is the txn right after `last`: the next counter, or the first of a new epoch."""
+    return zxid == last + 1 or (epoch_of(zxid) > epoch_of(last) and counter_of(zxid) == 1)

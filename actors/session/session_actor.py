@@ -47,7 +47,7 @@ from actors.protocol.internal import (
     WriteRequest,
 )
 from actors.protocol.txn import CloseSessionTxn, CreateSessionTxn, Marker, Txn
-from actors.protocol.zxid import counter_of, epoch_of, fmt
+from actors.protocol.zxid import fmt, follows
 from actors.session.tree import DataTree
 from actors.session.watches import WatchTable
 from runtime.actor import Actor, set_socket_options
@@ -236,7 +236,7 @@ class SessionActor(Actor):
             if isinstance(entry, Txn):
                 if entry.zxid <= tree.last_zxid:
                     continue  # already read from disk at the sync point
-                if not _follows(tree.last_zxid, entry.zxid):
+                if not follows(tree.last_zxid, entry.zxid):
                     # A gap (messages lost with a dead peer's connection): resynchronise from disk.
                     self.log.warning("commit_gap", have=fmt(tree.last_zxid), got=fmt(entry.zxid))
                     self.synced = False
@@ -756,11 +756,6 @@ _ADMIN: dict[str, Any] = {
 
 def _me(cfg: Any) -> Any:
     return next(e for e in cfg.servers if e.id == cfg.sid)
-
-
-def _follows(last: int, zxid: int) -> bool:
-    """True if `zxid` is the txn right after `last`: the next counter, or the first of a new epoch."""
-    return zxid == last + 1 or (epoch_of(zxid) > epoch_of(last) and counter_of(zxid) == 1)
 
 
 def _peer_address(frame: Any) -> str | None:

@@ -165,3 +165,20 @@ def test_preallocated_files_end_cleanly_and_roll_without_losing_txns(tmp_path):
     for _, path in list_logs(tmp_path):
         payloads, end, _ = records.scan(path.read_bytes())
         assert end == path.stat().st_size  # closed and rolled files carry no zero tail
+
+
+def test_the_log_refuses_a_hole_and_keeps_what_came_before(tmp_path):
+    log = TxnLog(tmp_path, roll_bytes=1 << 20, log=LOG)
+    log.recover()
+    e1 = 1 << 32
+
+    def t(z):
+        return Txn(z, 0, 0, 0, CreateTxn(f"/n{z & 0xFFFF}", b"", []))
+
+    assert log.append([t(e1 + 1), t(e1 + 2)]) == 2
+    assert log.append([t(e1 + 5), t(e1 + 6)]) == 0  # 3 and 4 were lost on the way: no hole
+    assert log.append([t(e1 + 3), t(e1 + 4), t(e1 + 5)]) == 3
+    assert log.append([t((2 << 32) + 1)]) == 1  # the first txn of a new epoch follows any end
+    log.sync()
+    assert [x.zxid for x in read_txns(tmp_path)] == [e1 + 1, e1 + 2, e1 + 3, e1 + 4, e1 + 5, (2 << 32) + 1]
+    log.close()
