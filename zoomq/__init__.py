@@ -3,10 +3,11 @@ kazoo-compatible client. `from zoomq import Client` is the entry point."""
 
 from zoomq.client import Client, KazooClient, TransactionRequest
 from zoomq.retry import KazooRetry
-from zoomq.states import EventType, KazooState, KeeperState, WatchedEvent, ZnodeStat
+from zoomq.states import AddWatchMode, EventType, KazooState, KeeperState, WatchedEvent, WatcherType, ZnodeStat
 
 __version__ = "0.1.0"
 __all__ = [
+    "AddWatchMode",
     "Client",
     "EventType",
     "KazooClient",
@@ -15,6 +16,7 @@ __all__ = [
     "KeeperState",
     "TransactionRequest",
     "WatchedEvent",
+    "WatcherType",
     "ZnodeStat",
     "__version__",
 ]

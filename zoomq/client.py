@@ -49,7 +49,7 @@ from zoomq.exceptions import (
 )
 from zoomq.retry import KazooRetry
 from zoomq.security import ACL, OPEN_ACL_UNSAFE, Id
-from zoomq.states import EVENT_TYPE_MAP, EventType, KazooState, KeeperState, WatchedEvent, ZnodeStat
+from zoomq.states import EVENT_TYPE_MAP, AddWatchMode, EventType, KazooState, KeeperState, WatchedEvent, WatcherType, ZnodeStat
 
 _log = structlog.get_logger("zoomq.client")
 MAX_XID = 2**31 - 1
@@ -216,6 +216,8 @@ class Client:
         self._data_watchers: dict[str, set[Callable]] = {}
         self._exist_paths: set[str] = set()
         self._child_watchers: dict[str, set[Callable]] = {}
+        self._persistent: dict[str, set[Callable]] = {}  # add_watch(PERSISTENT)
+        self._recursive: dict[str, set[Callable]] = {}  # add_watch(PERSISTENT_RECURSIVE)
         self._watch_lock = threading.Lock()
         self._queue: deque[_Request] = deque()
         self._pending: dict[int, _Request] = {}
@@ -399,6 +401,8 @@ class Client:
             self._data_watchers.clear()
             self._child_watchers.clear()
             self._exist_paths.clear()
+            self._persistent.clear()
+            self._recursive.clear()
         self._set_state(KazooState.LOST, KeeperState.EXPIRED_SESSION)
 
     def _handshake(self, sock: zmq.Socket, decoder: msgspec.msgpack.Decoder, n_hosts: int, refused: zmq.Socket) -> bool:
@@ -449,8 +453,10 @@ class Client:
             data = [self._chroot(x) for x in self._data_watchers if x not in self._exist_paths]
             exist = [self._chroot(x) for x in self._data_watchers if x in self._exist_paths]
             child = [self._chroot(x) for x in self._child_watchers]
-        if data or exist or child:
-            frames.append(self._encoder.encode(p.SetWatches(p.SET_WATCHES_XID, seen_zxid, data, exist, child)))
+            persistent = [self._chroot(x) for x in self._persistent]
+            recursive = [self._chroot(x) for x in self._recursive]
+        if data or exist or child or persistent or recursive:
+            frames.append(self._encoder.encode(p.SetWatches(p.SET_WATCHES_XID, seen_zxid, data, exist, child, persistent, recursive)))
         if frames:
             sock.send_multipart(frames)
 
@@ -591,6 +597,14 @@ class Client:
                 funcs |= self._data_watchers.pop(path, set())
                 funcs |= self._child_watchers.pop(path, set())
                 self._exist_paths.discard(path)
+            funcs |= self._persistent.get(path, set())
+            if self._recursive and etype != EventType.CHILD:
+                at = path
+                while True:
+                    funcs |= self._recursive.get(at, set())
+                    if at == "/":
+                        break
+                    at = at.rsplit("/", 1)[0] or "/"
         if funcs:
             event = WatchedEvent(etype, KeeperState.CONNECTED, path)
             for func in funcs:
@@ -862,6 +876,42 @@ class Client:
 
     def sync(self, path: str) -> str:
         return self.sync_async(path).get()
+
+    def add_watch(self, path: str, watch: Callable[[WatchedEvent], Any], mode: int | None = None, *, recursive: bool = False) -> None:
+        """A persistent watch: `watch(event)` on every change of `path` until removed (created,
+        deleted, data and children changed); `recursive=True` (or kazoo's
+        `mode=AddWatchMode.PERSISTENT_RECURSIVE`) on `path` and everything below it (created,
+        deleted, data changed). Kept across reconnects."""
+        if mode is None:
+            mode = AddWatchMode.PERSISTENT_RECURSIVE if recursive else AddWatchMode.PERSISTENT
+        if mode not in (AddWatchMode.PERSISTENT, AddWatchMode.PERSISTENT_RECURSIVE):
+            raise ValueError(f"unknown watch mode {mode!r}")
+        table = self._recursive if mode == AddWatchMode.PERSISTENT_RECURSIVE else self._persistent
+
+        def parse(reply: p.Reply) -> None:
+            self._check(reply, path)
+            with self._watch_lock:
+                table.setdefault(path, set()).add(watch)
+
+        self._submit(p.AddWatch(self._next_xid(), self._path(path), mode), parse).get()
+
+    def remove_watches(self, path: str, watcher_type: int = WatcherType.ANY) -> None:
+        """Remove this client's watches on `path` of `watcher_type` (CHILDREN, DATA, or ANY,
+        which includes persistent ones); NoWatcherError if there were none on the node."""
+
+        def parse(reply: p.Reply) -> None:
+            self._check(reply, path)
+
+        with self._watch_lock:
+            if watcher_type in (WatcherType.DATA, WatcherType.ANY):
+                self._data_watchers.pop(path, None)
+                self._exist_paths.discard(path)
+            if watcher_type in (WatcherType.CHILDREN, WatcherType.ANY):
+                self._child_watchers.pop(path, None)
+            if watcher_type == WatcherType.ANY:
+                self._persistent.pop(path, None)
+                self._recursive.pop(path, None)
+        self._submit(p.RemoveWatches(self._next_xid(), self._path(path), watcher_type), parse).get()
 
     def get_children_count(self, path: str) -> int:
         def parse(reply: p.Reply) -> Any:

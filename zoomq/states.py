@@ -108,3 +108,18 @@ class Callback(NamedTuple):
     type: str
     func: Any
     args: tuple
+
+
+class AddWatchMode:
+    """Modes of `Client.add_watch` (kazoo's names; ZooKeeper's AddWatchMode codes)."""
+
+    PERSISTENT = 0
+    PERSISTENT_RECURSIVE = 1
+
+
+class WatcherType:
+    """What `Client.remove_watches` removes (ZooKeeper's WatcherType codes)."""
+
+    CHILDREN = 1
+    DATA = 2
+    ANY = 3

@@ -399,7 +399,13 @@ class SessionActor(Actor):
             self._on_auth(session, msg, frame)
         elif isinstance(msg, p.SetWatches):
             self._on_set_watches(session, msg)
-        else:  # AddWatch / RemoveWatches: persistent watches are not served by this node yet
+        elif isinstance(msg, p.AddWatch):
+            self._on_add_watch(session, msg)
+        elif isinstance(msg, p.RemoveWatches):
+            code = Codes.BADARGUMENTS if validate_path(msg.path) is not None else (
+                Codes.OK if self.watches.remove(msg.path, session.session_id, msg.watcher_type) else Codes.NOWATCHER)
+            self._reply_now(rid, msg.xid, code)
+        else:
             self._reply_now(rid, msg.xid, Codes.UNIMPLEMENTED)
 
     def _on_connect(self, rid: bytes, req: p.Connect, peer: str | None) -> None:
@@ -569,6 +575,19 @@ class SessionActor(Actor):
             code = Codes.AUTHFAILED
         self._send(session.rid, self.encoder.encode(p.Reply(p.AUTH_XID, self.tree.last_zxid, code)))
 
+    def _on_add_watch(self, session: LocalSession, msg: p.AddWatch) -> None:
+        """A persistent (recursive) watch; like ZooKeeper, the node need not exist. READ is
+        checked where it does."""
+        if validate_path(msg.path) is not None or msg.mode not in (p.WATCH_MODE_PERSISTENT, p.WATCH_MODE_PERSISTENT_RECURSIVE):
+            self._reply_now(session.rid, msg.xid, Codes.BADARGUMENTS)
+            return
+        node = self.tree.get(msg.path)
+        if node is not None and not allowed(node.acl, Permissions.READ, session.auth):
+            self._reply_now(session.rid, msg.xid, Codes.NOAUTH)
+            return
+        self.watches.add_persistent(msg.path, session.session_id, msg.mode == p.WATCH_MODE_PERSISTENT_RECURSIVE)
+        self._reply_now(session.rid, msg.xid, Codes.OK)
+
     def _on_set_watches(self, session: LocalSession, msg: p.SetWatches) -> None:
         """Re-arm watches after a reconnect, firing what changed after `relative_zxid` (setWatches)."""
         tree = self.tree
@@ -597,6 +616,10 @@ class SessionActor(Actor):
                 events.append((p.EVENT_NODE_CHILDREN_CHANGED, path))
             else:
                 self.watches.add_child(path, sid)
+        for path in msg.persistent:
+            self.watches.add_persistent(path, sid, recursive=False)
+        for path in msg.persistent_recursive:
+            self.watches.add_persistent(path, sid, recursive=True)
         for event_type, path in events:
             self._send(session.rid, self.encoder.encode(p.Event(zxid, event_type, p.STATE_SYNC_CONNECTED, path)))
         self._send(session.rid, self.encoder.encode(p.Reply(p.SET_WATCHES_XID, zxid, Codes.OK)))

@@ -82,3 +82,12 @@ def test_raw_tcp_garbage_on_the_client_port_does_not_hurt_other_clients(node, zk
             s.sendall(payload)
     zk.create("/still-serving", b"yes")
     assert zk.get("/still-serving")[0] == b"yes"
+
+
+def test_bad_persistent_watch_requests_get_precise_errors(raw):
+    call, enc = raw
+    assert call(enc.encode(p.AddWatch(20, "no-slash"))).err == Codes.BADARGUMENTS
+    assert call(enc.encode(p.AddWatch(21, "/x", 9))).err == Codes.BADARGUMENTS
+    assert call(enc.encode(p.RemoveWatches(22, "/x", 3))).err == Codes.NOWATCHER
+    assert call(enc.encode(p.RemoveWatches(23, "bad//path", 3))).err == Codes.BADARGUMENTS
+    assert call(enc.encode(p.Exists(24, "/"))).err == 0
