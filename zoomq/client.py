@@ -234,10 +234,11 @@ class Client:
         self._io_idle = True  # the I/O thread is (about to be) asleep in poll: wake it to send
         self._closing: AsyncResult | None = None
         # Recipes with kazoo's names.
-        from zoomq.recipe import watchers
+        from zoomq.recipe import cache, watchers
 
         self.DataWatch = functools.partial(watchers.DataWatch, self)
         self.ChildrenWatch = functools.partial(watchers.ChildrenWatch, self)
+        self.TreeCache = functools.partial(cache.TreeCache, self)
 
     # --- configuration ------------------------------------------------------------------------
 
