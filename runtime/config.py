@@ -51,6 +51,9 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     log_level: str = "info"
     log_json: bool | None = None  # None = JSON when stderr is not a terminal
     servers: list[ServerEntry] = []  # empty = standalone
+    # "super:<base64 sha1>" (zoomq.security.make_digest_acl_credential("super", pw)): a session that
+    # authenticates with this digest bypasses every ACL check. Empty = no super user.
+    super_digest: str = ""
 
     @property
     def min_timeout_ms(self) -> int:
@@ -82,6 +85,8 @@ def load(path: str | Path | None = None, **overrides: Any) -> NodeConfig:
         raise ConfigError(f"client_port out of range: {cfg.client_port}")
     if cfg.tick_ms <= 0 or cfg.min_timeout_ms > cfg.max_timeout_ms:
         raise ConfigError("tick_ms must be > 0 and min session timeout <= max")
+    if cfg.super_digest and (cfg.super_digest.count(":") != 1 or not all(cfg.super_digest.split(":"))):
+        raise ConfigError("super_digest must look like user:BASE64(SHA1(user:password))")
     if cfg.init_limit <= 0 or cfg.sync_limit <= 0:
         raise ConfigError("init_limit and sync_limit must be > 0 (ticks)")
     if cfg.servers:

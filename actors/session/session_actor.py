@@ -54,7 +54,7 @@ from runtime.actor import Actor, set_socket_options
 from zoomq import protocol as p
 from zoomq.exceptions import Codes
 from zoomq.paths import validate_path
-from zoomq.security import Id, Permissions, make_digest_acl_credential
+from zoomq.security import ACL, Id, Permissions, make_digest_acl_credential
 
 HELLO_RETRY_S = 1.0
 TOUCH_EVERY_S = 0.2
@@ -544,7 +544,10 @@ class SessionActor(Actor):
             stat = tree.stat(node) if req.include_stat else None
             return enc(p.Reply(req.xid, zxid, Codes.OK, p.ChildrenResult(list(node.children), stat)))
         if isinstance(req, p.GetACL):
-            return enc(p.Reply(req.xid, zxid, Codes.OK, p.ACLResult(node.acl, tree.stat(node))))
+            acl = node.acl
+            if not allowed(acl, Permissions.ADMIN, session.auth):
+                acl = [_masked(entry) for entry in acl]  # ZooKeeper 3.8: digests only for ADMIN
+            return enc(p.Reply(req.xid, zxid, Codes.OK, p.ACLResult(acl, tree.stat(node))))
         # GetAllChildrenNumber
         return enc(p.Reply(req.xid, zxid, Codes.OK, p.CountResult(tree.count_descendants(path))))
 
@@ -569,6 +572,8 @@ class SessionActor(Actor):
                 ident = Id("digest", make_digest_acl_credential(user, password))
                 if ident not in session.auth:
                     session.auth.append(ident)
+                if self.cfg.super_digest and ident.id == self.cfg.super_digest and SUPER not in session.auth:
+                    session.auth.append(SUPER)  # the configured super user: every check passes
         elif msg.scheme == "ip":
             code = Codes.AUTHFAILED  # ip identities come from the connection, not from add_auth
         else:
@@ -763,6 +768,13 @@ class SessionActor(Actor):
 
 
 VERSION = "zoomq-0.1.0"
+SUPER = Id("super", "")
+
+
+def _masked(entry: ACL) -> ACL:
+    if entry.id.scheme != "digest":
+        return entry
+    return ACL(entry.perms, Id("digest", entry.id.id.split(":", 1)[0] + ":x"))
 
 _ADMIN: dict[str, Any] = {
     "ruok": SessionActor._admin_ruok,
