@@ -234,11 +234,17 @@ class Client:
         self._io_idle = True  # the I/O thread is (about to be) asleep in poll: wake it to send
         self._closing: AsyncResult | None = None
         # Recipes with kazoo's names.
-        from zoomq.recipe import cache, watchers
+        from zoomq.recipe import cache, counter, election, lock, watchers
 
         self.DataWatch = functools.partial(watchers.DataWatch, self)
         self.ChildrenWatch = functools.partial(watchers.ChildrenWatch, self)
         self.TreeCache = functools.partial(cache.TreeCache, self)
+        self.Lock = functools.partial(lock.Lock, self)
+        self.ReadLock = functools.partial(lock.ReadLock, self)
+        self.WriteLock = functools.partial(lock.WriteLock, self)
+        self.Semaphore = functools.partial(lock.Semaphore, self)
+        self.Election = functools.partial(election.Election, self)
+        self.Counter = functools.partial(counter.Counter, self)
 
     # --- configuration ------------------------------------------------------------------------
 

@@ -46,7 +46,8 @@ class KazooRetry:
         self.sleep_func = sleep_func
         self.deadline = deadline
         self.interrupt = interrupt
-        self.retry_exceptions = self.RETRY_EXCEPTIONS if ignore_expire else self.RETRY_EXCEPTIONS + self.EXPIRED_EXCEPTIONS
+        # kazoo: ignore_expire=True treats a session expiry as retryable, like a connection loss.
+        self.retry_exceptions = self.RETRY_EXCEPTIONS + self.EXPIRED_EXCEPTIONS if ignore_expire else self.RETRY_EXCEPTIONS
         self._attempts = 0
         self._cur_delay = delay
 
