@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+from collections.abc import Callable
+from typing import Any
 
 from zoomq.testing import ZoomqServer, wait_for
 
@@ -17,3 +20,27 @@ def kill_actor(node: ZoomqServer, name: str, sig: int = signal.SIGKILL) -> int:
         timeout=30,
         what=f"{name} restarted",
     )
+
+
+def background(target: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run `target` on a daemon thread; the returned dict gets its 'result' or 'error'."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = target()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            out["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def joined(t: threading.Thread, out: dict[str, Any], timeout: float = 20.0) -> Any:
+    """Wait (bounded) for a `background` thread; its result, or its exception raised here."""
+    t.join(timeout)
+    assert not t.is_alive(), "thread did not finish"
+    if "error" in out:
+        raise out["error"]
+    return out.get("result")

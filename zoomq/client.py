@@ -37,6 +37,7 @@ import zmq
 
 from zoomq import protocol as p
 from zoomq.exceptions import (
+    AuthFailedError,
     Codes,
     ConfigurationError,
     ConnectionClosedError,
@@ -147,7 +148,7 @@ class _Request:
         self.result = result
         self.parse = parse
         self.watch = watch  # (kind, path, func) registered on success, or None
-        self.path = path
+        self.path = path  # the path asked for; for an Auth request, its (scheme, credential)
 
 
 def _parse_hosts(hosts: str) -> tuple[list[tuple[str, int]], str]:
@@ -233,8 +234,14 @@ class Client:
         self._wake_r, self._wake_w = -1, -1
         self._io_idle = True  # the I/O thread is (about to be) asleep in poll: wake it to send
         self._closing: AsyncResult | None = None
+        # add_auth calls awaiting the node's verdict, by credential; and the credentials whose Auth
+        # went out on the current connection, in order (the node answers them in order, xid -4).
+        self._auth_waiters: dict[tuple[str, str], list[AsyncResult]] = {}
+        self._auth_sent: deque[tuple[str, str]] = deque()
+        self._auth_failed = False
         # Recipes with kazoo's names.
-        from zoomq.recipe import cache, counter, election, lock, watchers
+        from zoomq.recipe import barrier, cache, counter, election, lock, party, watchers
+        from zoomq.recipe import queue as queue_recipe
 
         self.DataWatch = functools.partial(watchers.DataWatch, self)
         self.ChildrenWatch = functools.partial(watchers.ChildrenWatch, self)
@@ -245,6 +252,12 @@ class Client:
         self.Semaphore = functools.partial(lock.Semaphore, self)
         self.Election = functools.partial(election.Election, self)
         self.Counter = functools.partial(counter.Counter, self)
+        self.Barrier = functools.partial(barrier.Barrier, self)
+        self.DoubleBarrier = functools.partial(barrier.DoubleBarrier, self)
+        self.Party = functools.partial(party.Party, self)
+        self.ShallowParty = functools.partial(party.ShallowParty, self)
+        self.Queue = functools.partial(queue_recipe.Queue, self)
+        self.LockingQueue = functools.partial(queue_recipe.LockingQueue, self)
 
     # --- configuration ------------------------------------------------------------------------
 
@@ -298,6 +311,7 @@ class Client:
         self._stopped.clear()
         self._connected_event.clear()
         self._closing = None
+        self._auth_failed = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -357,6 +371,9 @@ class Client:
         if self._stopped.is_set() and not isinstance(msg, p.Close):
             result.set_exception(ZookeeperStoppedError("the client is stopped: call start()"))
             return result
+        if self._auth_failed:
+            result.set_exception(AuthFailedError("authentication failed: the client is done (restart it)"))
+            return result
         self._queue.append(_Request(msg.xid, self._encoder.encode(msg), result, parse, watch, path))
         self._wake()
         return result
@@ -388,7 +405,7 @@ class Client:
                         monitor.close(linger=0)
                 finally:
                     sock.close(linger=0)
-                if self._stopped.is_set():
+                if self._stopped.is_set() or self._auth_failed:
                     break
                 self._requeue_pending()
                 if self.state == KazooState.CONNECTED:
@@ -454,8 +471,10 @@ class Client:
     def _after_connect(self, sock: zmq.Socket, seen_zxid: int) -> None:
         """Replay auth and watches before any queued request (same connection, so in order)."""
         frames = []
+        self._auth_sent.clear()
         for scheme, credential in sorted(self.auth_data):
             frames.append(self._encoder.encode(p.Auth(p.AUTH_XID, scheme, credential.encode())))
+            self._auth_sent.append((scheme, credential))
         with self._watch_lock:
             data = [self._chroot(x) for x in self._data_watchers if x not in self._exist_paths]
             exist = [self._chroot(x) for x in self._data_watchers if x in self._exist_paths]
@@ -490,7 +509,10 @@ class Client:
                 q = self._queue
                 while q and len(pending) < MAX_IN_FLIGHT:
                     req = q.popleft()
-                    pending[req.xid] = req
+                    if req.xid != p.AUTH_XID:
+                        pending[req.xid] = req
+                    else:  # not pending: auth is re-sent from auth_data after a reconnect
+                        self._auth_sent.append(req.path)
                     frames.append(req.frame)
                 sock.send_multipart(frames)
                 last_send = time.monotonic()
@@ -539,9 +561,20 @@ class Client:
         if msg.xid == p.PING_XID or msg.xid == p.SET_WATCHES_XID:
             return msg.err != Codes.CONNECTIONLOSS  # the node lost track of us: reconnect, resume
         if msg.xid == p.AUTH_XID:
+            cred = self._auth_sent.popleft() if self._auth_sent else None
+            waiters = self._auth_waiters.pop(cred, []) if cred is not None else []
             if msg.err == Codes.AUTHFAILED:
-                self.log.warning("auth_failed")
+                # As kazoo: terminal. The node closes the connection; nothing more is sent.
+                self.log.warning("auth_failed", scheme=cred[0] if cred else None)
+                self._auth_failed = True
+                for waiting in [*waiters, *(w for ws in self._auth_waiters.values() for w in ws)]:
+                    waiting.set_exception(AuthFailedError())
+                self._auth_waiters.clear()
+                self._fail_pending(AuthFailedError, include_queue=True)
                 self._set_state(KazooState.LOST, KeeperState.AUTH_FAILED)
+                return False
+            for waiting in waiters:
+                waiting.set(True)
             return True
         if msg.err == Codes.CONNECTIONLOSS:
             # The node lost track of this connection (or cannot serve): reconnect, resume the
@@ -866,9 +899,13 @@ class Client:
         self.auth_data.add((scheme, credential))
         result = AsyncResult()
         if self.connected:
-            self._queue.append(_Request(p.AUTH_XID, self._encoder.encode(p.Auth(p.AUTH_XID, scheme, credential.encode())), AsyncResult(), lambda r: None, None, None))
+            # Answered in order (xid -4): True, or AuthFailedError and the client is done, as kazoo.
+            cred = (scheme, credential)
+            self._auth_waiters.setdefault(cred, []).append(result)
+            self._queue.append(_Request(p.AUTH_XID, self._encoder.encode(p.Auth(p.AUTH_XID, scheme, credential.encode())), result, lambda r: None, None, cred))
             self._wake()
-        result.set(True)
+        else:
+            result.set(True)  # sent with the others when the connection is made
         return result
 
     def add_auth(self, scheme: str, credential: str) -> bool:

@@ -579,6 +579,10 @@ class SessionActor(Actor):
         else:
             code = Codes.AUTHFAILED
         self._send(session.rid, self.encoder.encode(p.Reply(p.AUTH_XID, self.tree.last_zxid, code)))
+        if code == Codes.AUTHFAILED:
+            # ZooKeeper closes the connection: later requests on it are answered CONNECTIONLOSS;
+            # the session itself lives on until its timeout.
+            self.by_rid.pop(session.rid, None)
 
     def _on_add_watch(self, session: LocalSession, msg: p.AddWatch) -> None:
         """A persistent (recursive) watch; like ZooKeeper, the node need not exist. READ is

@@ -14,32 +14,12 @@ from zoomq.recipe.election import Election
 from zoomq.recipe.lock import Lock, ReadLock, Semaphore, WriteLock
 from zoomq.testing import wait_for
 
+from tests_support import background as _thread
+from tests_support import joined
+
 pytestmark = pytest.mark.timeout(120)
 
 WAIT = 20.0  # generous bound for any single wait
-
-
-def _thread(target: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    """Run `target` on a daemon thread; the returned dict gets its 'result' or 'error'."""
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["result"] = target()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            out["error"] = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
-
-
-def _join(t: threading.Thread, out: dict[str, Any]) -> Any:
-    t.join(WAIT)
-    assert not t.is_alive(), "thread did not finish"
-    if "error" in out:
-        raise out["error"]
-    return out.get("result")
 
 
 def _children(zk: Any, path: str) -> list[str]:
@@ -65,7 +45,7 @@ def test_lock_basics_node_names_and_contenders(zk):
     assert lock.contenders() == ["first", "second"]
     assert lock.release() is True
     assert lock.release() is False
-    assert _join(t, out) is True
+    assert joined(t, out) is True
     assert other.contenders() == ["second"]
     assert other.acquire(blocking=False) is False  # not re-entrant, as kazoo's
     assert other.release() is True
@@ -105,7 +85,7 @@ def test_mutual_exclusion_across_clients(node):
 
     threads = [_thread(lambda c=c, i=i: worker(c, i)) for i, c in enumerate(clients)]
     for t, out in threads:
-        _join(t, out)
+        joined(t, out)
     assert state["max"] == 1
     assert int(setup.get("/shared")[0]) == rounds * len(clients)
 
@@ -151,7 +131,7 @@ def test_fifo_order_and_no_herd(node, zk):
     assert order == []
     holder.release()
     for _, t, out in waiters:
-        _join(t, out)
+        joined(t, out)
     assert order == ["w0", "w1", "w2", "w3"]
 
 
@@ -180,7 +160,7 @@ def test_holder_client_stops_next_waiter_gets_it(node):
     wait_for(lambda: len(b.get_children("/locks/crash")) == 2, WAIT)
     a.stop()
     assert not held.is_acquired  # session LOST: the lock is no longer held
-    assert _join(t, out) is True
+    assert joined(t, out) is True
     assert waiter.contenders() == ["b"]
     assert held.release() is False
     waiter.release()
@@ -194,7 +174,7 @@ def test_cancel_makes_acquire_raise_cancelled(node, zk):
     wait_for(lambda: len(zk.get_children("/locks/cancel")) == 2, WAIT)
     waiter.cancel()
     with pytest.raises(CancelledError):
-        _join(t, out)
+        joined(t, out)
     assert not waiter.is_acquired
     assert zk.get_children("/locks/cancel") == [holder.node]
     holder.release()
@@ -220,13 +200,13 @@ def test_read_write_lock_sharing(node, zk):
         r3.acquire(timeout=0.3)  # a reader waits for an earlier writer
     assert r1.contenders() == ["r1", "w"]
     r1.release()
-    assert _join(t, out) is True
+    assert joined(t, out) is True
     w2 = WriteLock(node.client(), path, "w2")
     assert w2.acquire(blocking=False) is False  # writers exclude each other
     t, out = _thread(lambda: r3.acquire(timeout=WAIT))
     wait_for(lambda: len(zk.get_children(path)) == 2, WAIT)
     w.release()
-    assert _join(t, out) is True
+    assert joined(t, out) is True
     r3.release()
 
 
@@ -256,7 +236,7 @@ def test_semaphore_max_leases(node, zk):
         s3.acquire(timeout=0.3)
     t, out = _thread(lambda: s3.acquire(timeout=WAIT))
     s1.release()
-    assert _join(t, out) is True
+    assert joined(t, out) is True
     assert sorted(s3.lease_holders()) == ["s2", "s3"]
     assert s1.release() is False
     with pytest.raises(ValueError, match="max leases"):
@@ -284,7 +264,7 @@ def test_semaphore_concurrent_holders_never_exceed_max_leases(node):
 
     threads = [_thread(lambda c=c, i=i: worker(c, i)) for i, c in enumerate(clients)]
     for t, out in threads:
-        _join(t, out)
+        joined(t, out)
     assert 1 <= state["max"] <= 2
 
 
@@ -296,7 +276,7 @@ def test_semaphore_lease_goes_with_the_client(node):
     t, out = _thread(lambda: s2.acquire(timeout=WAIT))
     a.stop()
     assert not s1.is_acquired
-    assert _join(t, out) is True
+    assert joined(t, out) is True
     assert s2.lease_holders() == ["b"]
     s2.release()
 
@@ -337,7 +317,7 @@ def test_election_one_leader_at_a_time_in_order(node):
         assert [n for n, e in elected.items() if e.is_set()] == [f"c{j}" for j in range(i + 1)]
         step_down[name].set()
     for t, out in runs:
-        _join(t, out)
+        joined(t, out)
     assert leaders == ["c0", "c1", "c2"]
     assert state["max"] == 1
     assert elections["c0"].contenders() == []
@@ -356,8 +336,8 @@ def test_election_next_contender_takes_over_when_leader_client_stops(node):
     a.stop()
     assert second_elected.wait(WAIT)
     release_first.set()
-    _join(t1, out1)  # the old leader steps down quietly: its lock went with its session
-    _join(t2, out2)
+    joined(t1, out1)  # the old leader steps down quietly: its lock went with its session
+    joined(t2, out2)
 
 
 def test_election_cancel_withdraws_a_waiting_contender(node, zk):
@@ -370,11 +350,11 @@ def test_election_cancel_withdraws_a_waiting_contender(node, zk):
     t2, out2 = _thread(lambda: waiter.run(called.append, "led"))
     wait_for(lambda: leader.contenders() == ["leader", "waiter"], WAIT)
     waiter.cancel()
-    assert _join(t2, out2) is None
+    assert joined(t2, out2) is None
     assert called == []
     assert leader.contenders() == ["leader"]
     done.set()
-    _join(t1, out1)
+    joined(t1, out1)
     with pytest.raises(ValueError):
         leader.run("not callable")
 
@@ -428,7 +408,7 @@ def test_counter_concurrent_increments_are_exact(node):
 
     threads = [_thread(lambda c=c: bump(c)) for c in clients]
     for t, out in threads:
-        _join(t, out)
+        joined(t, out)
     assert Counter(clients[0], "/counter/shared").value == per_client * len(clients)
 
 

@@ -67,3 +67,20 @@ def test_a_malformed_super_digest_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError):
         load(None, super_digest="no-colon-here")
+
+
+def test_add_auth_waits_for_the_verdict_and_a_bad_credential_is_terminal(node):
+    from zoomq import KazooState
+    from zoomq.exceptions import AuthFailedError, ZookeeperError
+
+    zk = node.client()
+    assert zk.add_auth("digest", "alice:pw") is True
+    zk.create("/auth-ok", b"", acl=[make_digest_acl("alice", "pw", all=True)])
+    assert zk.get("/auth-ok")[0] == b""
+    with pytest.raises(AuthFailedError):
+        zk.add_auth("digest", "no-colon")
+    assert zk.state == KazooState.LOST
+    with pytest.raises(ZookeeperError):
+        zk.get("/auth-ok")  # the client is done, as kazoo's AUTH_FAILED
+    other = node.client()
+    assert "auth-ok" in other.get_children("/")  # the node serves everyone else
