@@ -48,6 +48,7 @@ from zoomq.exceptions import (
     ZookeeperStoppedError,
     error_for,
 )
+from zoomq.paths import lineage
 from zoomq.retry import KazooRetry
 from zoomq.security import ACL, OPEN_ACL_UNSAFE, Id
 from zoomq.states import EVENT_TYPE_MAP, AddWatchMode, EventType, KazooState, KeeperState, WatchedEvent, WatcherType, ZnodeStat
@@ -639,12 +640,8 @@ class Client:
                 self._exist_paths.discard(path)
             funcs |= self._persistent.get(path, set())
             if self._recursive and etype != EventType.CHILD:
-                at = path
-                while True:
+                for at in lineage(path):
                     funcs |= self._recursive.get(at, set())
-                    if at == "/":
-                        break
-                    at = at.rsplit("/", 1)[0] or "/"
         if funcs:
             event = WatchedEvent(etype, KeeperState.CONNECTED, path)
             for func in funcs:

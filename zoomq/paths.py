@@ -14,6 +14,8 @@ paths relative, refuse "."/".." with ValueError) so chroot handling matches kazo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import re
 
 ROOT = "/"
@@ -59,6 +61,14 @@ def parent(path: str) -> str:
     """The parent of an absolute path; the root is its own parent."""
     i = path.rfind("/")
     return path[:i] if i > 0 else ROOT
+
+
+def lineage(path: str) -> Iterator[str]:
+    """`path`, then each of its ancestors up to and including "/"."""
+    while path != "/":
+        yield path
+        path = parent(path)
+    yield "/"
 
 
 def basename(path: str) -> str:

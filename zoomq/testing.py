@@ -239,16 +239,12 @@ class ZoomqServer:
     def pause(self) -> None:
         """SIGSTOP the node's whole process tree (a hung machine: sockets stay open, nothing answers)."""
         assert self.proc is not None
-        for p in [psutil.Process(self.proc.pid), *_tree(self.proc.pid)]:
-            with contextlib.suppress(psutil.Error):
-                p.suspend()
+        _each(self.proc.pid, psutil.Process.suspend)
 
     def resume(self) -> None:
         """SIGCONT what `pause` stopped."""
         assert self.proc is not None
-        for p in [psutil.Process(self.proc.pid), *_tree(self.proc.pid)]:
-            with contextlib.suppress(psutil.Error):
-                p.resume()
+        _each(self.proc.pid, psutil.Process.resume)
 
     def client(self, start_timeout: float = 15.0, **kw: Any) -> Any:
         """A started `zoomq.Client` on this node; stopped by `stop()`."""
@@ -327,9 +323,7 @@ class ZoomqServer:
         proc = self.proc
         if proc is not None and proc.poll() is None:
             tree = _tree(proc.pid)
-            for p in [psutil.Process(proc.pid), *tree]:  # a paused node could not act on SIGTERM
-                with contextlib.suppress(psutil.Error):
-                    p.resume()
+            _each(proc.pid, psutil.Process.resume)  # a paused node could not act on SIGTERM
             with contextlib.suppress(OSError):
                 proc.send_signal(signal.SIGTERM)
             try:
@@ -499,6 +493,15 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> None:
         procs = [p for p in procs if not _gone(p)]
         if procs:
             time.sleep(0.005)
+
+
+def _each(pid: int, action: Callable[[psutil.Process], Any]) -> None:
+    """`action` on process `pid` and every process of its tree (those gone meanwhile are skipped)."""
+    with contextlib.suppress(psutil.Error):
+        action(psutil.Process(pid))
+    for p in _tree(pid):
+        with contextlib.suppress(psutil.Error):
+            action(p)
 
 
 def _tree(pid: int) -> list[psutil.Process]:

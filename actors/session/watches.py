@@ -16,6 +16,7 @@ Rules (ZooKeeper's WatchManager, §1.4 of the reference):
 
 from __future__ import annotations
 
+from zoomq.paths import lineage
 from zoomq.protocol import EVENT_NODE_CHILDREN_CHANGED, EVENT_NODE_CREATED, EVENT_NODE_DATA_CHANGED, EVENT_NODE_DELETED
 
 _EMPTY: frozenset[int] = frozenset()
@@ -92,12 +93,8 @@ class WatchTable:
     def _lasting(self, event_type: int, path: str) -> set[int]:
         out: set[int] = set(self.persistent.get(path, ()))
         if self.recursive and event_type != EVENT_NODE_CHILDREN_CHANGED:
-            at = path
-            while True:
-                out |= self.recursive.get(at, set())
-                if at == "/":
-                    break
-                at = at.rsplit("/", 1)[0] or "/"
+            for at in lineage(path):
+                out |= self.recursive.get(at, _EMPTY)
         return out
 
     def drop_session(self, session_id: int) -> None:

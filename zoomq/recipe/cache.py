@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from zoomq.exceptions import NoNodeError, NoWatcherError
+from zoomq.paths import basename, parent
 from zoomq.states import EventType, KazooState, WatchedEvent, ZnodeStat
 
 MAX_NODES = 1_000_000  # a bound on one full read of the subtree
@@ -145,8 +146,7 @@ class TreeCache:
         if old is None:
             self._children.setdefault(path, set())
             if path != self._root:
-                parent, _, name = path.rpartition("/")
-                self._children.setdefault(parent or "/", set()).add(name)
+                self._children.setdefault(parent(path), set()).add(basename(path))
             self._emit(TreeEvent(TreeEvent.NODE_ADDED, node))
         else:
             self._emit(TreeEvent(TreeEvent.NODE_UPDATED, node))
@@ -157,8 +157,7 @@ class TreeCache:
         node = self._nodes.pop(path, None)
         self._children.pop(path, None)
         if path != self._root:
-            parent, _, name = path.rpartition("/")
-            self._children.get(parent or "/", set()).discard(name)
+            self._children.get(parent(path), set()).discard(basename(path))
         if node is not None:
             self._emit(TreeEvent(TreeEvent.NODE_REMOVED, node))
 
