@@ -141,11 +141,16 @@ class AsyncResult:
 
 
 class _Request:
-    __slots__ = ("xid", "frame", "result", "parse", "watch", "path")
+    __slots__ = ("xid", "frame", "result", "parse", "watch", "path", "msg", "gen")
 
-    def __init__(self, xid: int, frame: bytes, result: AsyncResult, parse: Callable[[p.Reply], Any], watch: Any, path: str | None) -> None:
+    def __init__(
+        self, xid: int, frame: bytes, result: AsyncResult, parse: Callable[[p.Reply], Any], watch: Any, path: str | None,
+        msg: Any = None, gen: int = 0,
+    ) -> None:
         self.xid = xid
         self.frame = frame
+        self.msg = msg  # kept to renumber it (see Client._xid_gen)
+        self.gen = gen
         self.result = result
         self.parse = parse
         self.watch = watch  # (kind, path, func) registered on success, or None
@@ -225,6 +230,12 @@ class Client:
         self._pending: dict[int, _Request] = {}
         self._xid = 0
         self._xid_lock = threading.Lock()
+        # xids are numbered per session. Taking over a session this object did not open (client_id)
+        # moves the numbering past the node's remembered results and starts a new generation:
+        # requests numbered in an older generation and not sent yet get new xids before they go.
+        self._xid_gen = 0
+        self._xid_session = 0
+        self._xid_tls = threading.local()
         self._encoder = msgspec.msgpack.Encoder()
         self._stopped = threading.Event()
         self._stopped.set()
@@ -359,6 +370,7 @@ class Client:
     def _next_xid(self) -> int:
         with self._xid_lock:
             self._xid = self._xid + 1 if self._xid < MAX_XID else 1
+            self._xid_tls.gen = self._xid_gen
             return self._xid
 
     def _wake(self, force: bool = False) -> None:
@@ -375,7 +387,8 @@ class Client:
         if self._auth_failed:
             result.set_exception(AuthFailedError("authentication failed: the client is done (restart it)"))
             return result
-        self._queue.append(_Request(msg.xid, self._encoder.encode(msg), result, parse, watch, path))
+        gen = getattr(self._xid_tls, "gen", 0)  # of the xid this thread just took for msg
+        self._queue.append(_Request(msg.xid, self._encoder.encode(msg), result, parse, watch, path, msg, gen))
         self._wake()
         return result
 
@@ -460,6 +473,12 @@ class Client:
                 deadline = time.monotonic() + wait_ms / 1000.0
                 continue
             self._session_id, self._passwd = msg.session_id, msg.passwd
+            if msg.session_id != self._xid_session:
+                with self._xid_lock:
+                    self._xid_session = msg.session_id
+                    self._xid_gen += 1
+                    if msg.last_cxid:
+                        self._xid = msg.last_cxid
             self._negotiated_ms = msg.timeout_ms
             seen = self.last_zxid  # what this client saw before: watches fire for anything newer
             self.last_zxid = max(seen, msg.last_zxid)
@@ -510,6 +529,8 @@ class Client:
                 q = self._queue
                 while q and len(pending) < MAX_IN_FLIGHT:
                     req = q.popleft()
+                    if req.gen != self._xid_gen and req.xid > 0:
+                        self._renumber(req)
                     if req.xid != p.AUTH_XID:
                         pending[req.xid] = req
                     else:  # not pending: auth is re-sent from auth_data after a reconnect
@@ -595,6 +616,14 @@ class Client:
             self._set_state(KazooState.LOST, KeeperState.CLOSED)
         req.result.set(value)
         return True
+
+    def _renumber(self, req: _Request) -> None:
+        """Give a request numbered before this session was taken over a fresh xid (I/O thread)."""
+        with self._xid_lock:
+            self._xid = self._xid + 1 if self._xid < MAX_XID else 1
+            xid, req.gen = self._xid, self._xid_gen
+        req.msg = msgspec.structs.replace(req.msg, xid=xid)
+        req.xid, req.frame = xid, self._encoder.encode(req.msg)
 
     def _requeue_pending(self) -> None:
         """Put the requests sent on a lost connection back at the head of the queue, in order."""

@@ -298,6 +298,10 @@ class Connected(Msg, tag="connected"):
     passwd: bytes
     read_only: bool = False
     last_zxid: int = 0
+    # The xid of the session's latest write the node remembers: a program that resumes a session
+    # it did not open itself (client_id) numbers its requests after it, so that none of them is
+    # taken for a re-sent one and answered with an older result.
+    last_cxid: int = 0
 
 
 class Reply(Msg, tag="r"):

@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,6 +61,39 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, what: str = "", 
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout:g}s waiting for {what or predicate!r}")
         time.sleep(interval)
+
+
+def expire_session(client: Any, timeout: float = 30.0) -> None:
+    """End `client`'s session as the node would on expiry, and wait until the client knows it.
+
+    Another connection takes the session over with the client's id and password and closes it:
+    the node deletes its ephemerals, fires their watches, and answers the client's next message on
+    its old connection with SESSIONEXPIRED. Returns once the client has reported LOST (it may have
+    opened a new session since, as kazoo does).
+    """
+    from zoomq import Client, KazooState
+
+    lost = threading.Event()
+
+    def listener(state: str) -> None:
+        if state == KazooState.LOST:
+            lost.set()
+
+    session_id, passwd = wait_for(lambda: client.client_id, timeout=timeout, what="a connected client")
+    client.add_listener(listener)
+    try:
+        hosts = ",".join(f"{h}:{p}" for h, p in client.hosts) + client.chroot
+        thief = Client(hosts=hosts, client_id=(session_id, passwd))
+        thief.start(timeout=timeout)
+        try:
+            if thief.client_id is None or thief.client_id[0] != session_id:
+                raise AssertionError(f"session {session_id:#x} was already gone")
+        finally:
+            thief.stop()  # closes the session
+        if not lost.wait(timeout):
+            raise AssertionError(f"the client did not report its session {session_id:#x} lost within {timeout} s")
+    finally:
+        client.remove_listener(listener)
 
 
 class ServerStartError(RuntimeError):

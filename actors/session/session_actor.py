@@ -433,7 +433,8 @@ class SessionActor(Actor):
             return
         self._bind_session(req.session_id, rid, info.timeout_ms, info.passwd, peer)
         self.touched.add(req.session_id)
-        self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, info.timeout_ms, req.session_id, info.passwd, False, self.tree.last_zxid)))
+        last_cxid = self.tree.last_cxid(req.session_id)
+        self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, info.timeout_ms, req.session_id, info.passwd, False, self.tree.last_zxid, last_cxid)))
 
     def _bind_session(self, session_id: int, rid: bytes, timeout_ms: int, passwd: bytes, peer: str | None) -> None:
         session = self.sessions.get(session_id)

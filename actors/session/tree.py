@@ -325,10 +325,16 @@ class DataTree:
             table = self.recent.get(txn.session_id)
             if table is None:
                 table = self.recent[txn.session_id] = {}
+            table.pop(cxid, None)  # a reused xid (after wrap-around) counts as the newest
             table[cxid] = (zxid, body)
             if len(table) > RECENT_PER_SESSION:
                 del table[next(iter(table))]
         return body, events if events is not None else []
+
+    def last_cxid(self, session_id: int) -> int:
+        """The xid of the session's latest remembered write (0 if none)."""
+        table = self.recent.get(session_id)
+        return next(reversed(table)) if table else 0
 
     def recent_result(self, session_id: int, cxid: int) -> tuple[int, ReplyBody | None] | None:
         """(zxid, reply body) of the session's request `cxid` if it was applied recently."""

@@ -212,3 +212,34 @@ def test_watch_survives_a_session_actor_restart(node, zk):
     other.set("/survive", b"1")
     (event,) = ev.wait(1, timeout=30)
     assert event.type == EventType.CHANGED
+
+
+def test_a_program_taking_over_a_session_is_never_answered_with_old_results(node):
+    # The first program writes under the session; the node remembers results by xid. A second
+    # program resuming the session numbers from 1 again unless the node tells it where to go on.
+    session = _raw_session(node, ephemeral="/taken")  # its create was xid 1
+    second = Client(hosts=node.hosts, timeout=10.0, client_id=session)
+    connected = second.start_async()
+    pending = second.create_async("/second", b"")  # numbered before the node answered
+    assert connected.wait(15)
+    try:
+        assert second.client_id[0] == session[0]
+        assert pending.get(timeout=10) == "/second"
+        assert second.create("/third", b"") == "/third"
+        assert sorted(second.get_children("/")) == ["second", "taken", "third", "zookeeper"]
+    finally:
+        second.stop()
+
+
+def test_expire_session_ends_the_session_and_the_client_is_told(node, zk):
+    from zoomq.testing import expire_session
+
+    states: list = []
+    zk.add_listener(states.append)
+    zk.create("/mine", b"", ephemeral=True)
+    old = zk.client_id[0]
+    expire_session(zk)
+    assert KazooState.LOST in states
+    assert node.client().exists("/mine") is None
+    wait_for(lambda: zk.connected, timeout=15, what="a new session")
+    assert zk.client_id[0] != old
