@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from zoomq.testing import ZoomqServer, wait_for
@@ -44,3 +47,66 @@ def joined(t: threading.Thread, out: dict[str, Any], timeout: float = 20.0) -> A
     if "error" in out:
         raise out["error"]
     return out.get("result")
+
+
+class Blocking:
+    """Drives a `zoomq.aio` object from synchronous test code: every method runs on the event
+    loop's thread, coroutines are awaited there, and the caller gets the result. With it, one test
+    body checks both faces of the client (threaded and asyncio)."""
+
+    def __init__(self, target: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._target = target
+        self._loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._run(attr, *args, **kwargs)
+
+        return call
+
+    def _run(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from zoomq import aio
+
+        async def on_loop() -> Any:
+            outcome = func(*args, **kwargs)
+            return await outcome if inspect.isawaitable(outcome) else outcome
+
+        value = asyncio.run_coroutine_threadsafe(on_loop(), self._loop).result(60)
+        if isinstance(value, aio.AsyncRecipe | aio.TransactionRequest):
+            return Blocking(value, self._loop)
+        return value
+
+    def __enter__(self) -> Any:
+        return self._run(self._target.__aenter__)
+
+    def __exit__(self, *exc: object) -> None:
+        self._run(self._target.__aexit__, *exc)
+
+
+@contextlib.contextmanager
+def asyncio_client(hosts: str, **kwargs: Any) -> Iterator[Blocking]:
+    """A started `zoomq.aio.Client` on a loop running in its own thread, behind `Blocking`."""
+    from zoomq import aio
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="test-loop", daemon=True)
+    thread.start()
+    try:
+        client = Blocking(asyncio.run_coroutine_threadsafe(_make(aio.Client, hosts, kwargs), loop).result(30), loop)
+        client.start()
+        try:
+            yield client
+        finally:
+            client.stop()
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+async def _make(cls: Any, hosts: str, kwargs: dict[str, Any]) -> Any:
+    return cls(hosts, **kwargs)

@@ -948,6 +948,11 @@ class Client:
         return self.sync_async(path).get()
 
     def add_watch(self, path: str, watch: Callable[[WatchedEvent], Any], mode: int | None = None, *, recursive: bool = False) -> None:
+        self.add_watch_async(path, watch, mode, recursive=recursive).get()
+
+    def add_watch_async(
+        self, path: str, watch: Callable[[WatchedEvent], Any], mode: int | None = None, *, recursive: bool = False
+    ) -> AsyncResult:
         """A persistent watch: `watch(event)` on every change of `path` until removed (created,
         deleted, data and children changed); `recursive=True` (or kazoo's
         `mode=AddWatchMode.PERSISTENT_RECURSIVE`) on `path` and everything below it (created,
@@ -963,9 +968,14 @@ class Client:
             with self._watch_lock:
                 table.setdefault(path, set()).add(watch)
 
-        self._submit(p.AddWatch(self._next_xid(), self._path(path), mode), parse).get()
+        if not callable(watch):
+            raise TypeError("watch must be callable")
+        return self._submit(p.AddWatch(self._next_xid(), self._path(path), mode), parse)
 
     def remove_watches(self, path: str, watcher_type: int = WatcherType.ANY) -> None:
+        self.remove_watches_async(path, watcher_type).get()
+
+    def remove_watches_async(self, path: str, watcher_type: int = WatcherType.ANY) -> AsyncResult:
         """Remove this client's watches on `path` of `watcher_type` (CHILDREN, DATA, or ANY,
         which includes persistent ones); NoWatcherError if there were none on the node."""
 
@@ -981,30 +991,39 @@ class Client:
             if watcher_type == WatcherType.ANY:
                 self._persistent.pop(path, None)
                 self._recursive.pop(path, None)
-        self._submit(p.RemoveWatches(self._next_xid(), self._path(path), watcher_type), parse).get()
+        return self._submit(p.RemoveWatches(self._next_xid(), self._path(path), watcher_type), parse)
 
     def get_children_count(self, path: str) -> int:
+        return self.get_children_count_async(path).get()
+
+    def get_children_count_async(self, path: str) -> AsyncResult:
         def parse(reply: p.Reply) -> Any:
             self._check(reply, path)
             return reply.body.count
 
-        return self._submit(p.GetAllChildrenNumber(self._next_xid(), self._path(path)), parse).get()
+        return self._submit(p.GetAllChildrenNumber(self._next_xid(), self._path(path)), parse)
 
     def get_ephemerals(self, prefix: str = "/") -> list[str]:
+        return self.get_ephemerals_async(prefix).get()
+
+    def get_ephemerals_async(self, prefix: str = "/") -> AsyncResult:
         def parse(reply: p.Reply) -> Any:
             self._check(reply, prefix)
             return sorted(self._unchroot(n) for n in reply.body.names)
 
-        return self._submit(p.GetEphemerals(self._next_xid(), self._path(prefix)), parse).get()
+        return self._submit(p.GetEphemerals(self._next_xid(), self._path(prefix)), parse)
 
     def command(self, cmd: bytes | str = b"ruok") -> str:
+        return self.command_async(cmd).get(timeout=10)
+
+    def command_async(self, cmd: bytes | str = b"ruok") -> AsyncResult:
         text = cmd.decode() if isinstance(cmd, bytes) else cmd
 
         def parse(reply: p.Reply) -> Any:
             self._check(reply)
             return reply.body.text
 
-        return self._submit(p.AdminCommand(self._next_xid(), text), parse).get(timeout=10)
+        return self._submit(p.AdminCommand(self._next_xid(), text), parse)
 
     def transaction(self) -> TransactionRequest:
         return TransactionRequest(self)

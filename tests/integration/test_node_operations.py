@@ -21,6 +21,12 @@ from zoomq.testing import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
+@pytest.fixture
+def zk(zk_face):
+    """Every test here runs on the threaded and on the asyncio client."""
+    return zk_face
+
+
 def test_create_get_set_delete_round_trip(zk):
     assert zk.create("/a", b"one") == "/a"
     data, stat = zk.get("/a")

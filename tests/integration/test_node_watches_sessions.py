@@ -18,6 +18,12 @@ from tests_support import kill_actor
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 
+@pytest.fixture
+def zk(zk_face):
+    """Every test here runs on the threaded and on the asyncio client."""
+    return zk_face
+
+
 class Events:
     def __init__(self) -> None:
         self.items: list = []
