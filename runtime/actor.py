@@ -76,6 +76,7 @@ class Actor:
         self._stopping = False
         self.exit_code = 0
         self._parent = os.getppid()
+        self._curve_auth: Any = None  # this process's ZAP handler, started by the first secure_bind
         self.inbox = self.ctx.socket(zmq.PULL)
         set_socket_options(self.inbox)
         self.inbox.bind(ipc_address(run_dir, self.name))
@@ -103,6 +104,31 @@ class Actor:
         """Clean shutdown (SIGTERM or stop)."""
 
     # --- services -----------------------------------------------------------------------------
+
+    @property
+    def curve_on(self) -> bool:
+        return bool(self.cfg.curve_secret_key)
+
+    def secure_bind(self, sock: zmq.Socket, address: str, domain: str) -> None:
+        """Bind a TCP socket; with CURVE on, as a CURVE server admitting `domain`'s keys only
+        (runtime/curve.py: "clients" or "peers")."""
+        if self.curve_on:
+            from runtime import curve
+
+            if self._curve_auth is None:
+                peers = set(curve.peer_keys(self.cfg).values()) if self.cfg.servers else None
+                self._curve_auth = curve.authenticator(self.ctx, clients=self.cfg.curve_client_keys, peers=peers)
+            curve.serve(sock, curve.secret_pair(self.cfg.curve_secret_key), domain)
+        sock.bind(address)
+
+    def secure_connect(self, sock: zmq.Socket, address: str, server_id: int) -> None:
+        """Connect a TCP socket to member `server_id`; with CURVE on, as a CURVE client that
+        proves this node's key and checks that member's."""
+        if self.curve_on:
+            from runtime import curve
+
+            curve.connect_as(sock, curve.secret_pair(self.cfg.curve_secret_key), curve.peer_keys(self.cfg)[server_id])
+        sock.connect(address)
 
     def add_socket(self, sock: zmq.Socket, handler: Callable[[list[Any], float], None], *, copy: bool = False) -> None:
         """Poll `sock` too; `handler(frames, now)` gets each received multipart: bytes with
@@ -194,4 +220,6 @@ class Actor:
             self.flush()
             for sock in [*self._handlers, *self._peers.values()]:
                 sock.close(linger=0)
+            if self._curve_auth is not None:
+                self._curve_auth.stop()
         return self.exit_code

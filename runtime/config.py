@@ -25,6 +25,9 @@ class ServerEntry(msgspec.Struct, frozen=True):
     election_port: int = 3888
     client_port: int = DEFAULT_CLIENT_PORT
     role: str = "participant"  # or "observer"
+    # This member's CurveZMQ public key (z85, 40 characters, or a .key file): required for every
+    # member when the nodes use curve_secret_key; a peer must present one of these keys.
+    curve_public_key: str = ""
 
 
 class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -54,6 +57,13 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # "super:<base64 sha1>" (zoomq.security.make_digest_acl_credential("super", pw)): a session that
     # authenticates with this digest bypasses every ACL check. Empty = no super user.
     super_digest: str = ""
+    # CurveZMQ (runtime/curve.py): this node's key pair (a .key_secret file from `zoomq keys
+    # generate`). Set, it encrypts and authenticates the client port and the quorum and election
+    # ports. Empty = plain TCP.
+    curve_secret_key: str = ""
+    # Which clients may connect when CURVE is on: a directory of their public .key files (re-read
+    # when it changes), or "*" = any client key (encryption without client authentication).
+    curve_client_keys: str = ""
 
     @property
     def min_timeout_ms(self) -> int:
@@ -100,7 +110,40 @@ def load(path: str | Path | None = None, **overrides: Any) -> NodeConfig:
                 raise ConfigError(f"server {entry.id}: role must be participant or observer, not {entry.role!r}")
         if not any(s.role == "participant" for s in cfg.servers):
             raise ConfigError("an ensemble needs at least one participant")
-    return cfg
+    return _check_curve(cfg)
+
+
+def _check_curve(cfg: NodeConfig) -> NodeConfig:
+    from runtime import curve
+
+    if not cfg.curve_secret_key:
+        if cfg.curve_client_keys or any(s.curve_public_key for s in cfg.servers):
+            raise ConfigError("curve_client_keys and servers' curve_public_key need curve_secret_key (this node's key pair)")
+        return cfg
+    secret_path = str(Path(cfg.curve_secret_key).resolve())
+    try:
+        own_public, _ = curve.secret_pair(secret_path)
+    except curve.CurveError as exc:
+        raise ConfigError(f"curve_secret_key: {exc}") from exc
+    clients = cfg.curve_client_keys
+    if not clients:
+        raise ConfigError('curve_secret_key needs curve_client_keys: a directory of client public keys, or "*" for any client')
+    if clients != curve.ANY_CLIENT:
+        clients = str(Path(clients).resolve())
+        if not Path(clients).is_dir():
+            raise ConfigError(f"curve_client_keys: {clients} is not a directory")
+    servers = []
+    for entry in cfg.servers:
+        if not entry.curve_public_key:
+            raise ConfigError(f"server {entry.id}: curve_public_key is required when CURVE is on")
+        try:
+            key = curve.public_key(entry.curve_public_key).decode()
+        except curve.CurveError as exc:
+            raise ConfigError(f"server {entry.id}: {exc}") from exc
+        if entry.id == cfg.sid and key.encode() != own_public:
+            raise ConfigError(f"server {entry.id}: curve_public_key is not the public half of curve_secret_key")
+        servers.append(msgspec.structs.replace(entry, curve_public_key=key))
+    return msgspec.structs.replace(cfg, curve_secret_key=secret_path, curve_client_keys=clients, servers=servers)
 
 
 def to_json(cfg: NodeConfig) -> bytes:

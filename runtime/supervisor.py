@@ -235,7 +235,7 @@ class Supervisor:
             return EXIT_DATA_DIR_IN_USE
         if cfg.run_dir:
             run_dir = Path(cfg.run_dir).resolve()
-            run_dir.mkdir(parents=True, exist_ok=True)
+            run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # its ipc sockets reach the actors
         else:
             run_dir = Path(tempfile.mkdtemp(prefix="zq-", dir="/tmp"))
             self._own_run_dir = True

@@ -15,12 +15,23 @@ class AdminError(RuntimeError):
     """The node did not answer in time, or answered with an error."""
 
 
-def ask(host: str, port: int, command: str, timeout: float = 5.0) -> str:
-    """The node's answer to `command`, as text."""
+def ask(host: str, port: int, command: str, timeout: float = 5.0,
+        curve_server_key: str | None = None, curve_secret_key: str | None = None) -> str:
+    """The node's answer to `command`, as text (over CURVE when given the node's public key and
+    this client's key pair)."""
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     try:
+        if curve_server_key or curve_secret_key:
+            from runtime import curve
+
+            if not (curve_server_key and curve_secret_key):
+                raise AdminError("CURVE needs both the node's public key and this client's key pair")
+            try:
+                curve.connect_as(sock, curve.secret_pair(curve_secret_key), curve.public_key(curve_server_key))
+            except curve.CurveError as exc:
+                raise AdminError(str(exc)) from exc
         sock.connect(f"tcp://{host}:{port}")
         sock.send(msgspec.msgpack.encode(p.AdminCommand(1, command)))
         if not sock.poll(int(timeout * 1000)):

@@ -99,13 +99,20 @@ def _add_shell(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-c", "--command", metavar="CMD", help='run CMD (e.g. "create /a x; get /a") and exit')
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="session timeout in seconds")
     p.add_argument("--connect-timeout", type=float, default=15.0, metavar="S", help="seconds to wait to connect")
+    _add_curve_flags(p)
     p.set_defaults(run=_run_shell)
+
+
+def _add_curve_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--curve-server-key", metavar="KEY", help="the node's CURVE public key (z85 or a .key file)")
+    p.add_argument("--curve-secret-key", metavar="FILE", help="this client's CURVE key pair (.key_secret file)")
 
 
 def _run_shell(args: argparse.Namespace) -> int:
     from zoomq import shell
 
-    return shell.main(args.hosts, args.command, timeout=args.timeout, connect_timeout=args.connect_timeout)
+    return shell.main(args.hosts, args.command, timeout=args.timeout, connect_timeout=args.connect_timeout,
+                      curve_server_key=args.curve_server_key, curve_secret_key=args.curve_secret_key)
 
 
 def _add_ensemble(sub: argparse._SubParsersAction) -> None:
@@ -120,6 +127,7 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--data-dir", default="zoomq-ensemble", metavar="DIR", help="node<id>/ data, configs and logs (default ./zoomq-ensemble)")
     up.add_argument("--tick-ms", type=int, default=2000, metavar="N", help="tick in milliseconds (default 2000)")
     up.add_argument("--log-level", choices=LOG_LEVELS, metavar="L", help="|".join(LOG_LEVELS))
+    up.add_argument("--curve", action="store_true", help="CurveZMQ on every port; keys in DIR/keys (client key: keys/clients/client.key_secret)")
     up.set_defaults(run=_run_ensemble_up)
     st = ens.add_parser("status", help="each node's role, ports, pid, epoch, last zxid, sessions, actors")
     st.add_argument("--data-dir", default="zoomq-ensemble", metavar="DIR", help="as given to `up`")
@@ -131,7 +139,7 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
 def _run_ensemble_up(args: argparse.Namespace) -> int:
     from zoomq import ensemble
 
-    return ensemble.up(args.n, args.observers, args.base_port, Path(args.data_dir), args.tick_ms, args.log_level)
+    return ensemble.up(args.n, args.observers, args.base_port, Path(args.data_dir), args.tick_ms, args.log_level, curve=args.curve)
 
 
 def _run_ensemble_status(args: argparse.Namespace) -> int:
@@ -155,6 +163,7 @@ def _add_admin(sub: argparse._SubParsersAction) -> None:
     p.add_argument("address", metavar="HOST:PORT")
     p.add_argument("word", metavar="CMD", help="|".join(WORDS))
     p.add_argument("--timeout", type=float, default=5.0, metavar="S")
+    _add_curve_flags(p)
     p.set_defaults(run=_run_admin)
 
 
@@ -166,7 +175,8 @@ def _run_admin(args: argparse.Namespace) -> int:
         print(f"zoomq admin: expected HOST:PORT, got {args.address!r}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        text = ask(host, int(port), args.word, timeout=args.timeout)
+        text = ask(host, int(port), args.word, timeout=args.timeout,
+                   curve_server_key=args.curve_server_key, curve_secret_key=args.curve_secret_key)
     except AdminError as exc:
         print(f"zoomq admin: {exc}", file=sys.stderr)
         return 1
@@ -174,12 +184,50 @@ def _run_admin(args: argparse.Namespace) -> int:
     return 0
 
 
-# name -> how to add it; `keys`, `bench` join here.
+def _add_keys(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("keys", help="CurveZMQ key pairs for nodes and clients",
+                       description="Write CurveZMQ key pairs: NAME.key (public, to hand out) and NAME.key_secret (keep private).")
+    keys = p.add_subparsers(dest="keys_command", metavar="ACTION")
+    gen = keys.add_parser("generate", help="write key pairs NAME.key / NAME.key_secret into a directory")
+    gen.add_argument("names", nargs="+", metavar="NAME", help="one pair per name (e.g. node1 node2 node3 app)")
+    gen.add_argument("--dir", default="zoomq-keys", metavar="DIR", help="where to write them (default ./zoomq-keys)")
+    gen.set_defaults(run=_run_keys_generate)
+    show = keys.add_parser("show", help="print the public key (z85) of a .key or .key_secret file")
+    show.add_argument("file", metavar="FILE")
+    show.set_defaults(run=_run_keys_show)
+
+
+def _run_keys_generate(args: argparse.Namespace) -> int:
+    from runtime import curve
+
+    for name in args.names:
+        if not name or "/" in name or name.startswith("."):
+            print(f"zoomq keys: bad name {name!r}", file=sys.stderr)
+            return EXIT_USAGE
+    for name in args.names:
+        public_file, secret_file = curve.generate(args.dir, name)
+        print(f"{name}\t{curve.public_key(str(public_file)).decode()}\t{public_file}\t{secret_file}")
+    return 0
+
+
+def _run_keys_show(args: argparse.Namespace) -> int:
+    from runtime import curve
+
+    try:
+        print(curve.public_key(args.file).decode())
+    except curve.CurveError as exc:
+        print(f"zoomq keys: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# name -> how to add it; `bench` joins here.
 SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "server": _add_server,
     "shell": _add_shell,
     "ensemble": _add_ensemble,
     "admin": _add_admin,
+    "keys": _add_keys,
 }
 
 

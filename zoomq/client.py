@@ -34,6 +34,7 @@ from typing import Any
 import msgspec
 import structlog
 import zmq
+import zmq.utils.monitor
 
 from zoomq import protocol as p
 from zoomq.exceptions import (
@@ -157,6 +158,28 @@ class _Request:
         self.path = path  # the path asked for; for an Auth request, its (scheme, credential)
 
 
+_HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+
+
+def _curve_settings(server_key: Any, secret_key: str | None) -> tuple[tuple[bytes, bytes], dict[str, bytes]] | None:
+    """((public, secret) of this client, server public key by "host:port" or "*")."""
+    if server_key is None and secret_key is None:
+        return None
+    from runtime import curve  # key handling shared with the node
+
+    if server_key is None or secret_key is None:
+        raise ConfigurationError("CURVE needs both curve_server_key (the node's public key) and curve_secret_key")
+    try:
+        pair = curve.secret_pair(secret_key)
+        if isinstance(server_key, dict):
+            keys = {str(k): curve.public_key(v) for k, v in server_key.items()}
+        else:
+            keys = {"*": curve.public_key(server_key)}
+    except curve.CurveError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    return pair, keys
+
+
 def _parse_hosts(hosts: str) -> tuple[list[tuple[str, int]], str]:
     chroot = ""
     if "/" in hosts:
@@ -198,6 +221,8 @@ class Client:
         connection_retry: Any = None,
         command_retry: Any = None,
         logger: Any = None,
+        curve_server_key: str | bytes | dict[str, str | bytes] | None = None,
+        curve_secret_key: str | None = None,
         **kwargs: Any,
     ) -> None:
         for legacy in ("max_retries", "retry_delay", "retry_backoff", "retry_max_delay"):
@@ -206,6 +231,12 @@ class Client:
             raise TypeError(f"unexpected keyword arguments: {sorted(kwargs)}")
         self.randomize_hosts = randomize_hosts
         self.set_hosts(hosts)
+        self._curve = _curve_settings(curve_server_key, curve_secret_key)
+        if self._curve is not None and "*" not in self._curve[1]:
+            missing = [f"{h}:{p}" for h, p in self.hosts if f"{h}:{p}" not in self._curve[1]]
+            if missing:
+                raise ConfigurationError(f"curve_server_key has no key for {missing}")
+        self._connect_error = ""  # why the last connection attempt failed, when known
         self._timeout_ms = int(timeout * 1000)
         self.default_acl = list(default_acl) if default_acl else None
         self.auth_data: set[tuple[str, str]] = set(auth_data or ())
@@ -315,7 +346,8 @@ class Client:
         if not event.wait(timeout):
             self.stop()
             self.close()
-            raise TimeoutError(f"could not connect to any of {self.hosts} within {timeout} s")
+            why = f" (last: {self._connect_error})" if self._connect_error else ""
+            raise TimeoutError(f"could not connect to any of {self.hosts} within {timeout} s{why}")
 
     def start_async(self) -> threading.Event:
         if not self._stopped.is_set():
@@ -408,7 +440,11 @@ class Client:
                 try:
                     # One monitor per connection: a refused TCP connect (a dead node) moves on to
                     # the next host at once; a dropped connection is noticed at once while serving.
-                    monitor = sock.get_monitor_socket(zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED)
+                    monitor = sock.get_monitor_socket(zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED)
+                    if self._curve is not None:
+                        pair, server_keys = self._curve
+                        sock.curve_publickey, sock.curve_secretkey = pair
+                        sock.curve_serverkey = server_keys.get(f"{host}:{port}") or server_keys["*"]
                     sock.connect(f"tcp://{host}:{port}")
                     try:
                         if self._handshake(sock, decoder, len(self.hosts), monitor):
@@ -456,7 +492,8 @@ class Client:
                 return False
             ready = dict(poller.poll(int(min(left, 0.1) * 1000) + 1))
             if refused in ready:
-                return False  # nothing listens there
+                self._note_refusal(refused, sock)
+                return False  # nothing listens there, or it refused our key
             if sock not in ready:
                 continue
             try:
@@ -487,6 +524,18 @@ class Client:
             self._connected_event.set()
             return True
         return False
+
+    def _note_refusal(self, monitor: zmq.Socket, sock: zmq.Socket) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            event = zmq.utils.monitor.recv_monitor_message(monitor, zmq.NOBLOCK)
+            endpoint = event.get("endpoint", b"")
+            endpoint = endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
+            if event["event"] & _HANDSHAKE_FAILED:
+                self._connect_error = (f"{endpoint} refused the CURVE handshake: wrong server key, this client's key "
+                                       "not allowed, or CURVE on one side only")
+                self.log.warning("curve_handshake_failed", endpoint=endpoint, code=event["event"])
+            elif event["event"] & zmq.EVENT_CONNECT_RETRIED:
+                self._connect_error = f"{endpoint} refused the connection"
 
     def _after_connect(self, sock: zmq.Socket, seen_zxid: int) -> None:
         """Replay auth and watches before any queued request (same connection, so in order)."""

@@ -7,6 +7,9 @@ one `zoomq server` per node (each under its own supervisor, logs in `<data_dir>/
 prints the connection string, and on SIGINT/SIGTERM stops them all: SIGTERM, then SIGKILL of
 whatever is left of their process trees, by PID only.
 
+`up --curve` turns CurveZMQ on: key pairs in `<data_dir>/keys` (`node<id>.key[_secret]`, kept
+across restarts), and one client key pair the nodes admit (`keys/clients/client.key_secret`).
+
 `status` reads each node's `status.json` (role, pids, per-actor CPU and RSS) from its data dir
 and asks it `mntr` (epoch, last zxid, sessions).
 """
@@ -59,6 +62,36 @@ def plan(n: int, observers: int, base_port: int, data_dir: Path, host: str = "12
     ]
 
 
+def add_curve(configs: list[dict[str, Any]], data_dir: Path) -> Path:
+    """Key pairs for every node (kept if they exist) and one admitted client; the configs get
+    curve_secret_key, curve_client_keys and every member's curve_public_key. Returns keys/."""
+    from runtime import curve
+
+    keys = (data_dir / "keys").resolve()
+    public = {}
+    for cfg in configs:
+        name = f"node{cfg['sid']}"
+        if not (keys / f"{name}.key_secret").exists():
+            curve.generate(keys, name)
+        public[cfg["sid"]] = curve.public_key(str(keys / f"{name}.key")).decode()
+    if not (keys / "clients" / "client.key_secret").exists():
+        curve.generate(keys / "clients", "client")
+    for cfg in configs:
+        cfg["curve_secret_key"] = str(keys / f"node{cfg['sid']}.key_secret")
+        cfg["curve_client_keys"] = str(keys / "clients")
+        cfg["servers"] = [{**entry, "curve_public_key": public[entry["id"]]} for entry in cfg["servers"]]
+    return keys
+
+
+def curve_options(data_dir: Path, sid: int) -> dict[str, str]:
+    """`ask`/Client keyword arguments for node `sid` of an ensemble started with --curve ({} without)."""
+    keys = data_dir / "keys"
+    secret = keys / "clients" / "client.key_secret"
+    if not secret.exists() or not (keys / f"node{sid}.key").exists():
+        return {}
+    return {"curve_server_key": str(keys / f"node{sid}.key"), "curve_secret_key": str(secret)}
+
+
 def connection_string(configs: list[dict[str, Any]]) -> str:
     return ",".join(f"{c['client_host']}:{c['client_port']}" for c in configs)
 
@@ -75,11 +108,13 @@ def write_configs(configs: list[dict[str, Any]], data_dir: Path) -> list[Path]:
     return paths
 
 
-def up(n: int, observers: int, base_port: int, data_dir: Path, tick_ms: int, log_level: str | None = None) -> int:
+def up(n: int, observers: int, base_port: int, data_dir: Path, tick_ms: int, log_level: str | None = None,
+       curve: bool = False) -> int:
     if n < 1 or observers < 0:
         print("zoomq ensemble up: -n must be >= 1 and --observers >= 0", file=sys.stderr)
         return 2
     configs = plan(n, observers, base_port, data_dir, tick_ms=tick_ms)
+    keys = add_curve(configs, data_dir) if curve else None
     paths = write_configs(configs, data_dir)
     stop = threading.Event()
     old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -94,6 +129,11 @@ def up(n: int, observers: int, base_port: int, data_dir: Path, tick_ms: int, log
             procs.append((cfg["sid"], proc, log))
         print(f"zoomq ensemble: {n} participants, {observers} observers; data and logs in {data_dir.resolve()}", flush=True)
         print(f"connect with: {connection_string(configs)}", flush=True)
+        if keys is not None:
+            server_keys = {f"{c['client_host']}:{c['client_port']}": str(keys / f"node{c['sid']}.key") for c in configs}
+            print(f"CURVE on: Client(hosts, curve_server_key={server_keys!r}, "
+                  f"curve_secret_key={str(keys / 'clients' / 'client.key_secret')!r}); "
+                  f"admit more clients by adding their .key files to {keys / 'clients'}", flush=True)
         print("Ctrl-C stops every node.", flush=True)
         running = {sid for sid, _, _ in procs}
         while not stop.wait(0.5):
@@ -162,7 +202,7 @@ def status(data_dir: Path) -> list[dict[str, Any]]:
                              for k, v in (st.get("actors") or {}).items()})
         host, _, port = (st.get("client") or ":").rpartition(":")
         try:
-            mntr = parse_mntr(ask(host, int(port), "mntr", timeout=2.0))
+            mntr = parse_mntr(ask(host, int(port), "mntr", timeout=2.0, **curve_options(data_dir, sid)))
             entry.update(epoch=int(mntr.get("zk_epoch", 0)), last_zxid=mntr.get("zk_zxid"),
                          sessions=int(mntr.get("zk_global_sessions", 0)), connections=int(mntr.get("zk_num_alive_connections", 0)))
         except (AdminError, ValueError, OSError):
@@ -184,4 +224,4 @@ def format_status(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["connection_string", "format_status", "node_dirs", "plan", "status", "up", "write_configs"]
+__all__ = ["add_curve", "connection_string", "curve_options", "format_status", "node_dirs", "plan", "status", "up", "write_configs"]

@@ -494,7 +494,8 @@ def run_commands(client: Any, commands: list[Command], out: TextIO, err: TextIO)
 # --- the program ------------------------------------------------------------------------------
 
 
-def main(hosts: str, command: str | None = None, *, timeout: float = 10.0, connect_timeout: float = 15.0) -> int:
+def main(hosts: str, command: str | None = None, *, timeout: float = 10.0, connect_timeout: float = 15.0,
+         curve_server_key: str | None = None, curve_secret_key: str | None = None) -> int:
     """`zoomq shell HOSTS [-c CMD]`; returns the exit code."""
     out, err = sys.stdout, sys.stderr
     commands: list[Command] = []
@@ -508,7 +509,11 @@ def main(hosts: str, command: str | None = None, *, timeout: float = 10.0, conne
             return run_commands(None, commands, out, err)
     from zoomq import Client
 
-    client = Client(hosts=hosts, timeout=timeout)
+    try:
+        client = Client(hosts=hosts, timeout=timeout, curve_server_key=curve_server_key, curve_secret_key=curve_secret_key)
+    except Exception as exc:  # noqa: BLE001 - bad hosts or keys: said plainly
+        print(f"zoomq shell: {format_error(exc)}", file=err)
+        return 1
     try:
         client.start(timeout=connect_timeout)
     except Exception as exc:  # noqa: BLE001

@@ -104,18 +104,23 @@ class ZoomqServer:
     """One standalone zoomq node (`python -m zoomq server`) run as a subprocess.
 
     `data_dir`: kept at stop when given; a temporary one (removed at stop) when None.
-    `port`: the client port; a free one when None. Other keyword arguments are `NodeConfig`
-    fields (`tick_ms=500`, `snapshot_every=100`, `servers=[...]`, ...) written into the
-    generated TOML file.
+    `port`: the client port; a free one when None. `client_options`: extra `zoomq.Client`
+    arguments for the clients it makes (the readiness probe, `client()`), e.g. CURVE keys. Other
+    keyword arguments are `NodeConfig` fields (`tick_ms=500`, `snapshot_every=100`,
+    `servers=[...]`, `curve_secret_key=...`) written into the generated TOML file.
     """
 
-    def __init__(self, data_dir: str | Path | None = None, port: int | None = None, **config_overrides: Any) -> None:
+    def __init__(
+        self, data_dir: str | Path | None = None, port: int | None = None, client_options: dict[str, Any] | None = None,
+        **config_overrides: Any,
+    ) -> None:
         self.host = str(config_overrides.pop("client_host", "127.0.0.1"))
         port_override = config_overrides.pop("client_port", None)
         self.port = int(port or port_override or free_port())
         self._own_data_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="zoomq-data-"))
         self.config_overrides = config_overrides
+        self.client_options = dict(client_options or {})
         self.run_dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self._clients: list[Any] = []
@@ -285,7 +290,7 @@ class ZoomqServer:
         from zoomq import Client
 
         kw.setdefault("hosts", self.hosts)
-        client = Client(**kw)
+        client = Client(**{**self.client_options, **kw})
         client.start(timeout=start_timeout)
         self._clients.append(client)
         return client
@@ -333,7 +338,7 @@ class ZoomqServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServerStartError("exited")
-            probe = Client(hosts=self.hosts)
+            probe = Client(hosts=self.hosts, **self.client_options)
             try:
                 probe.start(timeout=max(0.5, min(5.0, deadline - time.monotonic())))
                 return
@@ -418,9 +423,13 @@ class ZoomqEnsemble:
     ```
     Other keyword arguments are NodeConfig fields for every node (`tick_ms` defaults to 100 so
     that failure detection takes a fraction of a second; session timeouts may still be long).
+    `curve=True` gives every node a CurveZMQ key pair (in `<base_dir>/keys`) and `client()` a
+    client key the nodes admit (`<base_dir>/keys/clients/client.key`).
     """
 
-    def __init__(self, n: int = 3, observers: int = 0, base_dir: str | Path | None = None, **config_overrides: Any) -> None:
+    def __init__(
+        self, n: int = 3, observers: int = 0, base_dir: str | Path | None = None, curve: bool = False, **config_overrides: Any
+    ) -> None:
         from runtime.config import ServerEntry
 
         self._own_base = base_dir is None
@@ -438,12 +447,19 @@ class ZoomqEnsemble:
             )
             for sid in range(1, n + observers + 1)
         ]
+        per_node: dict[int, dict[str, Any]] = {entry.id: {} for entry in self.servers}
+        client_options: dict[str, Any] = {}
+        if curve:
+            self.servers, per_node, client_options = curve_keys(self.base_dir / "keys", self.servers)
+        self.client_options = client_options
         self.nodes = [
             ZoomqServer(
                 data_dir=self.base_dir / f"node{entry.id}",
                 port=entry.client_port,
+                client_options=client_options,
                 sid=entry.id,
                 servers=self.servers,
+                **per_node[entry.id],
                 **config_overrides,
             )
             for entry in self.servers
@@ -490,7 +506,7 @@ class ZoomqEnsemble:
     def client(self, start_timeout: float = 20.0, hosts: str | None = None, **kw: Any) -> Any:
         from zoomq import Client
 
-        client = Client(hosts=hosts or self.hosts, **kw)
+        client = Client(hosts=hosts or self.hosts, **{**self.client_options, **kw})
         client.start(timeout=start_timeout)
         self.nodes[0]._clients.append(client)  # stopped with the ensemble
         return client
@@ -511,6 +527,24 @@ class ZoomqEnsemble:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def curve_keys(directory: Path, servers: list[Any]) -> tuple[list[Any], dict[int, dict[str, Any]], dict[str, Any]]:
+    """Key pairs for an ensemble: `node<id>` per member and one `client` the nodes admit.
+    Returns (servers with their public keys, NodeConfig fields per member, Client arguments)."""
+    import msgspec
+
+    from runtime import curve
+
+    keyed, per_node, server_keys = [], {}, {}
+    for entry in servers:
+        public_file, secret_file = curve.generate(directory, f"node{entry.id}")
+        key = curve.public_key(str(public_file)).decode()
+        keyed.append(msgspec.structs.replace(entry, curve_public_key=key))
+        per_node[entry.id] = {"curve_secret_key": str(secret_file), "curve_client_keys": str(directory / "clients")}
+        server_keys[f"{entry.host}:{entry.client_port}"] = key
+    _, client_secret = curve.generate(directory / "clients", "client")
+    return keyed, per_node, {"curve_server_key": server_keys, "curve_secret_key": str(client_secret)}
 
 
 def _gone(p: psutil.Process) -> bool:

@@ -43,7 +43,7 @@ class ElectionActor(Actor):
         self.notification_decoder = msgspec.msgpack.Decoder(Notification)
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
-        self.router.bind(f"tcp://{me.host}:{me.election_port}")
+        self.secure_bind(self.router, f"tcp://{me.host}:{me.election_port}", "peers")
         self.add_socket(self.router, self._on_peer, copy=True)
         self.peers: dict[int, zmq.Socket] = {}
         for server in cfg.servers:
@@ -54,7 +54,7 @@ class ElectionActor(Actor):
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.SNDHWM, PEER_HWM)
             sock.setsockopt(zmq.IDENTITY, str(cfg.sid).encode())
-            sock.connect(f"tcp://{server.host}:{server.election_port}")
+            self.secure_connect(sock, f"tcp://{server.host}:{server.election_port}", server.id)
             self.peers[server.id] = sock
         self.wants_log: float | None = None  # Hello sent, LogReady awaited (retry time)
         self.resend_due: float | None = None

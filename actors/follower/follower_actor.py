@@ -78,7 +78,7 @@ class FollowerActor(Actor):
         self.dealer.setsockopt(zmq.SNDHWM, 0)
         self.dealer.setsockopt(zmq.RCVHWM, 0)
         self.dealer.setsockopt(zmq.IDENTITY, f"{self.sid}-{os.getpid()}-{os.urandom(4).hex()}".encode())
-        self.dealer.connect(f"tcp://{leader.host}:{leader.quorum_port}")
+        self.secure_connect(self.dealer, f"tcp://{leader.host}:{leader.quorum_port}", leader.id)
         self.add_socket(self.dealer, self._on_leader_frames, copy=True)
         # A dead leader's process closes its connections: notice at once, not at the heartbeat
         # timeout (a hung one is caught by the timeout).

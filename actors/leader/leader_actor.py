@@ -115,7 +115,7 @@ class LeaderActor(Actor):
             self.router.setsockopt(zmq.LINGER, 0)
             self.router.setsockopt(zmq.SNDHWM, 0)
             self.router.setsockopt(zmq.RCVHWM, 0)
-            self.router.bind(f"tcp://{me.host}:{me.quorum_port}")
+            self.secure_bind(self.router, f"tcp://{me.host}:{me.quorum_port}", "peers")
             self.add_socket(self.router, self._on_peer_frames, copy=True)
         self.tell("log", Hello(origin=self.sid))
 

@@ -96,7 +96,7 @@ class SessionActor(Actor):
         self.router = self.ctx.socket(zmq.ROUTER)
         set_socket_options(self.router)
         self.router.setsockopt(zmq.MAXMSGSIZE, 2 * self.cfg.max_data_bytes + (1 << 20))
-        self.router.bind(f"tcp://{self.cfg.client_host}:{self.cfg.client_port}")
+        self.secure_bind(self.router, f"tcp://{self.cfg.client_host}:{self.cfg.client_port}", "clients")
         self.add_socket(self.router, self._on_client_frames)
 
     # --- lifecycle --------------------------------------------------------------------------------

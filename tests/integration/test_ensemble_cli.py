@@ -100,3 +100,36 @@ def test_admin_reports_unreachable_nodes_and_bad_addresses():
 def test_ensemble_status_without_nodes(tmp_path):
     out = _zoomq("ensemble", "status", "--data-dir", str(tmp_path))
     assert out.returncode == 1 and "no node" in out.stderr
+
+
+def test_ensemble_up_with_curve_serves_keyed_clients_only(tmp_path):
+    base = _base_port(3)
+    data = tmp_path / "ens"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "zoomq", "ensemble", "up", "-n", "3", "--base-port", str(base),
+         "--data-dir", str(data), "--tick-ms", "100", "--curve"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        hosts = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
+        banner = "".join(up.stdout.readline() for _ in range(3))
+        assert "CURVE on" in banner
+
+        def serving():
+            rows = json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")
+            return rows if sorted(str(r["role"]) for r in rows) == ["follower", "follower", "leader"] and all(r["epoch"] for r in rows) else None
+
+        wait_for(serving, 60, "a CURVE ensemble with a leader (status speaks CURVE too)")
+        keys = data / "keys"
+        server_keys = {f"127.0.0.1:{base + i}": str(keys / f"node{i + 1}.key") for i in range(3)}
+        zk = Client(hosts=hosts, curve_server_key=server_keys, curve_secret_key=str(keys / "clients" / "client.key_secret"))
+        zk.start(timeout=30)
+        zk.create("/secure", b"x")
+        zk.stop()
+        plain = Client(hosts=hosts)
+        with pytest.raises(Exception, match="CURVE"):
+            plain.start(timeout=3)
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(60)
+    assert code == 0
