@@ -67,3 +67,49 @@ def test_membership_reports_joins_and_leaves_including_session_loss(node, zk):
     m2.stop()  # the session ends: the member leaves without saying so
     assert left.get(timeout=10) == "node-2"
     assert Membership(zk, "/cluster").members() == []
+
+
+_MEMBER = """
+import sys
+from zoomq import Client
+from zoomq.recipe.scenarios import Membership
+zk = Client(hosts=sys.argv[1], timeout=1.0)
+zk.start(timeout=30)
+Membership(zk, "/killed").join("worker")
+print("joined", zk.client_id[0], flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+def test_membership_sees_a_killed_member_leave_when_its_session_expires(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from zoomq.testing import ZoomqServer
+
+    with ZoomqServer(data_dir=tmp_path / "data", tick_ms=200) as node:
+        zk = node.client()
+        left: queue.Queue = queue.Queue()
+        Membership(zk, "/killed").listen(lambda m: None, left.put)
+        member = subprocess.Popen([sys.executable, "-c", _MEMBER, node.hosts], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert member.stdout.readline().startswith("joined")
+            assert Membership(zk, "/killed").members() == ["worker"]
+            os.kill(member.pid, signal.SIGKILL)  # no close: only the session timeout ends it
+            member.wait(10)
+            killed_at = time.monotonic()
+            assert left.get(timeout=20) == "worker"
+            waited = time.monotonic() - killed_at
+        finally:
+            if member.poll() is None:
+                member.kill()
+                member.wait(10)
+        # Reported, not asserted as a bound (timings vary): the 1 s session plus the node's
+        # expiry check; a node that expired sessions at once would not be waiting at all.
+        print(f"member seen leaving {waited:.2f} s after SIGKILL (session timeout 1 s)")
+        assert waited > 0.5  # the session outlived its process until its timeout
+        assert Membership(zk, "/killed").members() == []
