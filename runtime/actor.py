@@ -137,6 +137,11 @@ class Actor:
         self._handlers[sock] = (handler, copy)
         self._poller.register(sock, zmq.POLLIN)
 
+    def remove_socket(self, sock: zmq.Socket) -> None:
+        """Stop polling `sock` (the caller closes it)."""
+        if self._handlers.pop(sock, None) is not None:
+            self._poller.unregister(sock)
+
     def tell(self, dest: str, msg: Any) -> None:
         """Queue `msg` for the actor `dest` of this node; sent at the end of the batch."""
         self._outboxes.setdefault(dest, []).append(self.encoder.encode(msg))
@@ -200,7 +205,10 @@ class Actor:
                     raise
                 now = time.monotonic()
                 for sock, _ in ready:
-                    handler, copy = self._handlers[sock]
+                    entry = self._handlers.get(sock)
+                    if entry is None:  # removed by a handler earlier in this batch
+                        continue
+                    handler, copy = entry
                     for _ in range(MAX_BATCH):
                         try:
                             frames = sock.recv_multipart(zmq.NOBLOCK, copy=copy)

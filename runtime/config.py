@@ -35,6 +35,9 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     data_dir: str = "zoomq-data"
     client_host: str = "127.0.0.1"
     client_port: int = DEFAULT_CLIENT_PORT
+    # ZooKeeper's own client protocol (jute over TCP) for kazoo, zkCli.sh, Curator...: the gateway
+    # actor listens on this port (on client_host). 0 = off.
+    zk_port: int = 0
     run_dir: str = ""  # ipc sockets; empty = a short directory under /tmp chosen at start
     tick_ms: int = 2000
     init_limit: int = 10  # ticks a learner may take to connect and synchronize (ZooKeeper's initLimit)
@@ -93,6 +96,8 @@ def load(path: str | Path | None = None, **overrides: Any) -> NodeConfig:
         raise ConfigError(f"invalid config: {exc}") from exc
     if not (0 < cfg.client_port < 65536):
         raise ConfigError(f"client_port out of range: {cfg.client_port}")
+    if not (0 <= cfg.zk_port < 65536) or cfg.zk_port == cfg.client_port:
+        raise ConfigError(f"zk_port must be 0 (off) or a port other than client_port, not {cfg.zk_port}")
     if cfg.tick_ms <= 0 or cfg.min_timeout_ms > cfg.max_timeout_ms:
         raise ConfigError("tick_ms must be > 0 and min session timeout <= max")
     if cfg.super_digest and (cfg.super_digest.count(":") != 1 or not all(cfg.super_digest.split(":"))):

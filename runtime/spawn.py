@@ -23,6 +23,7 @@ ACTORS = {
     "observer": "actors.observer.observer_actor:ObserverActor",
     "election": "actors.election.election_actor:ElectionActor",
     "session": "actors.session.session_actor:SessionActor",
+    "gateway": "actors.gateway.gateway_actor:GatewayActor",
 }
 
 

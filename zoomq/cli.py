@@ -29,6 +29,7 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", metavar="FILE", help="TOML config file (fields of runtime.config.NodeConfig)")
     p.add_argument("--port", type=int, metavar="N", help="client port (default 2181)")
+    p.add_argument("--zk-port", type=int, metavar="N", help="also speak ZooKeeper's own protocol on this port (kazoo, zkCli.sh, ...)")
     p.add_argument("--data-dir", metavar="DIR", help="data directory (default ./zoomq-data)")
     p.add_argument("--host", metavar="H", help="client address to bind (default 127.0.0.1)")
     p.add_argument("--sid", type=int, metavar="N", help="this node's server id (myid)")
@@ -45,6 +46,7 @@ def _run_server(args: argparse.Namespace) -> int:
         cfg = load(
             args.config,
             client_port=args.port,
+            zk_port=args.zk_port,
             data_dir=args.data_dir,
             client_host=args.host,
             sid=args.sid,
@@ -55,10 +57,13 @@ def _run_server(args: argparse.Namespace) -> int:
         print(f"zoomq server: {exc}", file=sys.stderr)
         return EXIT_USAGE
     where = f"{cfg.client_host}:{cfg.client_port}"
-    problem = port_problem(cfg.client_host, cfg.client_port)
-    if problem is not None:
-        print(f"zoomq server: cannot serve on {where}: {problem}", file=sys.stderr)
-        return 1
+    for port in (cfg.client_port, cfg.zk_port) if cfg.zk_port else (cfg.client_port,):
+        problem = port_problem(cfg.client_host, port)
+        if problem is not None:
+            print(f"zoomq server: cannot serve on {cfg.client_host}:{port}: {problem}", file=sys.stderr)
+            return 1
+    if cfg.zk_port:
+        where += f", ZooKeeper protocol on {cfg.client_host}:{cfg.zk_port}"
     data_dir = Path(cfg.data_dir).resolve()
     print(f"zoomq node serving on {where} (data in {data_dir})", file=sys.stderr, flush=True)
     supervisor = Supervisor(cfg)
@@ -127,6 +132,7 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--data-dir", default="zoomq-ensemble", metavar="DIR", help="node<id>/ data, configs and logs (default ./zoomq-ensemble)")
     up.add_argument("--tick-ms", type=int, default=2000, metavar="N", help="tick in milliseconds (default 2000)")
     up.add_argument("--log-level", choices=LOG_LEVELS, metavar="L", help="|".join(LOG_LEVELS))
+    up.add_argument("--zk-base-port", type=int, metavar="Z", help="ZooKeeper-protocol ports Z..Z+N+K-1 (for kazoo, zkCli.sh); off without")
     up.add_argument("--curve", action="store_true", help="CurveZMQ on every port; keys in DIR/keys (client key: keys/clients/client.key_secret)")
     up.set_defaults(run=_run_ensemble_up)
     st = ens.add_parser("status", help="each node's role, ports, pid, epoch, last zxid, sessions, actors")
@@ -139,7 +145,8 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
 def _run_ensemble_up(args: argparse.Namespace) -> int:
     from zoomq import ensemble
 
-    return ensemble.up(args.n, args.observers, args.base_port, Path(args.data_dir), args.tick_ms, args.log_level, curve=args.curve)
+    return ensemble.up(args.n, args.observers, args.base_port, Path(args.data_dir), args.tick_ms, args.log_level, curve=args.curve,
+                       zk_base_port=args.zk_base_port)
 
 
 def _run_ensemble_status(args: argparse.Namespace) -> int:

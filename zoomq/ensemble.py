@@ -109,11 +109,14 @@ def write_configs(configs: list[dict[str, Any]], data_dir: Path) -> list[Path]:
 
 
 def up(n: int, observers: int, base_port: int, data_dir: Path, tick_ms: int, log_level: str | None = None,
-       curve: bool = False) -> int:
+       curve: bool = False, zk_base_port: int | None = None) -> int:
     if n < 1 or observers < 0:
         print("zoomq ensemble up: -n must be >= 1 and --observers >= 0", file=sys.stderr)
         return 2
     configs = plan(n, observers, base_port, data_dir, tick_ms=tick_ms)
+    if zk_base_port:
+        for i, cfg in enumerate(configs):
+            cfg["zk_port"] = zk_base_port + i
     keys = add_curve(configs, data_dir) if curve else None
     paths = write_configs(configs, data_dir)
     stop = threading.Event()
@@ -129,6 +132,9 @@ def up(n: int, observers: int, base_port: int, data_dir: Path, tick_ms: int, log
             procs.append((cfg["sid"], proc, log))
         print(f"zoomq ensemble: {n} participants, {observers} observers; data and logs in {data_dir.resolve()}", flush=True)
         print(f"connect with: {connection_string(configs)}", flush=True)
+        if zk_base_port:
+            zk_hosts = ",".join(f"{c['client_host']}:{c['zk_port']}" for c in configs)
+            print(f"ZooKeeper clients (kazoo, zkCli.sh) connect with: {zk_hosts}", flush=True)
         if keys is not None:
             server_keys = {f"{c['client_host']}:{c['client_port']}": str(keys / f"node{c['sid']}.key") for c in configs}
             print(f"CURVE on: Client(hosts, curve_server_key={server_keys!r}, "

@@ -66,6 +66,9 @@ class Connect(Msg, tag="connect"):
     session_id: int = 0
     passwd: bytes = b""
     read_only: bool = False
+    # The client's address as the node's ZooKeeper-protocol gateway saw it (for the ip scheme).
+    # Ignored from anyone but the gateway.
+    peer: str = ""
 
 
 class Create(Msg, tag="create"):

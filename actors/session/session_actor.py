@@ -49,8 +49,9 @@ from actors.protocol.internal import (
 from actors.protocol.txn import CloseSessionTxn, CreateSessionTxn, Marker, Txn
 from actors.protocol.zxid import fmt, follows
 from actors.session.tree import DataTree
+from actors.gateway import GATEWAY_ENDPOINT, GATEWAY_RID_PREFIX
 from actors.session.watches import WatchTable
-from runtime.actor import Actor, set_socket_options
+from runtime.actor import Actor, ipc_address, set_socket_options
 from zoomq import protocol as p
 from zoomq.exceptions import Codes
 from zoomq.paths import validate_path
@@ -97,7 +98,16 @@ class SessionActor(Actor):
         set_socket_options(self.router)
         self.router.setsockopt(zmq.MAXMSGSIZE, 2 * self.cfg.max_data_bytes + (1 << 20))
         self.secure_bind(self.router, f"tcp://{self.cfg.client_host}:{self.cfg.client_port}", "clients")
-        self.add_socket(self.router, self._on_client_frames)
+        self.add_socket(self.router, self._on_native_frames)
+        self.gateway_router: zmq.Socket | None = None
+        if self.cfg.zk_port:
+            # The ZooKeeper-protocol gateway's connections, over ipc: same handling, own socket
+            # (its routing ids start with GATEWAY_RID_PREFIX; the client port refuses those).
+            self.gateway_router = self.ctx.socket(zmq.ROUTER)
+            set_socket_options(self.gateway_router)
+            self.gateway_router.setsockopt(zmq.MAXMSGSIZE, 2 * self.cfg.max_data_bytes + (1 << 20))
+            self.gateway_router.bind(ipc_address(self.run_dir, GATEWAY_ENDPOINT))
+            self.add_socket(self.gateway_router, self._on_client_frames)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -148,9 +158,11 @@ class SessionActor(Actor):
     def on_batch_end(self, now: float) -> None:
         if self.out:
             router = self.router
+            gateway = self.gateway_router
             for rid, frames in self.out.items():
                 try:
-                    router.send_multipart([rid, *frames], flags=zmq.NOBLOCK)
+                    sock = gateway if gateway is not None and rid.startswith(GATEWAY_RID_PREFIX) else router
+                    sock.send_multipart([rid, *frames], flags=zmq.NOBLOCK)
                 except zmq.Again:
                     self.log.warning("client_send_dropped", frames=len(frames))
                 self.stats["sent"] += len(frames)
@@ -312,6 +324,12 @@ class SessionActor(Actor):
         else:
             out.append(frame)
 
+    def _on_native_frames(self, frames: list[Any], now: float) -> None:
+        rid = frames[0] if isinstance(frames[0], bytes) else frames[0].bytes
+        if rid.startswith(GATEWAY_RID_PREFIX):
+            return  # a client posing as the gateway (to choose its ip identity): ignored
+        self._on_client_frames(frames, now)
+
     def _on_client_frames(self, frames: list[Any], now: float) -> None:
         if not self.synced:
             if self.refuse_unsynced:
@@ -373,7 +391,8 @@ class SessionActor(Actor):
 
     def _on_client_msg(self, rid: bytes, msg: Any, frame: Any) -> None:
         if isinstance(msg, p.Connect):
-            self._on_connect(rid, msg, _peer_address(frame))
+            gateway = self.gateway_router is not None and rid.startswith(GATEWAY_RID_PREFIX)
+            self._on_connect(rid, msg, (msg.peer or None) if gateway else _peer_address(frame))
             return
         if isinstance(msg, p.AdminCommand):
             self._send(rid, self.encoder.encode(p.Reply(msg.xid, self.tree.last_zxid, Codes.OK, p.TextResult(self._admin(msg.command)))))
@@ -772,7 +791,7 @@ class SessionActor(Actor):
             self.log.error("snapshot_failed", zxid=fmt(zxid), status=status)
 
 
-VERSION = "zoomq-0.1.0"
+VERSION = "3.8.0-zoomq-0.1.0"  # the ZooKeeper release whose semantics it follows; tools parse the digits
 SUPER = Id("super", "")
 
 
@@ -799,6 +818,7 @@ def _me(cfg: Any) -> Any:
 
 
 def _peer_address(frame: Any) -> str | None:
+    """The client's IP address (ZeroMQ's Peer-Address property of the frame)."""
     try:
         return frame.get("Peer-Address") or None
     except (AttributeError, zmq.ZMQError):
