@@ -1,8 +1,15 @@
-"""`python -m bench quick ...` (a standalone node or an ensemble) and `python -m bench failover`
-(see bench/RESULTS.md).
+"""`python -m bench ...`: the benchmark harness.
 
-Later issues add `run` and `compare` (side by side with Apache ZooKeeper); the flags of `quick`
-stay as they are.
+- `quick`: one client process against a node or an ensemble it starts (zoomq only, its flags
+  unchanged).
+- `run`: a multi-process load generator against zoomq or Apache ZooKeeper (bench/run.py).
+- `compare`: the same workload against both, alternating rounds, medians and ratios
+  (bench/compare.py).
+- `failover`: writes-resumed time after SIGKILL of the leader, zoomq (bench/failover.py) or
+  ZooKeeper (bench/failover_zk.py).
+- `scale`: many znodes: memory per node, then recovery time after a restart (bench/scale.py).
+
+Figures and their commands are in bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -10,7 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import failover, quick
+from bench import compare, failover, failover_zk, quick, scale
+from bench import run as run_cmd
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,13 +26,26 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("quick", help="one client process against a fresh standalone node it starts itself")
     quick.add_arguments(q)
+    r = sub.add_parser("run", help="N client processes x D in flight against zoomq or Apache ZooKeeper")
+    run_cmd.add_arguments(r)
+    c = sub.add_parser("compare", help="the same workload against zoomq and Apache ZooKeeper, alternating rounds")
+    compare.add_arguments(c)
     f = sub.add_parser("failover", help="writes-resumed time after SIGKILL of an ensemble's leader")
     failover.add_arguments(f)
+    f.add_argument("--target", choices=("zoomq", "zookeeper"), default="zoomq")
+    s = sub.add_parser("scale", help="many znodes: memory per node, recovery time after a restart")
+    scale.add_arguments(s)
     args = parser.parse_args(argv)
     if args.cmd == "quick":
         return quick.run(args)
+    if args.cmd == "run":
+        return run_cmd.run(args)
+    if args.cmd == "compare":
+        return compare.run(args)
     if args.cmd == "failover":
-        return failover.run(args)
+        return failover_zk.run(args) if args.target == "zookeeper" else failover.run(args)
+    if args.cmd == "scale":
+        return scale.run(args)
     return 2
 
 

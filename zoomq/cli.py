@@ -228,13 +228,27 @@ def _run_keys_show(args: argparse.Namespace) -> int:
     return 0
 
 
-# name -> how to add it; `bench` joins here.
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="the benchmark harness (same as python -m bench): run, compare, failover, scale, quick",
+                       add_help=False)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.set_defaults(run=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from bench.__main__ import main as bench_main
+
+    return bench_main(args.bench_args or ["--help"])
+
+
+# name -> how to add it.
 SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "server": _add_server,
     "shell": _add_shell,
     "ensemble": _add_ensemble,
     "admin": _add_admin,
     "keys": _add_keys,
+    "bench": _add_bench,
 }
 
 
@@ -250,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # the harness parses its own flags
+        return _run_bench(argparse.Namespace(bench_args=argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is None:

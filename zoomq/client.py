@@ -108,7 +108,10 @@ class AsyncResult:
             callbacks, self._callbacks = self._callbacks, None
         self._latch.release()
         for cb in callbacks or ():
-            cb(self)
+            try:
+                cb(self)
+            except Exception:  # noqa: BLE001 - a caller's callback must not end the I/O thread
+                _log.exception("result_callback_failed")
 
     def wait(self, timeout: float | None = None) -> bool:
         if self._ready:

@@ -156,3 +156,13 @@ def test_chroot_prefixes_every_path(node, zk):
         assert rooted.get_children("/") == ["x"]
     finally:
         rooted.stop()
+
+
+def test_a_raising_result_callback_does_not_stop_the_client(node, zk):
+    def bad(result):
+        raise RuntimeError("caller's bug")
+
+    result = zk.exists_async("/")
+    result.rawlink(bad)
+    assert result.get(timeout=10) is not None
+    assert zk.create("/after-bad-callback", b"") == "/after-bad-callback"  # the I/O thread lives on
