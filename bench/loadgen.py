@@ -44,8 +44,9 @@ DRAIN_TIMEOUT_S = 60.0  # for the requests in flight at `end`
 LOCK_TIMEOUT_S = 30.0
 
 
-def make_client(target: str, hosts: str, timeout: float) -> Any:
-    if target == "zookeeper":
+def make_client(target: str, hosts: str, timeout: float, client: str = "native") -> Any:
+    """kazoo for ZooKeeper, and for zoomq through its ZooKeeper-protocol port when asked."""
+    if target == "zookeeper" or client == "kazoo":
         from kazoo.client import KazooClient
 
         return KazooClient(hosts=hosts, timeout=timeout)
@@ -272,7 +273,7 @@ class Churn(Workload):
             if time.monotonic_ns() >= window.end_ns:
                 break
             t0 = time.monotonic_ns()
-            zk = make_client(spec["target"], spec["hosts"], float(spec["session_timeout"]))
+            zk = make_client(spec["target"], spec["hosts"], float(spec["session_timeout"]), spec.get("client", "native"))
             try:
                 zk.start(timeout=30)
             except Exception as exc:  # noqa: BLE001 - counted; try again
@@ -441,7 +442,7 @@ def main(argv: list[str]) -> int:
     push.connect(spec["endpoint"])
     zk = None
     try:
-        zk = make_client(spec["target"], spec["hosts"], float(spec["session_timeout"]))
+        zk = make_client(spec["target"], spec["hosts"], float(spec["session_timeout"]), spec.get("client", "native"))
         zk.start(timeout=30)
         work = workload_for(spec, zk)
         work.setup()

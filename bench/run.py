@@ -88,6 +88,8 @@ def add_arguments(p: argparse.ArgumentParser, target_flag: bool = True) -> None:
     p.add_argument("--tick-ms", type=int, default=2000, help="the target's tick (ZooKeeper's tickTime)")
     p.add_argument("--connect", choices=("spread", "followers", "leader"), default="spread",
                    help="which nodes the clients use (spread: all, the non-leaders first)")
+    p.add_argument("--client", choices=("native", "kazoo"), default="native",
+                   help="zoomq's own client, or kazoo through zoomq's ZooKeeper-protocol port (ZooKeeper is always driven by kazoo)")
     p.add_argument("--session-timeout", type=float, default=30.0, help="client session timeout, s")
     p.add_argument("--json", metavar="FILE", default=None, help="write the result as JSON to FILE")
 
@@ -100,7 +102,7 @@ def run_once(target_name: str, opts: argparse.Namespace, progress: Progress | No
     """Start the target, load it, stop it; the result dict (see the module docstring)."""
     say = progress or (lambda fraction, text: None)
     say(0.0, f"{target_name}: starting {opts.nodes + opts.observers} node(s)")
-    target = make_target(target_name, opts.nodes, opts.observers, opts.tick_ms)
+    target = make_target(target_name, opts.nodes, opts.observers, opts.tick_ms, client=getattr(opts, "client", "native"))
     try:
         target.start(timeout=120.0)
         result = measure(target, opts, say)
@@ -121,6 +123,7 @@ def _client_specs(target: Target, opts: argparse.Namespace, endpoint: str) -> li
             "id": i, "role": role, "target": target.name, "hosts": hosts[i % len(hosts)], "endpoint": endpoint,
             "workload": opts.workload, "depth": opts.depth, "value_size": opts.value_size,
             "session_timeout": opts.session_timeout,
+            "client": "kazoo" if target.name == "zookeeper" else getattr(opts, "client", "native"),
         })
     return specs
 
@@ -319,6 +322,7 @@ def _aggregate(target: Target, opts: argparse.Namespace, results: list[dict[str,
         extra["writes_per_s"] = round(extra["writes"] / duration, 1)
     return {
         "target": target.name,
+        "client": "kazoo" if target.name == "zookeeper" else getattr(opts, "client", "native"),
         "server_version": server_version(target),
         "nodes": opts.nodes,
         "observers": opts.observers,

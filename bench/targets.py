@@ -143,8 +143,9 @@ class ZoomqTarget(Target):
 
     name = "zoomq"
 
-    def __init__(self, nodes: int = 1, observers: int = 0, tick_ms: int = 2000, **config: Any) -> None:
+    def __init__(self, nodes: int = 1, observers: int = 0, tick_ms: int = 2000, zk_gateway: bool = False, **config: Any) -> None:
         self.n, self.observers, self.tick_ms = nodes, observers, tick_ms
+        self.zk_gateway = zk_gateway  # each node also serves ZooKeeper's protocol (for kazoo clients)
         self.base = Path(tempfile.mkdtemp(prefix="bench-zoomq-"))
         self.config = config
         if nodes <= 1 and observers == 0:
@@ -154,6 +155,9 @@ class ZoomqTarget(Target):
         else:
             self.ensemble = ZoomqEnsemble(nodes, observers=observers, base_dir=self.base, tick_ms=tick_ms, **config)
             self.servers = list(self.ensemble.nodes)
+        if zk_gateway:
+            for server in self.servers:
+                server.config_overrides["zk_port"] = free_port()
 
     def _server(self, sid: int) -> ZoomqServer:
         return self.servers[sid - 1]
@@ -183,9 +187,15 @@ class ZoomqTarget(Target):
 
     def nodes(self) -> list[NodeInfo]:
         return [
-            NodeInfo(sid=i + 1, hosts=s.hosts, role=self._role(s), pid=s.pid if s.running else None, data_dir=s.data_dir)
+            NodeInfo(sid=i + 1, hosts=self._hosts(s), role=self._role(s), pid=s.pid if s.running else None, data_dir=s.data_dir)
             for i, s in enumerate(self.servers)
         ]
+
+    def _hosts(self, server: ZoomqServer) -> str:
+        """Where clients connect: the ZooKeeper-protocol port when kazoo drives zoomq."""
+        if self.zk_gateway:
+            return f"{server.host}:{server.config_overrides['zk_port']}"
+        return server.hosts
 
     def kill_node(self, sid: int) -> None:
         self._server(sid).kill()
@@ -450,9 +460,9 @@ class ZooKeeperTarget(Target):
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def make_target(name: str, nodes: int = 1, observers: int = 0, tick_ms: int = 2000) -> Target:
+def make_target(name: str, nodes: int = 1, observers: int = 0, tick_ms: int = 2000, client: str = "native") -> Target:
     if name == "zoomq":
-        return ZoomqTarget(nodes, observers, tick_ms)
+        return ZoomqTarget(nodes, observers, tick_ms, zk_gateway=client == "kazoo")
     if name == "zookeeper":
         return ZooKeeperTarget(nodes, observers, tick_ms)
     raise ValueError(f"unknown target {name!r} (one of {', '.join(TARGETS)})")
