@@ -200,7 +200,7 @@ def _valid_id(ident: Id) -> bool:
         return bool(sep) and bool(digest) and ":" not in digest
     if scheme == "ip":
         return _valid_ip_id(value)
-    return scheme == "super"
+    return False  # "super" is an identity a session can have, not a scheme an ACL can name
 
 
 def fixup_acl(acl: Any, auth: list[Id]) -> list[ACL] | int:
@@ -454,13 +454,16 @@ class Prep:
             return _BAD
         if path == ROOT or path == RESERVED or path.startswith(RESERVED_PREFIX):
             return _BAD
+        # As ZooKeeper: the parent's DELETE permission is checked before the child is looked up,
+        # so a session without it cannot learn which children exist.
+        parent = view.get(_parent(path))
+        if parent is None:
+            return Codes.NONODE
+        if self.check_acls and not allowed(parent.acl, Permissions.DELETE, auth):
+            return Codes.NOAUTH
         node = view.get(path)
         if node is None:
             return Codes.NONODE
-        if self.check_acls:
-            parent = view.get(_parent(path))
-            if not allowed(parent.acl, Permissions.DELETE, auth):
-                return Codes.NOAUTH
         if not _version_ok(op.version, node.version):
             return Codes.BADVERSION
         if node.num_children:

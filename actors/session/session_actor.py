@@ -22,6 +22,9 @@ Rules:
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 import os
 import time
 from collections import deque
@@ -55,7 +58,7 @@ from runtime.actor import Actor, ipc_address, set_socket_options
 from zoomq import protocol as p
 from zoomq.exceptions import Codes
 from zoomq.paths import validate_path
-from zoomq.security import ACL, Id, Permissions, make_digest_acl_credential
+from zoomq.security import ACL, Id, Permissions
 
 HELLO_RETRY_S = 1.0
 TOUCH_EVERY_S = 0.2
@@ -309,11 +312,22 @@ class SessionActor(Actor):
             self._release(session)
 
     def _fire(self, zxid: int, events: list[tuple[int, str]]) -> None:
+        """Send each triggered watch event to its sessions — only to those with READ on the node
+        (as ZooKeeper 3.8.4+, CVE-2024-23944: an event must not reveal a node one cannot read)."""
+        tree = self.tree
+        removed = tree.removed_acls
         for event_type, path in events:
+            frame = None
+            node = tree.get(path)
+            acl = node.acl if node is not None else removed.get(path, ())
             for session_id in self.watches.trigger(event_type, path):
                 session = self.sessions.get(session_id)
-                if session is not None:
-                    self._send(session.rid, self.encoder.encode(p.Event(zxid, event_type, p.STATE_SYNC_CONNECTED, path)))
+                if session is None or (acl and not allowed(acl, Permissions.READ, session.auth)):
+                    continue
+                if frame is None:
+                    frame = self.encoder.encode(p.Event(zxid, event_type, p.STATE_SYNC_CONNECTED, path))
+                self._send(session.rid, frame)
+        removed.clear()
 
     # --- client frames ----------------------------------------------------------------------------
 
@@ -582,20 +596,16 @@ class SessionActor(Actor):
     def _on_auth(self, session: LocalSession, msg: p.Auth, frame: Any) -> None:
         code = Codes.OK
         if msg.scheme == "digest":
-            try:
-                user, _, password = msg.credential.decode().partition(":")
-            except UnicodeDecodeError:
-                user, password = "", ""
-            if not user or not _:
-                code = Codes.AUTHFAILED
-            else:
-                ident = Id("digest", make_digest_acl_credential(user, password))
-                if ident not in session.auth:
-                    session.auth.append(ident)
-                if self.cfg.super_digest and ident.id == self.cfg.super_digest and SUPER not in session.auth:
-                    session.auth.append(SUPER)  # the configured super user: every check passes
+            # As ZooKeeper's DigestAuthenticationProvider: any credential is accepted; the id is
+            # the part before the first ':' plus the hash of the whole credential.
+            credential = msg.credential.decode("utf-8", "replace")
+            ident = Id("digest", _digest_id(credential))
+            if ident not in session.auth:
+                session.auth.append(ident)
+            if self.cfg.super_digest and ident.id == self.cfg.super_digest and SUPER not in session.auth:
+                session.auth.append(SUPER)  # the configured super user: every check passes
         elif msg.scheme == "ip":
-            code = Codes.AUTHFAILED  # ip identities come from the connection, not from add_auth
+            pass  # accepted, as ZooKeeper: the ip identity is the connection's real address, already held
         else:
             code = Codes.AUTHFAILED
         self._send(session.rid, self.encoder.encode(p.Reply(p.AUTH_XID, self.tree.last_zxid, code)))
@@ -815,6 +825,12 @@ _ADMIN: dict[str, Any] = {
 
 def _me(cfg: Any) -> Any:
     return next(e for e in cfg.servers if e.id == cfg.sid)
+
+
+def _digest_id(credential: str) -> str:
+    """ZooKeeper's digest id of `user:password` (and of any other credential text)."""
+    digest = base64.b64encode(hashlib.sha1(credential.encode("utf-8")).digest()).decode()  # noqa: S324 - ZooKeeper's scheme
+    return credential.split(":", 1)[0] + ":" + digest
 
 
 def _peer_address(frame: Any) -> str | None:

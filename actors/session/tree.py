@@ -204,6 +204,10 @@ class DataTree:
         # session -> {cxid: (zxid, reply body)}: the results of the session's latest requests,
         # so that a request re-sent after a lost connection is answered, not applied twice.
         self.recent: dict[int, dict[int, tuple[int, ReplyBody | None]]] = {}
+        # The ACLs of nodes removed by the txns applied since the caller last cleared it (filled
+        # only when events are asked for): a watch event about a node is delivered only to a
+        # session that could read it, and a deleted node's ACL is needed for that.
+        self.removed_acls: dict[str, list[ACL]] = {}
         self._acls: dict[tuple[ACL, ...], list[ACL]] = {}
         self._ops: dict[type, Callable[[Any, int, int, bool, list[Event] | None], Any]] = {
             CreateTxn: self._create,
@@ -414,6 +418,7 @@ class DataTree:
         if node.ephemeral_owner:
             self._unindex_owner(path, node.ephemeral_owner)
         if events is not None:
+            self.removed_acls[path] = node.acl
             events.append((EVENT_NODE_DELETED, path))
             events.append((EVENT_NODE_CHILDREN_CHANGED, parent_path))
 
