@@ -630,7 +630,16 @@ class Client:
             return True
         if not isinstance(msg, p.Reply):
             return True
-        if msg.zxid > self.last_zxid:
+        if msg.err == Codes.SESSIONEXPIRED:
+            # The session ended (expired, or closed through another connection, maybe on another
+            # node) while this connection lived: the node answers SESSIONEXPIRED to whatever comes
+            # next. Report it as kazoo does (LOST) and start over with a new session.
+            if not self._stopped.is_set():
+                self._expire("the node says the session has ended")
+            return False
+        if msg.zxid > self.last_zxid and msg.err != Codes.CONNECTIONLOSS:
+            # Not from a CONNECTIONLOSS: that node forgot this connection and its watches, so
+            # events up to its zxid were not all delivered; SetWatches must start from before.
             self.last_zxid = msg.zxid
         if msg.xid == p.PING_XID or msg.xid == p.SET_WATCHES_XID:
             return msg.err != Codes.CONNECTIONLOSS  # the node lost track of us: reconnect, resume
