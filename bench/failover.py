@@ -13,6 +13,7 @@ import json
 import statistics
 import threading
 import time
+from typing import Any
 
 from zoomq.testing import ZoomqEnsemble, wait_for
 
@@ -61,12 +62,20 @@ def run(args: argparse.Namespace) -> int:
             missing = paths - have
             if missing:
                 raise SystemExit(f"{node.hosts} lost {len(missing)} acknowledged writes")
-    result = {"nodes": args.nodes, "tick_ms": args.tick_ms, "writes_resumed_s": [round(g, 3) for g in gaps],
-              "median_s": round(statistics.median(gaps), 3), "acknowledged": len(paths)}
+    return report(args, gaps, len(paths))
+
+
+def report(args: argparse.Namespace, gaps: list[float], acknowledged: int, label: str = "", **extra: Any) -> int:
+    """Print the writes-resumed times (JSON with --json); `extra` fields go into the JSON and,
+    as `key value`, after the sentence. Shared by both targets."""
+    result = {**({"target": label.lower()} if label else {}), "nodes": args.nodes, "tick_ms": args.tick_ms,
+              "writes_resumed_s": [round(g, 3) for g in gaps], "median_s": round(statistics.median(gaps), 3),
+              "acknowledged": acknowledged, **extra}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.nodes} nodes, tick {args.tick_ms} ms: writes resumed after SIGKILL of the leader in "
-              f"{', '.join(f'{g:.3f}' for g in gaps)} s (median {result['median_s']:.3f} s); "
-              f"{len(paths)} acknowledged writes, all on every node")
+        tail = "".join(f"; {v} {k.replace('_', ' ')}" for k, v in extra.items())
+        print(f"{label + ', ' if label else ''}{args.nodes} nodes, tick {args.tick_ms} ms: writes resumed after SIGKILL "
+              f"of the leader in {', '.join(f'{g:.3f}' for g in gaps)} s (median {result['median_s']:.3f} s); "
+              f"{acknowledged} acknowledged writes, all on every node{tail}")
     return 0

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import statistics
 import sys
 import threading
 import time
 
+from bench.failover import report
 from bench.targets import INSTALL_HINT, ZooKeeperTarget, zookeeper_available
 from zoomq.testing import wait_for
 
@@ -93,15 +92,7 @@ def run(args: argparse.Namespace) -> int:
                 raise SystemExit(f"{node.hosts} lost {len(missing)} acknowledged writes")
         zk.stop()
         zk.close()
-    result = {"target": "zookeeper", "nodes": args.nodes, "tick_ms": args.tick_ms, "writes_resumed_s": [round(g, 3) for g in gaps],
-              "median_s": round(statistics.median(gaps), 3), "acknowledged": len(paths), "retried_connection_loss": retried}
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"ZooKeeper, {args.nodes} nodes, tick {args.tick_ms} ms: writes resumed after SIGKILL of the leader in "
-              f"{', '.join(f'{g:.3f}' for g in gaps)} s (median {result['median_s']:.3f} s); "
-              f"{len(paths)} acknowledged writes, all on every node; {retried} writes retried after ConnectionLoss")
-    return 0
+    return report(args, gaps, len(paths), "ZooKeeper", retried_connection_loss=retried)
 
 
 __all__ = ["run"]

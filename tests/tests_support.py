@@ -110,3 +110,17 @@ def asyncio_client(hosts: str, **kwargs: Any) -> Iterator[Blocking]:
 
 async def _make(cls: Any, hosts: str, kwargs: dict[str, Any]) -> Any:
     return cls(hosts, **kwargs)
+
+
+def node_with_super(tmp_path_factory: Any, name: str, password: str) -> Iterator[ZoomqServer]:
+    """A started standalone node whose super user authenticates as `digest super:<password>`
+    (for module-scoped fixtures); stopped afterwards."""
+    from zoomq.security import make_digest_acl_credential
+
+    server = ZoomqServer(data_dir=tmp_path_factory.mktemp(name) / "data",
+                         super_digest=make_digest_acl_credential("super", password))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -307,7 +307,10 @@ class Client:
                 running = None
             if running is loop:  # already on the loop (cannot wait for itself)
                 outcome = func(*args, **kwargs)
-                return None if inspect.isawaitable(outcome) and not loop.create_task(outcome) else outcome
+                if inspect.isawaitable(outcome):
+                    loop.create_task(outcome)
+                    return None
+                return outcome
             try:
                 return asyncio.run_coroutine_threadsafe(call(args, kwargs), loop).result()
             except RuntimeError:  # the loop is closed: the program is going away

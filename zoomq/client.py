@@ -495,7 +495,7 @@ class Client:
                 return False
             ready = dict(poller.poll(int(min(left, 0.1) * 1000) + 1))
             if refused in ready:
-                self._note_refusal(refused, sock)
+                self._note_refusal(refused)
                 return False  # nothing listens there, or it refused our key
             if sock not in ready:
                 continue
@@ -528,7 +528,7 @@ class Client:
             return True
         return False
 
-    def _note_refusal(self, monitor: zmq.Socket, sock: zmq.Socket) -> None:
+    def _note_refusal(self, monitor: zmq.Socket) -> None:
         with contextlib.suppress(zmq.ZMQError):
             event = zmq.utils.monitor.recv_monitor_message(monitor, zmq.NOBLOCK)
             endpoint = event.get("endpoint", b"")

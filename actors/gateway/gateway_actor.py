@@ -90,8 +90,8 @@ class GatewayActor(Actor):
                 peer = ""
             self.conns[ident] = Conn(ident, peer)
             return
-        if not data:  # the client closed the connection
-            self._drop(conn)
+        if not data:  # the client went away: the session lives on until its timeout, as in ZooKeeper
+            self._forget(conn)
             return
         conn.buf += data
         self._drain(conn)
@@ -249,10 +249,6 @@ class GatewayActor(Actor):
         """Close after what is already written (at the end of this batch)."""
         conn.closing = True
         conn.state = "closed"
-
-    def _drop(self, conn: Conn) -> None:
-        """The client went away: the session lives on until its timeout, as in ZooKeeper."""
-        self._forget(conn)
 
     def _forget(self, conn: Conn) -> None:
         self.conns.pop(conn.ident, None)

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests_support import node_with_super
 
 from zoomq import Client, KazooState
 from zoomq.exceptions import (
@@ -48,15 +49,7 @@ _serial = itertools.count()
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    server = ZoomqServer(
-        data_dir=tmp_path_factory.mktemp("acl-fuzz") / "data",
-        super_digest=make_digest_acl_credential("super", SUPER_PW),
-    )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from node_with_super(tmp_path_factory, "acl-fuzz", SUPER_PW)
 
 
 @pytest.fixture(scope="module")

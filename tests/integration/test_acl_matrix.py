@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests_support import node_with_super
 
 from zoomq import Client, KazooState
 from zoomq.exceptions import (
@@ -37,7 +38,7 @@ from zoomq.exceptions import (
     RuntimeInconsistency,
 )
 from zoomq.security import ACL, Id, make_acl, make_digest_acl, make_digest_acl_credential
-from zoomq.testing import ZoomqServer, wait_for
+from zoomq.testing import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -58,15 +59,7 @@ _serial = itertools.count()
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    server = ZoomqServer(
-        data_dir=tmp_path_factory.mktemp("acl-matrix") / "data",
-        super_digest=make_digest_acl_credential("super", SUPER_PW),
-    )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from node_with_super(tmp_path_factory, "acl-matrix", SUPER_PW)
 
 
 @pytest.fixture(scope="module")
