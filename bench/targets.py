@@ -236,8 +236,10 @@ class ZoomqTarget(Target):
 # --- Apache ZooKeeper ----------------------------------------------------------------------------
 
 
-def zookeeper_classpath() -> str | None:
-    """The classpath of an installed ZooKeeper server, or None when there is none (or no java)."""
+def zookeeper_classpath(with_netty: bool = False) -> str | None:
+    """The classpath of an installed ZooKeeper server, or None when there is none (or no java).
+    `with_netty`: also what Debian's manifest leaves out for the Netty connection factory, the
+    secure client port and the admin server (kazoo's test harness configures all three)."""
     if shutil.which("java") is None:
         return None
     home = os.environ.get("ZOOKEEPER_HOME")
@@ -252,6 +254,9 @@ def zookeeper_classpath() -> str | None:
         simple = Path("/usr/share/java/slf4j-simple.jar")
         if simple.exists():
             jars.append(str(simple))
+        if with_netty:
+            extra = ("netty-codec.jar", "netty-resolver.jar", "netty-transport-native-unix-common.jar", "servlet-api.jar")
+            jars += [str(debian.parent / name) for name in extra if (debian.parent / name).exists()]
         return os.pathsep.join(jars)
     upstream = sorted(glob.glob("/usr/share/zookeeper/lib/*.jar"))
     if any("zookeeper" in os.path.basename(j) for j in upstream):

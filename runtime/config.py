@@ -38,6 +38,20 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # ZooKeeper's own client protocol (jute over TCP) for kazoo, zkCli.sh, Curator...: the gateway
     # actor listens on this port (on client_host). 0 = off.
     zk_port: int = 0
+    # The same protocol inside TLS (ZooKeeper's secureClientPort), e.g. kazoo's use_ssl=True. Needs
+    # zk_tls_cert and zk_tls_key (PEM); zk_tls_ca (PEM) verifies client certificates, and a verified
+    # client is authenticated as x509:<subject> (ZooKeeper's X509AuthenticationProvider).
+    # zk_tls_client_auth as ZooKeeper's ssl.clientAuth: "need" (default with a CA), "want", "none".
+    # `zoomq tls generate` makes a CA and certificates for a test ensemble.
+    zk_secure_port: int = 0
+    zk_tls_cert: str = ""
+    zk_tls_key: str = ""
+    zk_tls_ca: str = ""
+    zk_tls_client_auth: str = ""
+    # SASL DIGEST-MD5 users for ZooKeeper clients (kazoo's sasl_options), name -> password, as
+    # ZooKeeper's JAAS user_<name>="<password>"; such a client is authenticated as sasl:<name>.
+    # Empty = no SASL (a client that tries gets AuthFailed). Keep the config file private.
+    sasl_users: dict[str, str] = {}
     run_dir: str = ""  # ipc sockets; empty = a short directory under /tmp chosen at start
     tick_ms: int = 2000
     init_limit: int = 10  # ticks a learner may take to connect and synchronize (ZooKeeper's initLimit)
@@ -69,6 +83,11 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     curve_client_keys: str = ""
 
     @property
+    def gateway_on(self) -> bool:
+        """Whether the node serves ZooKeeper's protocol (plain, TLS or both)."""
+        return bool(self.zk_port or self.zk_secure_port)
+
+    @property
     def min_timeout_ms(self) -> int:
         return self.min_session_timeout_ms or 2 * self.tick_ms
 
@@ -98,6 +117,9 @@ def load(path: str | Path | None = None, **overrides: Any) -> NodeConfig:
         raise ConfigError(f"client_port out of range: {cfg.client_port}")
     if not (0 <= cfg.zk_port < 65536) or cfg.zk_port == cfg.client_port:
         raise ConfigError(f"zk_port must be 0 (off) or a port other than client_port, not {cfg.zk_port}")
+    if not (0 <= cfg.zk_secure_port < 65536) or cfg.zk_secure_port in (cfg.client_port, cfg.zk_port or -1):
+        raise ConfigError(f"zk_secure_port must be 0 (off) or a port other than client_port and zk_port, not {cfg.zk_secure_port}")
+    cfg = _check_tls(cfg)
     if cfg.tick_ms <= 0 or cfg.min_timeout_ms > cfg.max_timeout_ms:
         raise ConfigError("tick_ms must be > 0 and min session timeout <= max")
     if cfg.super_digest and (cfg.super_digest.count(":") != 1 or not all(cfg.super_digest.split(":"))):
@@ -115,7 +137,29 @@ def load(path: str | Path | None = None, **overrides: Any) -> NodeConfig:
                 raise ConfigError(f"server {entry.id}: role must be participant or observer, not {entry.role!r}")
         if not any(s.role == "participant" for s in cfg.servers):
             raise ConfigError("an ensemble needs at least one participant")
+        if len(cfg.servers) == 1:
+            # A one-member list is this node alone: it serves standalone, as ZooKeeper does with a
+            # single server entry (standaloneEnabled), instead of looking for peers forever.
+            cfg = msgspec.structs.replace(cfg, servers=[])
     return _check_curve(cfg)
+
+
+def _check_tls(cfg: NodeConfig) -> NodeConfig:
+    """The secure ZooKeeper port's files must load now, not in the gateway after start."""
+    from actors.gateway import tls
+
+    if not cfg.zk_secure_port:
+        if cfg.zk_tls_cert or cfg.zk_tls_key or cfg.zk_tls_ca:
+            raise ConfigError("zk_tls_cert / zk_tls_key / zk_tls_ca are set but zk_secure_port is not")
+        return cfg
+    if not cfg.zk_tls_cert or not cfg.zk_tls_key:
+        raise ConfigError("zk_secure_port needs zk_tls_cert and zk_tls_key (PEM files; `zoomq tls generate` makes them)")
+    files = {name: str(Path(getattr(cfg, name)).resolve()) if getattr(cfg, name) else "" for name in ("zk_tls_cert", "zk_tls_key", "zk_tls_ca")}
+    try:
+        tls.server_context(files["zk_tls_cert"], files["zk_tls_key"], files["zk_tls_ca"], cfg.zk_tls_client_auth)
+    except tls.TlsError as exc:
+        raise ConfigError(str(exc)) from exc
+    return msgspec.structs.replace(cfg, **files)
 
 
 def _check_curve(cfg: NodeConfig) -> NodeConfig:

@@ -111,7 +111,7 @@ class Supervisor:
         self.ensemble = bool(cfg.servers)
         if actors is None:
             actors = ENSEMBLE_ACTORS if self.ensemble else DEFAULT_ACTORS
-            if cfg.zk_port:
+            if cfg.gateway_on:
                 actors = (*actors, "gateway")  # ZooKeeper's wire protocol, next to the session actor
         self.actors = list(actors)
         self.argv = argv

@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import os
 import signal
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -124,3 +125,73 @@ def node_with_super(tmp_path_factory: Any, name: str, password: str) -> Iterator
         yield server
     finally:
         server.stop()
+
+
+class JuteConnection:
+    """A bare ZooKeeper-protocol connection (for opcodes kazoo does not send): frames built by
+    hand with struct, replies read back as (xid, zxid, err, body bytes). Works against zoomq's
+    gateway and Apache ZooKeeper alike."""
+
+    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
+        import socket
+
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.xid = 0
+        self.events: list[tuple[int, int, str]] = []  # (type, state, path) of notifications seen
+        body = struct.pack(">iqiq", 0, 0, 10_000, 0) + struct.pack(">i", 16) + b"\0" * 16 + b"\0"
+        self.sock.sendall(struct.pack(">i", len(body)) + body)
+        reply = self._frame()
+        self.session_id = struct.unpack(">q", reply[8:16])[0]
+        assert struct.unpack(">i", reply[4:8])[0] > 0, "session refused"
+
+    @staticmethod
+    def string(value: str | None) -> bytes:
+        if value is None:
+            return struct.pack(">i", -1)
+        raw = value.encode()
+        return struct.pack(">i", len(raw)) + raw
+
+    def _read(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = self.sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("closed by the server")
+            out += chunk
+        return out
+
+    def _frame(self) -> bytes:
+        (length,) = struct.unpack(">i", self._read(4))
+        return self._read(length)
+
+    def call(self, opcode: int, body: bytes = b"", xid: int | None = None) -> tuple[int, int, int, bytes]:
+        """Send one request; its reply (notifications on the way are kept in `events`)."""
+        if xid is None:
+            self.xid += 1
+            xid = self.xid
+        payload = struct.pack(">ii", xid, opcode) + body
+        self.sock.sendall(struct.pack(">i", len(payload)) + payload)
+        for _ in range(10_000):
+            frame = self._frame()
+            rxid, zxid, err = struct.unpack(">iqi", frame[:16])
+            if rxid == -1:  # a watch notification: WatcherEvent{type, state, path}
+                etype, state, n = struct.unpack(">iii", frame[16:28])
+                self.events.append((etype, state, frame[28:28 + n].decode()))
+                continue
+            return rxid, zxid, err, frame[16:]
+        raise AssertionError("no reply")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def jute_strings(body: bytes, at: int = 0) -> tuple[list[str], int]:
+    """A jute vector<ustring> at `at`: (strings, offset after it)."""
+    (count,) = struct.unpack(">i", body[at:at + 4])
+    at += 4
+    out = []
+    for _ in range(max(count, 0)):
+        (n,) = struct.unpack(">i", body[at:at + 4])
+        out.append(body[at + 4:at + 4 + n].decode())
+        at += 4 + n
+    return out, at

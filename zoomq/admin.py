@@ -3,12 +3,16 @@ asked over a node's client port, without opening a session: `zoomq admin HOST:PO
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 import zmq
+import zmq.utils.monitor
 
 from zoomq import protocol as p
 
 WORDS = ("ruok", "isro", "srvr", "stat", "mntr", "cons", "wchs", "conf", "envi")
+_HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 
 
 class AdminError(RuntimeError):
@@ -32,16 +36,44 @@ def ask(host: str, port: int, command: str, timeout: float = 5.0,
                 curve.connect_as(sock, curve.secret_pair(curve_secret_key), curve.public_key(curve_server_key))
             except curve.CurveError as exc:
                 raise AdminError(str(exc)) from exc
-        sock.connect(f"tcp://{host}:{port}")
-        sock.send(msgspec.msgpack.encode(p.AdminCommand(1, command)))
-        if not sock.poll(int(timeout * 1000)):
-            raise AdminError(f"{host}:{port} did not answer {command!r} within {timeout:g}s")
-        reply = msgspec.msgpack.decode(sock.recv(), type=p.ServerMsg)
+        # The monitor says why a node does not answer: it refused the CURVE handshake, or nothing
+        # listens there (ZeroMQ would otherwise retry quietly until the timeout).
+        monitor = sock.get_monitor_socket(zmq.EVENT_CONNECT_RETRIED | _HANDSHAKE_FAILED)
+        try:
+            sock.connect(f"tcp://{host}:{port}")
+            sock.send(msgspec.msgpack.encode(p.AdminCommand(1, command)))
+            _wait_answer(sock, monitor, f"{host}:{port}", command, timeout, bool(curve_server_key))
+            reply = msgspec.msgpack.decode(sock.recv(), type=p.ServerMsg)
+        finally:
+            sock.disable_monitor()
+            monitor.close(linger=0)
     finally:
         sock.close(linger=0)
     if not isinstance(reply, p.Reply) or reply.err or not isinstance(reply.body, p.TextResult):
         raise AdminError(f"{host}:{port} answered {command!r} with {reply!r}")
     return reply.body.text
+
+
+def _wait_answer(sock: zmq.Socket, monitor: zmq.Socket, where: str, command: str, timeout: float, curve: bool) -> None:
+    from zoomq.client import refusal
+
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    poller.register(monitor, zmq.POLLIN)
+    deadline = time.monotonic() + timeout
+    why = ""
+    while (left := deadline - time.monotonic()) > 0:
+        ready = dict(poller.poll(int(left * 1000) + 1))
+        if sock in ready:
+            return
+        if monitor in ready:
+            refused = refusal(zmq.utils.monitor.recv_monitor_message(monitor))
+            if refused is not None:
+                why = refused[1]
+                if "CURVE" in why:
+                    hint = "" if curve else " (this node uses CURVE: pass --curve-server-key and --curve-secret-key)"
+                    raise AdminError(f"{where} {why}{hint}")
+    raise AdminError(f"{where} did not answer {command!r} within {timeout:g}s" + (f": it {why}" if why else ""))
 
 
 def parse_mntr(text: str) -> dict[str, str]:

@@ -30,6 +30,8 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML config file (fields of runtime.config.NodeConfig)")
     p.add_argument("--port", type=int, metavar="N", help="client port (default 2181)")
     p.add_argument("--zk-port", type=int, metavar="N", help="also speak ZooKeeper's own protocol on this port (kazoo, zkCli.sh, ...)")
+    p.add_argument("--zk-secure-port", type=int, metavar="N",
+                   help="ZooKeeper's protocol inside TLS on this port (needs zk_tls_cert / zk_tls_key in the config)")
     p.add_argument("--data-dir", metavar="DIR", help="data directory (default ./zoomq-data)")
     p.add_argument("--host", metavar="H", help="client address to bind (default 127.0.0.1)")
     p.add_argument("--sid", type=int, metavar="N", help="this node's server id (myid)")
@@ -47,6 +49,7 @@ def _run_server(args: argparse.Namespace) -> int:
             args.config,
             client_port=args.port,
             zk_port=args.zk_port,
+            zk_secure_port=args.zk_secure_port,
             data_dir=args.data_dir,
             client_host=args.host,
             sid=args.sid,
@@ -57,13 +60,15 @@ def _run_server(args: argparse.Namespace) -> int:
         print(f"zoomq server: {exc}", file=sys.stderr)
         return EXIT_USAGE
     where = f"{cfg.client_host}:{cfg.client_port}"
-    for port in (cfg.client_port, cfg.zk_port) if cfg.zk_port else (cfg.client_port,):
-        problem = port_problem(cfg.client_host, port)
+    for port in (cfg.client_port, cfg.zk_port, cfg.zk_secure_port):
+        problem = port_problem(cfg.client_host, port) if port else None
         if problem is not None:
             print(f"zoomq server: cannot serve on {cfg.client_host}:{port}: {problem}", file=sys.stderr)
             return 1
     if cfg.zk_port:
         where += f", ZooKeeper protocol on {cfg.client_host}:{cfg.zk_port}"
+    if cfg.zk_secure_port:
+        where += f", ZooKeeper protocol with TLS on {cfg.client_host}:{cfg.zk_secure_port}"
     data_dir = Path(cfg.data_dir).resolve()
     print(f"zoomq node serving on {where} (data in {data_dir})", file=sys.stderr, flush=True)
     supervisor = Supervisor(cfg)
@@ -129,10 +134,14 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--observers", type=int, default=0, metavar="K", help="observers (default 0)")
     up.add_argument("--base-port", type=int, default=2181, metavar="P",
                     help="client ports P..P+N+K-1; quorum ports P+707.., election ports P+1707.. (default 2181)")
+    up.add_argument("--quorum-base-port", type=int, metavar="Q", help="quorum ports Q..Q+N+K-1 (default P+707)")
+    up.add_argument("--election-base-port", type=int, metavar="E", help="election ports E..E+N+K-1 (default P+1707)")
     up.add_argument("--data-dir", default="zoomq-ensemble", metavar="DIR", help="node<id>/ data, configs and logs (default ./zoomq-ensemble)")
     up.add_argument("--tick-ms", type=int, default=2000, metavar="N", help="tick in milliseconds (default 2000)")
     up.add_argument("--log-level", choices=LOG_LEVELS, metavar="L", help="|".join(LOG_LEVELS))
     up.add_argument("--zk-base-port", type=int, metavar="Z", help="ZooKeeper-protocol ports Z..Z+N+K-1 (for kazoo, zkCli.sh); off without")
+    up.add_argument("--zk-secure-base-port", type=int, metavar="S",
+                    help="ZooKeeper's protocol with TLS on S..S+N+K-1; a test CA and certificates in DIR/tls (client: tls/client.pem)")
     up.add_argument("--curve", action="store_true", help="CurveZMQ on every port; keys in DIR/keys (client key: keys/clients/client.key_secret)")
     up.set_defaults(run=_run_ensemble_up)
     st = ens.add_parser("status", help="each node's role, ports, pid, epoch, last zxid, sessions, actors")
@@ -146,7 +155,8 @@ def _run_ensemble_up(args: argparse.Namespace) -> int:
     from zoomq import ensemble
 
     return ensemble.up(args.n, args.observers, args.base_port, Path(args.data_dir), args.tick_ms, args.log_level, curve=args.curve,
-                       zk_base_port=args.zk_base_port)
+                       zk_base_port=args.zk_base_port, zk_secure_base_port=args.zk_secure_base_port,
+                       quorum_base_port=args.quorum_base_port, election_base_port=args.election_base_port)
 
 
 def _run_ensemble_status(args: argparse.Namespace) -> int:
@@ -228,6 +238,38 @@ def _run_keys_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_tls(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tls", help="a test CA and certificates for the ZooKeeper-protocol TLS port (zk_secure_port)",
+                       description="Make a self-signed CA (DIR/ca.pem, reused if present) and, per NAME, NAME.pem / NAME.key "
+                       "signed by it, for servers and clients alike (a client certificate authenticates as x509:CN=NAME).")
+    tls = p.add_subparsers(dest="tls_command", metavar="ACTION")
+    gen = tls.add_parser("generate", help="write ca.pem and NAME.pem / NAME.key into a directory")
+    gen.add_argument("names", nargs="+", metavar="NAME", help="one certificate per name (e.g. node1 node2 node3 app)")
+    gen.add_argument("--dir", default="zoomq-tls", metavar="DIR", help="where to write them (default ./zoomq-tls)")
+    gen.add_argument("--host", action="append", metavar="H", help="subjectAltName (host name or IP; repeatable; default 127.0.0.1 and localhost)")
+    gen.add_argument("--days", type=int, default=365, metavar="N", help="validity (default 365)")
+    gen.set_defaults(run=_run_tls_generate)
+    p.set_defaults(run=lambda args: (p.print_help(sys.stderr), EXIT_USAGE)[1])
+
+
+def _run_tls_generate(args: argparse.Namespace) -> int:
+    from zoomq.tlsgen import TlsGenError, generate
+
+    for name in args.names:
+        if not name or "/" in name or name.startswith(".") or name == "ca":
+            print(f"zoomq tls: bad name {name!r}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        paths = generate(Path(args.dir), args.names, args.host or ["127.0.0.1", "localhost"], args.days)
+    except TlsGenError as exc:
+        print(f"zoomq tls: {exc}", file=sys.stderr)
+        return 1
+    print(f"CA	{paths['ca']}")
+    for name in args.names:
+        print(f"{name}	{paths[name]}	{paths[name].with_suffix('.key')}")
+    return 0
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="the benchmark harness (same as python -m bench): run, compare, failover, scale, quick",
                        add_help=False)
@@ -278,6 +320,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "ensemble": _add_ensemble,
     "admin": _add_admin,
     "keys": _add_keys,
+    "tls": _add_tls,
     "bench": _add_bench,
     "demo": _add_demo,
 }

@@ -46,7 +46,6 @@ from zoomq.exceptions import (
     NodeExistsError,
     SessionExpiredError,
     TimeoutError,  # noqa: A004 - kazoo's handler timeout, under our exceptions module
-    ZookeeperStoppedError,
     error_for,
 )
 from zoomq.paths import lineage
@@ -162,6 +161,20 @@ class _Request:
 
 
 _HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+CURVE_REFUSED = ("refused the CURVE handshake: the server key given is not that node's, this client's key is not admitted, "
+                 "or only one side uses CURVE")
+
+
+def refusal(event: dict[str, Any]) -> tuple[str, str] | None:
+    """(endpoint, why) for a monitor event that means a connection was refused, else None:
+    the CURVE handshake failed, or nothing listens there. Shared with `zoomq admin`."""
+    endpoint = event.get("endpoint", b"")
+    endpoint = endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
+    if event["event"] & _HANDSHAKE_FAILED:
+        return endpoint, CURVE_REFUSED
+    if event["event"] & zmq.EVENT_CONNECT_RETRIED:
+        return endpoint, "refused the connection (nothing listens there)"
+    return None
 
 
 def _curve_settings(server_key: Any, secret_key: str | None) -> tuple[tuple[bytes, bytes], dict[str, bytes]] | None:
@@ -240,6 +253,10 @@ class Client:
             if missing:
                 raise ConfigurationError(f"curve_server_key has no key for {missing}")
         self._connect_error = ""  # why the last connection attempt failed, when known
+        # Hosts that refused the CURVE handshake since the last connection; every host in it
+        # before the first connection fails start() at once (a key problem does not heal by waiting).
+        self._curve_refused: set[str] = set()
+        self._start_error = ""
         self._timeout_ms = int(timeout * 1000)
         self.default_acl = list(default_acl) if default_acl else None
         self.auth_data: set[tuple[str, str]] = set(auth_data or ())
@@ -346,9 +363,11 @@ class Client:
 
     def start(self, timeout: float = 15) -> None:
         event = self.start_async()
-        if not event.wait(timeout):
+        if not event.wait(timeout) or self._start_error:
             self.stop()
             self.close()
+            if self._start_error:
+                raise TimeoutError(self._start_error)
             why = f" (last: {self._connect_error})" if self._connect_error else ""
             raise TimeoutError(f"could not connect to any of {self.hosts} within {timeout} s{why}")
 
@@ -359,6 +378,8 @@ class Client:
         self._connected_event.clear()
         self._closing = None
         self._auth_failed = False
+        self._start_error = ""
+        self._curve_refused.clear()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -375,6 +396,11 @@ class Client:
         self._closing = closing
         if self.connected:
             self._submit(p.Close(self._next_xid()), lambda r: None, result=closing)
+        else:
+            # Mid-reconnect: the reconnection is halted (as kazoo) and the session left to expire.
+            # Should a handshake complete meanwhile, the I/O thread must not wait for a Close
+            # that was never queued.
+            closing.set(None)
         self._stopped.set()
         self._wake(force=True)
         self._io.join(10)
@@ -417,7 +443,7 @@ class Client:
     def _submit(self, msg: Any, parse: Callable[[p.Reply], Any], watch: Any = None, path: str | None = None, result: AsyncResult | None = None) -> AsyncResult:
         result = result or AsyncResult()
         if self._stopped.is_set() and not isinstance(msg, p.Close):
-            result.set_exception(ZookeeperStoppedError("the client is stopped: call start()"))
+            result.set_exception(ConnectionClosedError("Connection has been closed"))  # as kazoo, also before start()
             return result
         if self._auth_failed:
             result.set_exception(AuthFailedError("authentication failed: the client is done (restart it)"))
@@ -513,6 +539,7 @@ class Client:
                 deadline = time.monotonic() + wait_ms / 1000.0
                 continue
             self._session_id, self._passwd = msg.session_id, msg.passwd
+            self._curve_refused.clear()
             if msg.session_id != self._xid_session:
                 with self._xid_lock:
                     self._xid_session = msg.session_id
@@ -530,15 +557,20 @@ class Client:
 
     def _note_refusal(self, monitor: zmq.Socket) -> None:
         with contextlib.suppress(zmq.ZMQError):
-            event = zmq.utils.monitor.recv_monitor_message(monitor, zmq.NOBLOCK)
-            endpoint = event.get("endpoint", b"")
-            endpoint = endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
-            if event["event"] & _HANDSHAKE_FAILED:
-                self._connect_error = (f"{endpoint} refused the CURVE handshake: wrong server key, this client's key "
-                                       "not allowed, or CURVE on one side only")
-                self.log.warning("curve_handshake_failed", endpoint=endpoint, code=event["event"])
-            elif event["event"] & zmq.EVENT_CONNECT_RETRIED:
-                self._connect_error = f"{endpoint} refused the connection"
+            refused = refusal(zmq.utils.monitor.recv_monitor_message(monitor, zmq.NOBLOCK))
+            if refused is None:
+                return
+            endpoint, why = refused
+            self._connect_error = f"{endpoint} {why}"
+            if why is not CURVE_REFUSED:
+                return
+            if endpoint not in self._curve_refused:  # once per host, not once per retry
+                self._curve_refused.add(endpoint)
+                self.log.warning("curve_handshake_failed", endpoint=endpoint)
+            everyone = {f"tcp://{host}:{port}" for host, port in self.hosts}
+            if not self._connected_event.is_set() and everyone <= self._curve_refused:
+                self._start_error = f"every host ({', '.join(sorted(everyone))}) {CURVE_REFUSED}"
+                self._connected_event.set()  # start() returns now, with that error
 
     def _after_connect(self, sock: zmq.Socket, seen_zxid: int) -> None:
         """Replay auth and watches before any queued request (same connection, so in order)."""
@@ -805,8 +837,8 @@ class Client:
         container: bool = False,
         ttl: int = 0,
     ) -> AsyncResult:
-        if not isinstance(value, bytes):
-            raise TypeError("value must be bytes")
+        if value is not None and not isinstance(value, bytes):
+            raise TypeError("Invalid type for 'value' (must be a byte string)")
         if not isinstance(ephemeral, bool) or not isinstance(sequence, bool) or not isinstance(makepath, bool):
             raise TypeError("ephemeral, sequence and makepath must be bool")
         if ttl and (ephemeral or container):
@@ -924,9 +956,9 @@ class Client:
     def get_children(self, path: str, watch: Callable | None = None, include_data: bool = False) -> Any:
         return self.get_children_async(path, watch, include_data).get()
 
-    def set_async(self, path: str, value: bytes, version: int = -1) -> AsyncResult:
-        if not isinstance(value, bytes):
-            raise TypeError("value must be bytes")
+    def set_async(self, path: str, value: bytes | None, version: int = -1) -> AsyncResult:
+        if value is not None and not isinstance(value, bytes):
+            raise TypeError("Invalid type for 'value' (must be a byte string)")
         if not isinstance(version, int):
             raise TypeError("version must be an int")
 
@@ -936,7 +968,7 @@ class Client:
 
         return self._submit(p.SetData(self._next_xid(), self._path(path), value, version), parse)
 
-    def set(self, path: str, value: bytes, version: int = -1) -> ZnodeStat:
+    def set(self, path: str, value: bytes | None, version: int = -1) -> ZnodeStat:
         return self.set_async(path, value, version).get()
 
     def delete_async(self, path: str, version: int = -1) -> AsyncResult:
@@ -1118,26 +1150,37 @@ class TransactionRequest:
 
     def create(self, path: str, value: bytes = b"", acl: Any = None, ephemeral: bool = False, sequence: bool = False) -> None:
         if not isinstance(value, bytes):
-            raise TypeError("value must be bytes")
+            raise TypeError("Invalid type for 'value' (must be a byte string)")
         flags = (p.EPHEMERAL if ephemeral else 0) | (p.PERSISTENT_SEQUENTIAL if sequence else 0)
-        self.operations.append(p.Create(0, self.client._path(path), value, self.client._acl(acl), flags))
+        self._add(p.Create(0, self.client._path(path), value, self.client._acl(acl), flags))
 
     def delete(self, path: str, version: int = -1) -> None:
-        self.operations.append(p.Delete(0, self.client._path(path), version))
+        if not isinstance(version, int):
+            raise TypeError("Invalid type for 'version' (int expected)")
+        self._add(p.Delete(0, self.client._path(path), version))
 
     def set_data(self, path: str, value: bytes, version: int = -1) -> None:
         if not isinstance(value, bytes):
-            raise TypeError("value must be bytes")
-        self.operations.append(p.SetData(0, self.client._path(path), value, version))
+            raise TypeError("Invalid type for 'value' (must be a byte string)")
+        if not isinstance(version, int):
+            raise TypeError("Invalid type for 'version' (int expected)")
+        self._add(p.SetData(0, self.client._path(path), value, version))
 
     def check(self, path: str, version: int) -> None:
         if not isinstance(version, int):
-            raise TypeError("version must be an int")
-        self.operations.append(p.Check(0, self.client._path(path), version))
+            raise TypeError("Invalid type for 'version' (int expected)")
+        self._add(p.Check(0, self.client._path(path), version))
+
+    def _add(self, op: Any) -> None:
+        self._check_tx_state()
+        self.operations.append(op)
+
+    def _check_tx_state(self) -> None:
+        if self.committed:
+            raise ValueError("Transaction already committed")  # kazoo's words
 
     def commit_async(self) -> AsyncResult:
-        if self.committed:
-            raise ValueError("transaction already committed")
+        self._check_tx_state()
         self.committed = True
         return self.client._multi_async(self.operations)
 

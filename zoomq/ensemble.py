@@ -9,6 +9,8 @@ whatever is left of their process trees, by PID only.
 
 `up --curve` turns CurveZMQ on: key pairs in `<data_dir>/keys` (`node<id>.key[_secret]`, kept
 across restarts), and one client key pair the nodes admit (`keys/clients/client.key_secret`).
+`up --zk-secure-base-port S` serves ZooKeeper's protocol with TLS: a test CA and certificates in
+`<data_dir>/tls` (`node<id>.pem`, and `client.pem` / `client.key` for clients; kept across restarts).
 
 `status` reads each node's `status.json` (role, pids, per-actor CPU and RSS) from its data dir
 and asks it `mntr` (epoch, last zxid, sessions).
@@ -35,15 +37,18 @@ ELECTION_OFFSET = 1707  # 2181 -> 3888
 STOP_TIMEOUT_S = 10.0
 
 
-def plan(n: int, observers: int, base_port: int, data_dir: Path, host: str = "127.0.0.1", tick_ms: int = 2000) -> list[dict[str, Any]]:
+def plan(n: int, observers: int, base_port: int, data_dir: Path, host: str = "127.0.0.1", tick_ms: int = 2000,
+         quorum_base_port: int | None = None, election_base_port: int | None = None) -> list[dict[str, Any]]:
     """The config of each node (as TOML-ready dicts)."""
     total = n + observers
+    quorum = quorum_base_port or base_port + QUORUM_OFFSET
+    election = election_base_port or base_port + ELECTION_OFFSET
     servers = [
         {
             "id": i + 1,
             "host": host,
-            "quorum_port": base_port + QUORUM_OFFSET + i,
-            "election_port": base_port + ELECTION_OFFSET + i,
+            "quorum_port": quorum + i,
+            "election_port": election + i,
             "client_port": base_port + i,
             "role": "observer" if i >= n else "participant",
         }
@@ -83,6 +88,24 @@ def add_curve(configs: list[dict[str, Any]], data_dir: Path) -> Path:
     return keys
 
 
+def add_tls(configs: list[dict[str, Any]], data_dir: Path, secure_base_port: int) -> Path:
+    """A test CA and a certificate per node (kept if they exist) plus one for clients; each
+    config gets zk_secure_port and its certificate, and the CA verifies client certificates."""
+    from zoomq.tlsgen import generate
+
+    tls = (data_dir / "tls").resolve()
+    names = [f"node{cfg['sid']}" for cfg in configs] + ["client"]
+    missing = [name for name in names if not (tls / f"{name}.pem").exists()]
+    if missing:
+        generate(tls, missing, ["127.0.0.1", "localhost"])
+    for i, cfg in enumerate(configs):
+        cfg["zk_secure_port"] = secure_base_port + i
+        cfg["zk_tls_cert"] = str(tls / f"node{cfg['sid']}.pem")
+        cfg["zk_tls_key"] = str(tls / f"node{cfg['sid']}.key")
+        cfg["zk_tls_ca"] = str(tls / "ca.pem")
+    return tls
+
+
 def curve_options(data_dir: Path, sid: int) -> dict[str, str]:
     """`ask`/Client keyword arguments for node `sid` of an ensemble started with --curve ({} without)."""
     keys = data_dir / "keys"
@@ -109,14 +132,32 @@ def write_configs(configs: list[dict[str, Any]], data_dir: Path) -> list[Path]:
 
 
 def up(n: int, observers: int, base_port: int, data_dir: Path, tick_ms: int, log_level: str | None = None,
-       curve: bool = False, zk_base_port: int | None = None) -> int:
+       curve: bool = False, zk_base_port: int | None = None, zk_secure_base_port: int | None = None,
+       quorum_base_port: int | None = None, election_base_port: int | None = None) -> int:
     if n < 1 or observers < 0:
         print("zoomq ensemble up: -n must be >= 1 and --observers >= 0", file=sys.stderr)
         return 2
-    configs = plan(n, observers, base_port, data_dir, tick_ms=tick_ms)
+    configs = plan(n, observers, base_port, data_dir, tick_ms=tick_ms, quorum_base_port=quorum_base_port,
+                   election_base_port=election_base_port)
+    used = [c["client_port"] for c in configs] + [s[k] for s in configs[0]["servers"] for k in ("quorum_port", "election_port")]
     if zk_base_port:
         for i, cfg in enumerate(configs):
             cfg["zk_port"] = zk_base_port + i
+        used += [c["zk_port"] for c in configs]
+    tls = None
+    if zk_secure_base_port:
+        from zoomq.tlsgen import TlsGenError
+
+        try:
+            tls = add_tls(configs, data_dir, zk_secure_base_port)
+        except TlsGenError as exc:
+            print(f"zoomq ensemble up: {exc}", file=sys.stderr)
+            return 2
+        used += [c["zk_secure_port"] for c in configs]
+    if len(set(used)) != len(used):
+        print("zoomq ensemble up: the client, quorum, election and ZooKeeper port ranges overlap; choose other base ports",
+              file=sys.stderr)
+        return 2
     keys = add_curve(configs, data_dir) if curve else None
     paths = write_configs(configs, data_dir)
     stop = threading.Event()
@@ -135,6 +176,10 @@ def up(n: int, observers: int, base_port: int, data_dir: Path, tick_ms: int, log
         if zk_base_port:
             zk_hosts = ",".join(f"{c['client_host']}:{c['zk_port']}" for c in configs)
             print(f"ZooKeeper clients (kazoo, zkCli.sh) connect with: {zk_hosts}", flush=True)
+        if tls is not None:
+            tls_hosts = ",".join(f"{c['client_host']}:{c['zk_secure_port']}" for c in configs)
+            print(f"ZooKeeper clients with TLS: KazooClient({tls_hosts!r}, use_ssl=True, ca={str(tls / 'ca.pem')!r}, "
+                  f"certfile={str(tls / 'client.pem')!r}, keyfile={str(tls / 'client.key')!r})", flush=True)
         if keys is not None:
             server_keys = {f"{c['client_host']}:{c['client_port']}": str(keys / f"node{c['sid']}.key") for c in configs}
             print(f"CURVE on: Client(hosts, curve_server_key={server_keys!r}, "

@@ -42,6 +42,8 @@ WATCH_MODE_PERSISTENT_RECURSIVE = 1
 WATCHER_CHILDREN = 1
 WATCHER_DATA = 2
 WATCHER_ANY = 3
+WATCHER_PERSISTENT = 4
+WATCHER_PERSISTENT_RECURSIVE = 5
 
 # ZooKeeper's numeric EventType and KeeperState codes used in `Event`.
 EVENT_NODE_CREATED = 1
@@ -69,12 +71,15 @@ class Connect(Msg, tag="connect"):
     # The client's address as the node's ZooKeeper-protocol gateway saw it (for the ip scheme).
     # Ignored from anyone but the gateway.
     peer: str = ""
+    # The subject (RFC 2253) of the client certificate the gateway's TLS port verified: the
+    # session is authenticated as x509:<subject>. Ignored from anyone but the gateway.
+    x509: str = ""
 
 
 class Create(Msg, tag="create"):
     xid: int
     path: str
-    data: bytes
+    data: bytes | None  # None = no data (ZooKeeper's null), distinct from b""
     acl: list[ACL]
     flags: int = PERSISTENT
     ttl: int = 0
@@ -101,7 +106,7 @@ class GetData(Msg, tag="get"):
 class SetData(Msg, tag="set"):
     xid: int
     path: str
-    data: bytes
+    data: bytes | None
     version: int = -1
 
 
@@ -181,6 +186,29 @@ class RemoveWatches(Msg, tag="rmwatches"):
     watcher_type: int = WATCHER_ANY
 
 
+class CheckWatches(Msg, tag="chkwatches"):
+    """Whether this session has a watch of `watcher_type` on `path` (ZooKeeper's checkWatches):
+    OK, or NOWATCHER."""
+
+    xid: int
+    path: str
+    watcher_type: int = WATCHER_ANY
+
+
+class MultiRead(Msg, tag="multiread"):
+    """Several reads answered together, each on its own (ZooKeeper's multiRead): no atomicity,
+    a failed read is an error in its slot and the others still answer."""
+
+    xid: int
+    ops: list[GetData | GetChildren]
+
+
+class WhoAmI(Msg, tag="whoami"):
+    """The identities this session is authenticated as (ZooKeeper 3.9's whoAmI)."""
+
+    xid: int
+
+
 class GetEphemerals(Msg, tag="ephemerals"):
     xid: int
     prefix: str = "/"
@@ -220,9 +248,12 @@ ClientMsg = (
     | GetEphemerals
     | GetAllChildrenNumber
     | AdminCommand
+    | CheckWatches
+    | MultiRead
+    | WhoAmI
 )
 WriteOp = Create | Delete | SetData | SetACL | Check | Multi | Sync | Close
-READ_OPS = (Exists, GetData, GetACL, GetChildren, GetEphemerals, GetAllChildrenNumber)
+READ_OPS = (Exists, GetData, GetACL, GetChildren, GetEphemerals, GetAllChildrenNumber, MultiRead, WhoAmI)
 WRITE_OPS = (Create, Delete, SetData, SetACL, Check, Multi, Sync, Close)
 
 # --- node -> client ---------------------------------------------------------------------------
@@ -238,7 +269,7 @@ class StatResult(Msg, tag="stat"):
 
 
 class DataResult(Msg, tag="data"):
-    data: bytes
+    data: bytes | None
     stat: ZnodeStat
 
 
@@ -268,6 +299,28 @@ class MultiResult(Msg, tag="multi"):
     results: list[OpResult]
 
 
+class ReadResult(msgspec.Struct, array_like=True, frozen=True):
+    """One read's outcome in a MultiRead: `err` 0 = ok, with `body`."""
+
+    err: int
+    body: DataResult | ChildrenResult | None = None
+
+
+class MultiReadResult(Msg, tag="multiread"):
+    results: list[ReadResult]
+
+
+class AuthIdentity(msgspec.Struct, array_like=True, frozen=True):
+    """One identity of a session, as ZooKeeper's ClientInfo: the scheme and the user name."""
+
+    scheme: str
+    user: str
+
+
+class WhoAmIResult(Msg, tag="whoami"):
+    identities: list[AuthIdentity]
+
+
 class CountResult(Msg, tag="count"):
     count: int
 
@@ -291,6 +344,8 @@ ReplyBody = (
     | CountResult
     | NamesResult
     | TextResult
+    | MultiReadResult
+    | WhoAmIResult
 )
 
 

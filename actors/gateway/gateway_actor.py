@@ -16,19 +16,24 @@ ordering, permissions, watches, errors. The gateway only:
   answer), failed auth (after the answer), close, the session actor no longer knowing the
   connection (the client then reconnects and resumes its session), malformed records.
 The client's real address travels in Connect.peer for the ip ACL scheme.
+
+With `zk_secure_port`, a second port speaks the same protocol inside TLS (ZooKeeper's
+secureClientPort; actors/gateway/tls.py): the bytes are decrypted before framing and encrypted
+after, and a verified client certificate's subject travels in Connect.x509 (the x509 scheme).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import ssl
 from collections import deque
 from typing import Any
 
 import msgspec
 import zmq
 
-from actors.gateway import GATEWAY_ENDPOINT, GATEWAY_RID_PREFIX, jute
+from actors.gateway import GATEWAY_ENDPOINT, GATEWAY_RID_PREFIX, jute, sasl, tls
 from runtime.actor import Actor, ipc_address
 from zoomq import protocol as p
 from zoomq.exceptions import Codes
@@ -39,10 +44,14 @@ MAX_CONNECTIONS = 10_000
 class Conn:
     """One ZooKeeper client connection."""
 
-    __slots__ = ("ident", "peer", "buf", "state", "dealer", "with_ro", "order", "next_xid", "zxid", "out", "closing")
+    __slots__ = ("key", "ident", "stream", "tls", "peer", "buf", "state", "dealer", "with_ro", "order", "next_xid", "zxid", "out",
+                 "closing", "sasl", "own_auths")
 
-    def __init__(self, ident: bytes, peer: str) -> None:
+    def __init__(self, key: bytes, ident: bytes, stream: zmq.Socket, peer: str, tls_conn: tls.TlsConnection | None) -> None:
+        self.key = key  # ident, prefixed by which port it came in on
         self.ident = ident
+        self.stream = stream
+        self.tls = tls_conn
         self.peer = peer
         self.buf = bytearray()
         self.state = "new"  # new -> connecting -> open; "admin" for a four-letter word
@@ -54,6 +63,8 @@ class Conn:
         self.zxid = 0
         self.out: list[bytes] = []
         self.closing = False  # close once what is owed has been written
+        self.sasl: sasl.DigestMd5Server | None = None
+        self.own_auths = 0  # Auth replies owed for the gateway's own Auth (a SASL identity): not the client's
 
 
 class GatewayActor(Actor):
@@ -62,37 +73,58 @@ class GatewayActor(Actor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.server_decoder = msgspec.msgpack.Decoder(p.ServerMsg)
-        self.stream = self.ctx.socket(zmq.STREAM)
-        self.stream.setsockopt(zmq.LINGER, 0)
-        self.stream.bind(f"tcp://{self.cfg.client_host}:{self.cfg.zk_port}")
-        self.add_socket(self.stream, self._on_stream)
         self.conns: dict[bytes, Conn] = {}
         self.session_address = ipc_address(self.run_dir, GATEWAY_ENDPOINT)
+        self.tls_context = None
+        if self.cfg.zk_port:
+            self._listen(self.cfg.zk_port, b"p")
+        if self.cfg.zk_secure_port:
+            self.tls_context = tls.server_context(self.cfg.zk_tls_cert, self.cfg.zk_tls_key, self.cfg.zk_tls_ca, self.cfg.zk_tls_client_auth)
+            self._listen(self.cfg.zk_secure_port, b"s")
+
+    def _listen(self, port: int, kind: bytes) -> None:
+        stream = self.ctx.socket(zmq.STREAM)
+        stream.setsockopt(zmq.LINGER, 0)
+        stream.bind(f"tcp://{self.cfg.client_host}:{port}")
+        self.add_socket(stream, functools.partial(self._on_stream, stream, kind))
 
     def on_start(self, now: float) -> None:
-        self.log.info("gateway_listening", port=self.cfg.zk_port)
+        self.log.info("gateway_listening", port=self.cfg.zk_port or None, secure_port=self.cfg.zk_secure_port or None)
 
     # --- the TCP side -------------------------------------------------------------------------
 
-    def _on_stream(self, frames: list[Any], now: float) -> None:
+    def _on_stream(self, stream: zmq.Socket, kind: bytes, frames: list[Any], now: float) -> None:
         ident = frames[0].bytes
         data = frames[1].bytes
-        conn = self.conns.get(ident)
+        key = kind + ident
+        conn = self.conns.get(key)
         if conn is None:
             if data:  # data from a connection already dropped
                 return
             if len(self.conns) >= MAX_CONNECTIONS:
-                self.stream.send_multipart([ident, b""])
+                stream.send_multipart([ident, b""])
                 return
             try:
                 peer = frames[1].get("Peer-Address") or ""
             except zmq.ZMQError:
                 peer = ""
-            self.conns[ident] = Conn(ident, peer)
+            secure = tls.TlsConnection(self.tls_context) if kind == b"s" and self.tls_context is not None else None
+            self.conns[key] = Conn(key, ident, stream, peer, secure)
             return
         if not data:  # the client went away: the session lives on until its timeout, as in ZooKeeper
             self._forget(conn)
             return
+        if conn.tls is not None:
+            try:
+                data = conn.tls.receive(data)
+            except ssl.SSLError as exc:
+                self.log.warning("gateway_tls_failed", error=str(exc), peer=conn.peer)
+                self._close(conn)
+                return
+            if conn.tls.closed:
+                self._close(conn)
+            if not data:
+                return
         conn.buf += data
         self._drain(conn)
 
@@ -125,20 +157,51 @@ class GatewayActor(Actor):
         if conn.state == "new":
             connect, conn.with_ro = jute.decode_connect(payload)
             conn.state = "connecting"
-            self._to_session(conn, msgspec.structs.replace(connect, peer=conn.peer))
+            x509 = conn.tls.identity if conn.tls is not None else ""
+            self._to_session(conn, msgspec.structs.replace(connect, peer=conn.peer, x509=x509))
             return
         try:
             req = jute.decode_request(payload, functools.partial(self._next_xid, conn))
         except jute.Unsupported as exc:
-            conn.order.append([None, exc.xid, exc.opcode, None, jute.encode_error(exc.xid, conn.zxid, Codes.UNIMPLEMENTED)])
+            conn.order.append([None, exc.xid, exc.opcode, None, jute.encode_error(exc.xid, conn.zxid, exc.code)])
             self._release(conn)
             return
         msg = req.msg
+        if isinstance(msg, jute.SaslToken):
+            self._sasl_step(conn, req.xid, msg.token)
+            return
+        if isinstance(msg, p.Auth) and msg.scheme == "sasl":
+            # ZooKeeper's SASL provider refuses auth packets: an identity needs the exchange.
+            conn.out.append(jute.encode_error(p.AUTH_XID, conn.zxid, Codes.AUTHFAILED))
+            self._close(conn)
+            return
         if isinstance(msg, p.Ping | p.Auth | p.SetWatches):
             self._to_session(conn, msg)  # special xids: answered out of band, as ZooKeeper does
             return
         conn.order.append([msg.xid, req.xid, req.opcode, req.multi_types, None])
         self._to_session(conn, msg)
+
+    def _sasl_step(self, conn: Conn, xid: int, token: bytes) -> None:
+        """One SASL DIGEST-MD5 step, answered here in request order; a failure drops the
+        connection (ZooKeeper's way), a success authenticates the session as sasl:<user>."""
+        if not self.cfg.sasl_users:
+            conn.order.append([None, xid, jute.SASL, None, jute.encode_error(xid, conn.zxid, Codes.AUTHFAILED)])
+            self._release(conn)
+            self._close(conn)
+            return
+        if conn.sasl is None:
+            conn.sasl = sasl.DigestMd5Server(self.cfg.sasl_users, os.urandom(16))
+        try:
+            answer = conn.sasl.step(token)
+        except sasl.SaslFailure as exc:
+            self.log.warning("gateway_sasl_failed", why=str(exc), peer=conn.peer)
+            self._close(conn)
+            return
+        if conn.sasl.user is not None and answer:
+            conn.own_auths += 1
+            self._to_session(conn, p.Auth(p.AUTH_XID, "sasl", conn.sasl.user.encode()))
+        conn.order.append([None, xid, jute.SASL, None, jute.encode_sasl(xid, conn.zxid, answer)])
+        self._release(conn)
 
     def _next_xid(self, conn: Conn) -> int:
         conn.next_xid = conn.next_xid + 1 if conn.next_xid < 2**31 - 1 else 1
@@ -167,7 +230,7 @@ class GatewayActor(Actor):
             except msgspec.DecodeError:
                 self.log.warning("gateway_bad_session_frame")
                 continue
-            if conn.ident not in self.conns:
+            if conn.key not in self.conns:
                 return
             self._from_session(conn, msg)
 
@@ -196,6 +259,9 @@ class GatewayActor(Actor):
             return
         if conn.state == "connecting":  # refused (no quorum, or the client is ahead): close, no answer
             self._close(conn)
+            return
+        if msg.xid == p.AUTH_XID and conn.own_auths:
+            conn.own_auths -= 1  # the answer to the SASL identity the gateway passed on
             return
         if msg.xid in (p.PING_XID, p.AUTH_XID, p.SET_WATCHES_XID):
             conn.out.append(jute.encode_error(msg.xid, msg.zxid, msg.err))
@@ -231,17 +297,24 @@ class GatewayActor(Actor):
 
     def on_batch_end(self, now: float) -> None:
         for conn in list(self.conns.values()):
-            if conn.out:
-                data = b"".join(conn.out)
-                conn.out.clear()
+            data = b"".join(conn.out) if conn.out else b""
+            conn.out.clear()
+            if conn.tls is not None:
                 try:
-                    self.stream.send_multipart([conn.ident, data], flags=zmq.NOBLOCK)
+                    conn.tls.send(data)
+                except ssl.SSLError as exc:
+                    self.log.warning("gateway_tls_failed", error=str(exc), peer=conn.peer)
+                    conn.state = "closed"
+                data = conn.tls.take_output()
+            if data:
+                try:
+                    conn.stream.send_multipart([conn.ident, data], flags=zmq.NOBLOCK)
                 except zmq.ZMQError:
                     self.log.warning("gateway_send_failed", peer=conn.peer)
             if conn.state == "closed":
                 self._forget(conn)
                 try:
-                    self.stream.send_multipart([conn.ident, b""], flags=zmq.NOBLOCK)
+                    conn.stream.send_multipart([conn.ident, b""], flags=zmq.NOBLOCK)
                 except zmq.ZMQError:
                     pass
 
@@ -251,7 +324,7 @@ class GatewayActor(Actor):
         conn.state = "closed"
 
     def _forget(self, conn: Conn) -> None:
-        self.conns.pop(conn.ident, None)
+        self.conns.pop(conn.key, None)
         if conn.dealer is not None:
             self.remove_socket(conn.dealer)
             conn.dealer.close(linger=0)

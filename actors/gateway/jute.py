@@ -41,12 +41,15 @@ class JuteError(ValueError):
 
 
 class Unsupported(Exception):
-    """A well-formed request this node does not implement: answered UNIMPLEMENTED."""
+    """A request answered at once with an error code and nothing else: UNIMPLEMENTED for an
+    opcode this node does not serve, MARSHALLINGERROR where ZooKeeper answers that (a multiRead
+    holding a write); the connection stays."""
 
-    def __init__(self, xid: int, opcode: int) -> None:
+    def __init__(self, xid: int, opcode: int, code: int = Codes.UNIMPLEMENTED) -> None:
         super().__init__(f"opcode {opcode}")
         self.xid = xid
         self.opcode = opcode
+        self.code = code
 
 
 class Reader:
@@ -197,11 +200,17 @@ def encode_connected(msg: p.Connected, with_ro: bool) -> bytes:
 
 
 def _create(r: Reader, xid: int, opcode: int) -> p.Create:
-    path, data, acl, flags = r.path(), r.buffer() or b"", r.acls(), r.int()
+    path, data, acl, flags = r.path(), r.buffer(), r.acls(), r.int()  # a null buffer stays None
     ttl = r.long() if opcode == CREATE_TTL else 0
     if opcode == CREATE_CONTAINER and flags != p.CONTAINER:
         flags = p.CONTAINER
     return p.Create(xid, path, data, acl, flags, ttl)
+
+
+class SaslToken(NamedTuple):
+    """A SASL exchange step (GetSASLRequest): the gateway answers it itself."""
+
+    token: bytes
 
 
 class Request(NamedTuple):
@@ -223,6 +232,8 @@ def decode_request(payload: bytes, xid_for: Any) -> Request:
         r.int()  # AuthPacket.type (0)
         scheme = r.ustring() or ""
         return Request(xid, opcode, p.Auth(p.AUTH_XID, scheme, r.buffer() or b""))
+    if opcode == SASL:
+        return Request(xid, opcode, SaslToken(r.buffer() or b""))
     if opcode in (SET_WATCHES, SET_WATCHES2):
         rel = r.long()
         data, exist, child = r.strings(), r.strings(), r.strings()
@@ -231,32 +242,59 @@ def decode_request(payload: bytes, xid_for: Any) -> Request:
     if opcode == MULTI:
         ops, types = _multi(r)
         return Request(xid, opcode, p.Multi(xid_for(), ops), types)
+    if opcode == MULTI_READ:
+        reads, types = _multi_read(r)
+        if reads is None:
+            raise Unsupported(xid, opcode, Codes.MARSHALLINGERROR)  # as ZooKeeper: an answer, not a closed connection
+        return Request(xid, opcode, p.MultiRead(xid_for(), reads), types)
     if opcode not in _DECODERS:
         raise Unsupported(xid, opcode)
     return Request(xid, opcode, _DECODERS[opcode](r, xid_for(), opcode))
 
 
-def _multi(r: Reader) -> tuple[list[Any], list[int]]:
+def _op_list(r: Reader, decoders: dict[int, Any]) -> tuple[list[Any], list[int], int | None]:
+    """A multi's or multiRead's ops up to the end marker: (ops, their types, the first op type
+    that `decoders` does not allow, if any: reading stops there)."""
     ops: list[Any] = []
     types: list[int] = []
     for _ in range(len(r.buf)):  # bounded: every op takes at least one byte
         op_type, done, _err = _MULTI.unpack(r._take(_MULTI.size))
         if done:
-            break
-        if op_type in (CREATE, CREATE2, CREATE_CONTAINER, CREATE_TTL):
-            ops.append(_create(r, 0, op_type))
-        elif op_type == DELETE:
-            ops.append(p.Delete(0, r.path(), r.int()))
-        elif op_type == SET_DATA:
-            ops.append(p.SetData(0, r.path(), r.buffer() or b"", r.int()))
-        elif op_type == CHECK:
-            ops.append(p.Check(0, r.path(), r.int()))
-        else:
-            raise JuteError(f"op type {op_type} cannot be part of a multi")
+            return ops, types, None
+        decode = decoders.get(op_type)
+        if decode is None:
+            return ops, types, op_type
+        ops.append(decode(r, op_type))
         types.append(op_type)
-    else:
-        raise JuteError("multi without its end marker")
+    raise JuteError("multi without its end marker")
+
+
+_MULTI_OPS: dict[int, Any] = {
+    CREATE: lambda r, t: _create(r, 0, t),
+    CREATE2: lambda r, t: _create(r, 0, t),
+    CREATE_CONTAINER: lambda r, t: _create(r, 0, t),
+    CREATE_TTL: lambda r, t: _create(r, 0, t),
+    DELETE: lambda r, t: p.Delete(0, r.path(), r.int()),
+    SET_DATA: lambda r, t: p.SetData(0, r.path(), r.buffer(), r.int()),
+    CHECK: lambda r, t: p.Check(0, r.path(), r.int()),
+}
+_READ_OPS: dict[int, Any] = {  # multiRead: getData and getChildren only
+    GET_DATA: lambda r, t: p.GetData(0, r.path(), r.bool()),
+    GET_CHILDREN: lambda r, t: p.GetChildren(0, r.path(), r.bool(), False),
+}
+
+
+def _multi(r: Reader) -> tuple[list[Any], list[int]]:
+    ops, types, bad = _op_list(r, _MULTI_OPS)
+    if bad is not None:
+        raise JuteError(f"op type {bad} cannot be part of a multi")
     return ops, types
+
+
+def _multi_read(r: Reader) -> tuple[list[Any] | None, list[int]]:
+    """(None, ...) when an op other than a read is in it (ZooKeeper answers MARSHALLINGERROR)."""
+    ops, types, bad = _op_list(r, _READ_OPS)
+    return (None if bad is not None else ops), types
 
 
 _DECODERS: dict[int, Any] = {
@@ -267,7 +305,7 @@ _DECODERS: dict[int, Any] = {
     DELETE: lambda r, xid, op: p.Delete(xid, r.path(), r.int()),
     EXISTS: lambda r, xid, op: p.Exists(xid, r.path(), r.bool()),
     GET_DATA: lambda r, xid, op: p.GetData(xid, r.path(), r.bool()),
-    SET_DATA: lambda r, xid, op: p.SetData(xid, r.path(), r.buffer() or b"", r.int()),
+    SET_DATA: lambda r, xid, op: p.SetData(xid, r.path(), r.buffer(), r.int()),
     GET_ACL: lambda r, xid, op: p.GetACL(xid, r.path()),
     SET_ACL: lambda r, xid, op: p.SetACL(xid, r.path(), r.acls(), r.int()),
     GET_CHILDREN: lambda r, xid, op: p.GetChildren(xid, r.path(), r.bool(), False),
@@ -276,6 +314,8 @@ _DECODERS: dict[int, Any] = {
     CHECK: lambda r, xid, op: p.Check(xid, r.path(), r.int()),
     CLOSE_SESSION: lambda r, xid, op: p.Close(xid),
     REMOVE_WATCHES: lambda r, xid, op: p.RemoveWatches(xid, r.path(), r.int()),
+    CHECK_WATCHES: lambda r, xid, op: p.CheckWatches(xid, r.path(), r.int()),
+    WHO_AM_I: lambda r, xid, op: p.WhoAmI(xid),
     GET_EPHEMERALS: lambda r, xid, op: p.GetEphemerals(xid, r.path() or "/"),
     GET_ALL_CHILDREN_NUMBER: lambda r, xid, op: p.GetAllChildrenNumber(xid, r.path()),
     ADD_WATCH: lambda r, xid, op: p.AddWatch(xid, r.path(), r.int()),
@@ -320,6 +360,12 @@ def _encode_body(w: Writer, opcode: int, body: Any, multi_types: list[int] | Non
         w.strings(body.names)
     elif isinstance(body, p.MultiResult):
         _encode_multi(w, body, multi_types or [])
+    elif isinstance(body, p.MultiReadResult):
+        _encode_multi_read(w, body, multi_types or [])
+    elif isinstance(body, p.WhoAmIResult):
+        w.int(len(body.identities))  # vector<ClientInfo{ustring authScheme, ustring user}>
+        for ident in body.identities:
+            w.ustring(ident.scheme).ustring(ident.user)
 
 
 def _encode_multi(w: Writer, body: p.MultiResult, types: list[int]) -> None:
@@ -338,9 +384,26 @@ def _encode_multi(w: Writer, body: p.MultiResult, types: list[int]) -> None:
     w.raw(_MULTI.pack(-1, True, -1))
 
 
+def _encode_multi_read(w: Writer, body: p.MultiReadResult, types: list[int]) -> None:
+    """Each read on its own: its result, or an error slot (type -1, the code) for that read only."""
+    for op_type, r in zip(types, body.results, strict=False):
+        if r.err or r.body is None:
+            w.raw(_MULTI.pack(ERROR, False, r.err)).int(r.err)
+        elif op_type == GET_DATA:
+            w.raw(_MULTI.pack(op_type, False, 0)).buffer(r.body.data).stat(r.body.stat)
+        else:
+            w.raw(_MULTI.pack(op_type, False, 0)).strings(r.body.children)
+    w.raw(_MULTI.pack(-1, True, -1))
+
+
 def encode_event(event: p.Event) -> bytes:
     return frame(Writer().raw(_REPLY.pack(WATCH_XID, event.zxid, 0)).int(event.type).int(event.state).ustring(event.path).bytes())
 
 
 def encode_error(xid: int, zxid: int, err: int) -> bytes:
     return frame(_REPLY.pack(xid, zxid, err))
+
+
+def encode_sasl(xid: int, zxid: int, token: bytes) -> bytes:
+    """SetSASLResponse{buffer token}."""
+    return frame(Writer().raw(_REPLY.pack(xid, zxid, 0)).buffer(token).bytes())

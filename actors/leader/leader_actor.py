@@ -47,6 +47,7 @@ from actors.protocol.internal import (
     Committed,
     Hello,
     LeaderUp,
+    LearnerStats,
     Logged,
     LogReady,
     SyncPoint,
@@ -174,6 +175,14 @@ class LeaderActor(Actor):
                 alive.add(peer.sid)
         if self.ready and len(alive & self.voters) < self.quorum:
             self.end(EXIT_ROLE_ENDED, "lost the quorum", alive=sorted(alive))
+        learners = list(self.learners.values())
+        synced = [p for p in learners if p.phase in ("acked", "active")]
+        self.tell("session", LearnerStats(
+            learners=len(learners),
+            synced_followers=sum(1 for p in synced if not p.observer),
+            synced_observers=sum(1 for p in synced if p.observer),
+            pending_syncs=sum(1 for p in learners if p.phase == "syncing"),
+        ))
 
     # --- local messages -------------------------------------------------------------------------
 

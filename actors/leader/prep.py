@@ -200,6 +200,8 @@ def _valid_id(ident: Id) -> bool:
         return bool(sep) and bool(digest) and ":" not in digest
     if scheme == "ip":
         return _valid_ip_id(value)
+    if scheme in ("x509", "sasl"):
+        return bool(value)  # a certificate subject, a SASL user (ZooKeeper's providers accept any)
     return False  # "super" is an identity a session can have, not a scheme an ACL can name
 
 
@@ -401,7 +403,7 @@ class Prep:
     # `view` is the tree's node dict for a single op, or a multi's _Overlay; both have .get(path).
 
     def _data_ok(self, data: Any) -> bool:
-        return type(data) is bytes and len(data) <= self.max_data_bytes
+        return data is None or (type(data) is bytes and len(data) <= self.max_data_bytes)
 
     def _check_create(self, view: Any, op: Create, session_id: int, auth: list[Id]) -> CreateTxn | int:
         flags = op.flags
@@ -421,11 +423,13 @@ class Prep:
         sequential = flags in SEQUENTIAL_FLAGS
         if validate_path(path, sequential=sequential) is not None:
             return _BAD
-        if (path == ROOT and not sequential) or path.startswith(RESERVED_PREFIX):
+        if path.startswith(RESERVED_PREFIX):
             return _BAD
         acl = fixup_acl(op.acl, auth)
         if type(acl) is int:
             return acl
+        # The root's "parent" is the root itself, so create("/") ends in NodeExists (after the
+        # CREATE check on the root), as ZooKeeper's PrepRequestProcessor answers it.
         parent_path = _parent(path) if path[-1] != "/" else path.rstrip("/") or ROOT
         parent = view.get(parent_path)
         if parent is None:

@@ -144,6 +144,16 @@ class StatusQuery(Internal, tag="statusq"):
     reply_to: str
 
 
+class LearnerStats(Internal, tag="lstats"):
+    """From the leader to its session actor, every heartbeat: its learners, for `mntr`
+    (ZooKeeper's zk_learners / zk_synced_followers / zk_synced_observers / zk_pending_syncs)."""
+
+    learners: int  # connected, in any phase
+    synced_followers: int  # voting followers past synchronization
+    synced_observers: int
+    pending_syncs: int  # learners being synchronized (DIFF/TRUNC/SNAP sent, NEWLEADER not acked)
+
+
 InternalMsg = (
     WriteRequest
     | Touch
@@ -161,4 +171,5 @@ InternalMsg = (
     | Snapshotted
     | Ready
     | StatusQuery
+    | LearnerStats
 )

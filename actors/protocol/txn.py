@@ -40,7 +40,7 @@ class TxnOp(msgspec.Struct, array_like=True, frozen=True, tag_field="tag"):
 
 class CreateTxn(TxnOp, tag="create"):
     path: str  # final path (sequence suffix already applied)
-    data: bytes
+    data: bytes | None  # None = no data (ZooKeeper's null), kept apart from b""
     acl: list[ACL]
     ephemeral_owner: int = 0  # session id, CONTAINER_OWNER, ttl_owner(ms), or 0
 
@@ -51,7 +51,7 @@ class DeleteTxn(TxnOp, tag="delete"):
 
 class SetDataTxn(TxnOp, tag="set"):
     path: str
-    data: bytes
+    data: bytes | None
     version: int  # the node's version after this change
 
 

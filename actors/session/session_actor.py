@@ -23,7 +23,9 @@ Rules:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import struct
 
 import os
 import time
@@ -34,6 +36,7 @@ from typing import Any
 
 import msgspec
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from actors.log import snapshot as snapshots
 from actors.leader.prep import allowed
@@ -42,6 +45,7 @@ from actors.protocol.internal import (
     Committed,
     Hello,
     LeaderUp,
+    LearnerStats,
     Looking,
     OpenSession,
     Snapshotted,
@@ -102,8 +106,13 @@ class SessionActor(Actor):
         self.router.setsockopt(zmq.MAXMSGSIZE, 2 * self.cfg.max_data_bytes + (1 << 20))
         self.secure_bind(self.router, f"tcp://{self.cfg.client_host}:{self.cfg.client_port}", "clients")
         self.add_socket(self.router, self._on_native_frames)
+        # Open connections, as srvr/cons/mntr count them: the routers' accepted minus closed
+        # file descriptors (a ROUTER says nothing of disconnects; its monitor does).
+        self.open_fds: dict[bool, set[int]] = {False: set(), True: set()}  # by "through the gateway"
+        self.rid_fd: dict[bytes, tuple[bool, int]] = {}  # a session's connection -> its fd
+        self._monitor(self.router, gateway=False)
         self.gateway_router: zmq.Socket | None = None
-        if self.cfg.zk_port:
+        if self.cfg.gateway_on:
             # The ZooKeeper-protocol gateway's connections, over ipc: same handling, own socket
             # (its routing ids start with GATEWAY_RID_PREFIX; the client port refuses those).
             self.gateway_router = self.ctx.socket(zmq.ROUTER)
@@ -111,6 +120,32 @@ class SessionActor(Actor):
             self.gateway_router.setsockopt(zmq.MAXMSGSIZE, 2 * self.cfg.max_data_bytes + (1 << 20))
             self.gateway_router.bind(ipc_address(self.run_dir, GATEWAY_ENDPOINT))
             self.add_socket(self.gateway_router, self._on_client_frames)
+            self._monitor(self.gateway_router, gateway=True)
+
+    def _monitor(self, router: zmq.Socket, gateway: bool) -> None:
+        monitor = router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        self.add_socket(monitor, functools.partial(self._on_monitor, gateway), copy=True)
+
+    def _on_monitor(self, gateway: bool, frames: list[bytes], now: float) -> None:
+        try:
+            event = parse_monitor_message(frames)
+        except (ValueError, struct.error):
+            return
+        fds = self.open_fds[gateway]
+        if event["event"] == zmq.EVENT_ACCEPTED:
+            fds.add(event["value"])
+        elif event["event"] == zmq.EVENT_DISCONNECTED:
+            fds.discard(event["value"])
+            gone = (gateway, event["value"])
+            for rid in [r for r, at in self.rid_fd.items() if at == gone]:
+                del self.rid_fd[rid]
+
+    def _open_sessions(self) -> list[LocalSession]:
+        """Sessions whose client connection is open."""
+        return [s for rid, s in self.by_rid.items() if rid in self.rid_fd]
+
+    def _connections(self) -> int:
+        return len(self.open_fds[False]) + len(self.open_fds[True])
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -127,7 +162,8 @@ class SessionActor(Actor):
         self.sessions: dict[int, LocalSession] = {}
         self.by_rid: dict[bytes, LocalSession] = {}
         self.closed_rids: dict[bytes, None] = {}
-        self.connecting: dict[int, tuple[bytes, str | None, int, bytes]] = {}  # session id -> (rid, peer, timeout, passwd)
+        # session id -> (rid, the connection's identities, timeout, passwd)
+        self.connecting: dict[int, tuple[bytes, list[Id], int, bytes]] = {}
         self.watches = WatchTable()
         self.out: dict[bytes, list[bytes]] = {}
         self.touched: set[int] = set()
@@ -137,6 +173,7 @@ class SessionActor(Actor):
         self.applied_since_snapshot = 0
         self.snapshot_child: tuple[int, int] | None = None  # (pid, zxid)
         self.stats = {"received": 0, "sent": 0, "started": time.time()}
+        self.learner_stats: LearnerStats | None = None  # the leader's, when this node leads
         self._send_hello(now)
 
     def _send_hello(self, now: float) -> None:
@@ -188,6 +225,8 @@ class SessionActor(Actor):
             self.synced = False
             self.mode, self.epoch = msg.role, msg.epoch
             self._send_hello(now)
+        elif isinstance(msg, LearnerStats):
+            self.learner_stats = msg
         elif isinstance(msg, Looking):
             self.log.info("looking")
             self._fail_forwarded(Codes.CONNECTIONLOSS)
@@ -291,8 +330,8 @@ class SessionActor(Actor):
         if isinstance(op, CreateSessionTxn):
             pending = self.connecting.pop(txn.session_id, None)
             if pending is not None:
-                rid, peer, timeout_ms, passwd = pending
-                self._bind_session(txn.session_id, rid, timeout_ms, passwd, peer)
+                rid, ids, timeout_ms, passwd = pending
+                self._bind_session(txn.session_id, rid, timeout_ms, passwd, ids)
                 self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, timeout_ms, txn.session_id, passwd, False, txn.zxid)))
             return
         session = self.sessions.get(txn.session_id)
@@ -406,7 +445,11 @@ class SessionActor(Actor):
     def _on_client_msg(self, rid: bytes, msg: Any, frame: Any) -> None:
         if isinstance(msg, p.Connect):
             gateway = self.gateway_router is not None and rid.startswith(GATEWAY_RID_PREFIX)
-            self._on_connect(rid, msg, (msg.peer or None) if gateway else _peer_address(frame))
+            fd = _source_fd(frame)
+            if fd is not None and len(self.rid_fd) < MAX_CLOSED_REMEMBERED + len(self.sessions):
+                self.rid_fd[rid] = (gateway, fd)
+            ids = _connection_ids((msg.peer or None) if gateway else _peer_address(frame), msg.x509 if gateway else "")
+            self._on_connect(rid, msg, ids)
             return
         if isinstance(msg, p.AdminCommand):
             self._send(rid, self.encoder.encode(p.Reply(msg.xid, self.tree.last_zxid, Codes.OK, p.TextResult(self._admin(msg.command)))))
@@ -434,14 +477,20 @@ class SessionActor(Actor):
             self._on_set_watches(session, msg)
         elif isinstance(msg, p.AddWatch):
             self._on_add_watch(session, msg)
-        elif isinstance(msg, p.RemoveWatches):
-            code = Codes.BADARGUMENTS if validate_path(msg.path) is not None else (
-                Codes.OK if self.watches.remove(msg.path, session.session_id, msg.watcher_type) else Codes.NOWATCHER)
+        elif isinstance(msg, (p.RemoveWatches, p.CheckWatches)):
+            if msg.watcher_type not in _WATCHER_TYPES:
+                code = Codes.MARSHALLINGERROR  # ZooKeeper cannot read the WatcherType either
+            elif validate_path(msg.path) is not None:
+                code = Codes.BADARGUMENTS
+            else:
+                found = (self.watches.remove if isinstance(msg, p.RemoveWatches) else self.watches.has)(
+                    msg.path, session.session_id, msg.watcher_type)
+                code = Codes.OK if found else Codes.NOWATCHER
             self._reply_now(rid, msg.xid, code)
         else:
             self._reply_now(rid, msg.xid, Codes.UNIMPLEMENTED)
 
-    def _on_connect(self, rid: bytes, req: p.Connect, peer: str | None) -> None:
+    def _on_connect(self, rid: bytes, req: p.Connect, ids: list[Id]) -> None:
         if req.last_zxid_seen > self.tree.last_zxid:
             # The client has seen a newer state than this node has: it must not go back in time.
             self.log.info("client_ahead", client_zxid=fmt(req.last_zxid_seen), zxid=fmt(self.tree.last_zxid))
@@ -456,7 +505,7 @@ class SessionActor(Actor):
             session_id = self.next_session_id
             self.next_session_id += 1
             passwd = os.urandom(PASSWD_BYTES)
-            self.connecting[session_id] = (rid, peer, timeout, passwd)
+            self.connecting[session_id] = (rid, ids, timeout, passwd)
             self.tell("role", WriteRequest(self.sid, session_id, 0, OpenSession(session_id, timeout, passwd)))
             return
         info = self.tree.sessions.get(req.session_id)
@@ -464,12 +513,12 @@ class SessionActor(Actor):
             self.log.info("session_refused", session=hex(req.session_id), known=info is not None)
             self._send(rid, self.encoder.encode(EXPIRED))
             return
-        self._bind_session(req.session_id, rid, info.timeout_ms, info.passwd, peer)
+        self._bind_session(req.session_id, rid, info.timeout_ms, info.passwd, ids)
         self.touched.add(req.session_id)
         last_cxid = self.tree.last_cxid(req.session_id)
         self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, info.timeout_ms, req.session_id, info.passwd, False, self.tree.last_zxid, last_cxid)))
 
-    def _bind_session(self, session_id: int, rid: bytes, timeout_ms: int, passwd: bytes, peer: str | None) -> None:
+    def _bind_session(self, session_id: int, rid: bytes, timeout_ms: int, passwd: bytes, ids: list[Id]) -> None:
         session = self.sessions.get(session_id)
         if session is None:
             session = LocalSession(session_id, rid, timeout_ms, passwd)
@@ -481,9 +530,8 @@ class SessionActor(Actor):
             session.pending.clear()
             session.writes.clear()
             self.watches.drop_session(session_id)  # the client re-registers with SetWatches
-            session.auth = [ident for ident in session.auth if ident.scheme != "ip"]
-        if peer:
-            session.auth.insert(0, Id("ip", peer))  # the ip scheme authenticates by the real peer address
+            session.auth = [ident for ident in session.auth if ident.scheme not in _CONNECTION_SCHEMES]
+        session.auth[0:0] = ids  # the ip (and x509) schemes authenticate the connection, not the session
         self.by_rid[rid] = session
 
     def _drop_session(self, session_id: int) -> None:
@@ -546,44 +594,55 @@ class SessionActor(Actor):
             pending.popleft()
 
     def _read(self, session: LocalSession, req: Any) -> bytes:
+        err, body = self._read_result(session, req)
+        return self.encoder.encode(p.Reply(req.xid, self.tree.last_zxid, err, body))
+
+    def _read_result(self, session: LocalSession, req: Any) -> tuple[int, Any]:
+        """(error code, reply body) of a read, from this node's tree."""
         tree = self.tree
-        zxid = tree.last_zxid
-        enc = self.encoder.encode
+        if isinstance(req, p.WhoAmI):  # ZooKeeper lists what was added by auth before the connection's own
+            ids = sorted(session.auth, key=lambda ident: ident.scheme in _CONNECTION_SCHEMES)
+            return Codes.OK, p.WhoAmIResult([_identity(ident) for ident in ids])
+        if isinstance(req, p.MultiRead):
+            results = []
+            for op in req.ops:  # as many as one frame holds
+                err, body = self._read_result(session, op) if isinstance(op, (p.GetData, p.GetChildren)) else (Codes.BADARGUMENTS, None)
+                results.append(p.ReadResult(err, body))
+            return Codes.OK, p.MultiReadResult(results)
         path = req.path if not isinstance(req, p.GetEphemerals) else req.prefix
         if validate_path(path) is not None:
-            return enc(p.Reply(req.xid, zxid, Codes.BADARGUMENTS))
+            return Codes.BADARGUMENTS, None
         if isinstance(req, p.GetEphemerals):
-            names = [e for e in tree.ephemerals(session.session_id) if e.startswith(path)]
-            return enc(p.Reply(req.xid, zxid, Codes.OK, p.NamesResult(names)))
+            return Codes.OK, p.NamesResult([e for e in tree.ephemerals(session.session_id) if e.startswith(path)])
         node = tree.get(path)
         if node is not None and not self._may_read(session, node, req):
-            return enc(p.Reply(req.xid, zxid, Codes.NOAUTH))
+            return Codes.NOAUTH, None
         if isinstance(req, p.GetData):
             if node is None:
-                return enc(p.Reply(req.xid, zxid, Codes.NONODE))
+                return Codes.NONODE, None
             if req.watch:
                 self.watches.add_data(path, session.session_id)
-            return enc(p.Reply(req.xid, zxid, Codes.OK, p.DataResult(node.data, tree.stat(node))))
+            return Codes.OK, p.DataResult(node.data, tree.stat(node))
         if isinstance(req, p.Exists):
             if req.watch:
                 self.watches.add_data(path, session.session_id)
             if node is None:
-                return enc(p.Reply(req.xid, zxid, Codes.NONODE))
-            return enc(p.Reply(req.xid, zxid, Codes.OK, p.StatResult(tree.stat(node))))
+                return Codes.NONODE, None
+            return Codes.OK, p.StatResult(tree.stat(node))
         if node is None:
-            return enc(p.Reply(req.xid, zxid, Codes.NONODE))
+            return Codes.NONODE, None
         if isinstance(req, p.GetChildren):
             if req.watch:
                 self.watches.add_child(path, session.session_id)
             stat = tree.stat(node) if req.include_stat else None
-            return enc(p.Reply(req.xid, zxid, Codes.OK, p.ChildrenResult(list(node.children), stat)))
+            return Codes.OK, p.ChildrenResult(list(node.children), stat)
         if isinstance(req, p.GetACL):
             acl = node.acl
             if not allowed(acl, Permissions.ADMIN, session.auth):
                 acl = [_masked(entry) for entry in acl]  # ZooKeeper 3.8: digests only for ADMIN
-            return enc(p.Reply(req.xid, zxid, Codes.OK, p.ACLResult(acl, tree.stat(node))))
+            return Codes.OK, p.ACLResult(acl, tree.stat(node))
         # GetAllChildrenNumber
-        return enc(p.Reply(req.xid, zxid, Codes.OK, p.CountResult(tree.count_descendants(path))))
+        return Codes.OK, p.CountResult(tree.count_descendants(path))
 
     def _may_read(self, session: LocalSession, node: Any, req: Any) -> bool:
         """ACL check for reads, as ZooKeeper 3.8 does it: READ (getACL: READ or ADMIN)."""
@@ -606,6 +665,11 @@ class SessionActor(Actor):
                 session.auth.append(SUPER)  # the configured super user: every check passes
         elif msg.scheme == "ip":
             pass  # accepted, as ZooKeeper: the ip identity is the connection's real address, already held
+        elif msg.scheme == "sasl" and self.gateway_router is not None and session.rid.startswith(GATEWAY_RID_PREFIX):
+            # Only the gateway says so, after a completed SASL exchange (it refuses clients' own "sasl" auth).
+            ident = Id("sasl", msg.credential.decode("utf-8", "replace"))
+            if ident not in session.auth:
+                session.auth.append(ident)
         else:
             code = Codes.AUTHFAILED
         self._send(session.rid, self.encoder.encode(p.Reply(p.AUTH_XID, self.tree.last_zxid, code)))
@@ -684,12 +748,12 @@ class SessionActor(Actor):
         tree = self.tree
         return (
             f"Zookeeper version: {VERSION}\nLatency min/avg/max: 0/0.0/0\nReceived: {self.stats['received']}\n"
-            f"Sent: {self.stats['sent']}\nConnections: {len(self.by_rid)}\nOutstanding: {self._outstanding()}\n"
+            f"Sent: {self.stats['sent']}\nConnections: {self._connections()}\nOutstanding: {self._outstanding()}\n"
             f"Zxid: {hex(tree.last_zxid)}\nMode: {self._mode()}\nNode count: {tree.node_count()}\n"
         )
 
     def _admin_stat(self) -> str:
-        clients = "".join(f" /{self._peer(s)}[1](queued={len(s.pending)},sid={hex(s.session_id)})\n" for s in self.by_rid.values())
+        clients = "".join(f" /{self._peer(s)}[1](queued={len(s.pending)},sid={hex(s.session_id)})\n" for s in self._open_sessions())
         return f"Zookeeper version: {VERSION}\nClients:\n{clients}\n" + self._admin_srvr().split("\n", 1)[1]
 
     def _admin_mntr(self) -> str:
@@ -702,12 +766,12 @@ class SessionActor(Actor):
             "zk_min_latency": 0,
             "zk_packets_received": self.stats["received"],
             "zk_packets_sent": self.stats["sent"],
-            "zk_num_alive_connections": len(self.by_rid),
+            "zk_num_alive_connections": self._connections(),
             "zk_outstanding_requests": self._outstanding(),
             "zk_znode_count": tree.node_count(),
             "zk_watch_count": self.watches.count(),
             "zk_ephemerals_count": sum(len(tree.ephemerals(s)) for s in tree.sessions),
-            "zk_approximate_data_size": sum(len(path) + len(n.data) for path, n in tree.nodes.items()),
+            "zk_approximate_data_size": sum(len(path) + len(n.data or b"") for path, n in tree.nodes.items()),
             "zk_global_sessions": len(tree.sessions),
             "zk_local_sessions": len(self.sessions),
             "zk_zxid": hex(tree.last_zxid),
@@ -718,11 +782,20 @@ class SessionActor(Actor):
             lines["zk_open_file_descriptor_count"] = len(os.listdir("/proc/self/fd"))
         except OSError:
             pass
+        stats = self.learner_stats
+        if self._mode() == "leader" and stats is not None:
+            # ZooKeeper's leader-only lines (dashboards read them); zk_followers as 3.4/3.5 named it.
+            lines["zk_learners"] = stats.learners
+            lines["zk_followers"] = stats.learners
+            lines["zk_synced_followers"] = stats.synced_followers
+            lines["zk_synced_non_voting_followers"] = 0
+            lines["zk_synced_observers"] = stats.synced_observers
+            lines["zk_pending_syncs"] = stats.pending_syncs
         return "".join(f"{k}\t{v}\n" for k, v in lines.items())
 
     def _admin_cons(self) -> str:
         out = []
-        for s in self.by_rid.values():
+        for s in self._open_sessions():
             out.append(f" /{self._peer(s)}[1](queued={len(s.pending)},sid={hex(s.session_id)},to={s.timeout_ms},lzxid={hex(self.tree.last_zxid)})\n")
         return "".join(out) + "\n"
 
@@ -831,6 +904,34 @@ def _digest_id(credential: str) -> str:
     """ZooKeeper's digest id of `user:password` (and of any other credential text)."""
     digest = base64.b64encode(hashlib.sha1(credential.encode("utf-8")).digest()).decode()  # noqa: S324 - ZooKeeper's scheme
     return credential.split(":", 1)[0] + ":" + digest
+
+
+_CONNECTION_SCHEMES = frozenset({"ip", "x509", "sasl"})  # proven anew on each connection
+_WATCHER_TYPES = frozenset({p.WATCHER_CHILDREN, p.WATCHER_DATA, p.WATCHER_ANY, p.WATCHER_PERSISTENT, p.WATCHER_PERSISTENT_RECURSIVE})
+
+
+def _identity(ident: Id) -> p.AuthIdentity:
+    """ZooKeeper's ClientInfo of an auth id: the digest scheme shows the user name only."""
+    user = ident.id.split(":", 1)[0] if ident.scheme == "digest" else ident.id
+    return p.AuthIdentity(ident.scheme, user)
+
+
+def _connection_ids(peer: str | None, x509: str) -> list[Id]:
+    """What a connection itself proves: its source address (ip), its verified TLS client
+    certificate (x509, ZooKeeper's X509AuthenticationProvider)."""
+    ids = [Id("ip", peer)] if peer else []
+    if x509:
+        ids.append(Id("x509", x509))
+    return ids
+
+
+def _source_fd(frame: Any) -> int | None:
+    """The file descriptor of the connection a frame came in on (ZeroMQ's SRCFD)."""
+    try:
+        fd = frame.get(zmq.SRCFD)
+    except (AttributeError, zmq.ZMQError):
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None
 
 
 def _peer_address(frame: Any) -> str | None:

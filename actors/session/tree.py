@@ -102,7 +102,7 @@ class Znode:
 
     def __init__(
         self,
-        data: bytes,
+        data: bytes | None,
         acl: list[ACL],
         czxid: int,
         ctime: int,
@@ -132,7 +132,7 @@ class Znode:
 
     def __repr__(self) -> str:
         return (
-            f"Znode(data={self.data[:32]!r}, version={self.version}, cversion={self.cversion}, "
+            f"Znode(data={self.data[:32] if self.data is not None else None!r}, version={self.version}, cversion={self.cversion}, "
             f"aversion={self.aversion}, owner={self.ephemeral_owner:#x}, children={len(self.children)})"
         )
 
@@ -146,7 +146,7 @@ class _NodeImage(msgspec.Struct, array_like=True, gc=False):
     """A znode in a snapshot (children are implied by the paths)."""
 
     path: str
-    data: bytes
+    data: bytes | None
     acl: int  # index into _Snapshot.acls
     czxid: int
     mzxid: int
@@ -243,7 +243,7 @@ class DataTree:
             int32(2 * node.creates - n),
             node.aversion,
             node.ephemeral_owner,
-            len(node.data),
+            len(node.data) if node.data is not None else 0,
             n,
             node.pzxid,
         )

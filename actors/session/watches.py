@@ -11,7 +11,8 @@ Rules (ZooKeeper's WatchManager, §1.4 of the reference):
   deleted and data changed on its path and every path below it (never children changed).
   A session gets one event per change, however many of its watches match.
 - removeWatches(path, type) removes the session's watches of that type on the path (children,
-  data, or any; `any` includes persistent ones); nothing to remove is ZooKeeper's NOWATCHER.
+  data, persistent, persistent recursive, or any: all of them); nothing to remove is ZooKeeper's
+  NOWATCHER. checkWatches(path, type) asks the same question without removing anything.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from zoomq.protocol import EVENT_NODE_CHILDREN_CHANGED, EVENT_NODE_CREATED, EVEN
 _EMPTY: frozenset[int] = frozenset()
 # Kinds of watch, as remembered per session.
 DATA, CHILD, PERSISTENT, RECURSIVE = 0, 1, 2, 3
-WATCHER_CHILDREN, WATCHER_DATA, WATCHER_ANY = 1, 2, 3  # ZooKeeper's WatcherType codes
+WATCHER_CHILDREN, WATCHER_DATA, WATCHER_ANY, WATCHER_PERSISTENT, WATCHER_RECURSIVE = 1, 2, 3, 4, 5  # ZooKeeper's WatcherType
+_KINDS_OF_TYPE = {
+    WATCHER_CHILDREN: (CHILD,),
+    WATCHER_DATA: (DATA,),
+    WATCHER_ANY: (DATA, CHILD, PERSISTENT, RECURSIVE),
+    WATCHER_PERSISTENT: (PERSISTENT,),
+    WATCHER_RECURSIVE: (RECURSIVE,),
+}
 
 
 class WatchTable:
@@ -47,9 +55,14 @@ class WatchTable:
     def add_persistent(self, path: str, session_id: int, recursive: bool = False) -> None:
         self._add(RECURSIVE if recursive else PERSISTENT, path, session_id)
 
+    def has(self, path: str, session_id: int, watcher_type: int) -> bool:
+        """Whether the session has a watch of `watcher_type` on `path` (checkWatches)."""
+        mine = self._by_session.get(session_id, ())
+        return any((kind, path) in mine for kind in _KINDS_OF_TYPE.get(watcher_type, ()))
+
     def remove(self, path: str, session_id: int, watcher_type: int) -> bool:
         """Remove the session's watches of `watcher_type` on `path`; False if there were none."""
-        kinds = {WATCHER_CHILDREN: (CHILD,), WATCHER_DATA: (DATA,), WATCHER_ANY: (DATA, CHILD, PERSISTENT, RECURSIVE)}.get(watcher_type, ())
+        kinds = _KINDS_OF_TYPE.get(watcher_type, ())
         mine = self._by_session.get(session_id, set())
         removed = False
         for kind in kinds:

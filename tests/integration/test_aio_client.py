@@ -246,9 +246,9 @@ def test_retry_retries_a_coroutine_with_the_policy(node):
 def test_a_request_on_a_stopped_client_fails_cleanly(node):
     async def main():
         zk = Client(node.hosts)
-        from zoomq.exceptions import ZookeeperStoppedError
+        from zoomq.exceptions import ConnectionClosedError
 
-        with pytest.raises(ZookeeperStoppedError):
+        with pytest.raises(ConnectionClosedError):
             await zk.get("/")
         with pytest.raises(TypeError):
             await zk.get("/", watch="not callable")

@@ -13,6 +13,9 @@ import psutil
 import pytest
 
 from zoomq import Client
+
+kazoo = pytest.importorskip("kazoo", reason="kazoo is a test dependency: pip install -e '.[test]'")
+from kazoo.client import KazooClient  # noqa: E402
 from zoomq.admin import ask, parse_mntr
 from zoomq.ensemble import ELECTION_OFFSET, QUORUM_OFFSET
 from zoomq.testing import wait_for
@@ -38,22 +41,35 @@ def _base_port(n: int) -> int:
     raise RuntimeError("no free port range")
 
 
+def _free_range(n: int, avoid: set[int]) -> int:
+    for _ in range(200):
+        base = random.randrange(28000, 32000)
+        if all(_free(base + i) and base + i not in avoid for i in range(n)):
+            return base
+    raise RuntimeError("no free port range")
+
+
 def _zoomq(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "zoomq", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_ensemble_up_status_admin_and_stop(tmp_path):
     base = _base_port(4)
+    taken = {base + i for i in range(4)}
+    quorum = _free_range(4, taken)
+    election = _free_range(4, taken | {quorum + i for i in range(4)})
+    secure = _free_range(4, taken | {p + i for p in (quorum, election) for i in range(4)})
     data = tmp_path / "ens"
     up = subprocess.Popen(
         [sys.executable, "-m", "zoomq", "ensemble", "up", "-n", "3", "--observers", "1", "--base-port", str(base),
-         "--data-dir", str(data), "--tick-ms", "100"],
+         "--data-dir", str(data), "--tick-ms", "100", "--quorum-base-port", str(quorum), "--election-base-port", str(election),
+         "--zk-secure-base-port", str(secure)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
         hosts = ",".join(f"127.0.0.1:{base + i}" for i in range(4))
-        first = up.stdout.readline() + up.stdout.readline()
-        assert f"connect with: {hosts}" in first
+        first = up.stdout.readline() + up.stdout.readline() + up.stdout.readline()
+        assert f"connect with: {hosts}" in first and "use_ssl=True" in first
 
         def all_serving():
             rows = json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")
@@ -72,6 +88,22 @@ def test_ensemble_up_status_admin_and_stop(tmp_path):
         leader = next(r for r in rows if r["role"] == "leader")
         text = _zoomq("ensemble", "status", "--data-dir", str(data)).stdout
         assert "leader" in text and "observer" in text
+        lead_port = int(leader["client"].rsplit(":", 1)[1])
+        lead_mntr = parse_mntr(ask("127.0.0.1", lead_port, "mntr"))  # ZooKeeper's leader-only lines
+        wanted = {"zk_learners": "3", "zk_followers": "3", "zk_synced_followers": "2", "zk_synced_observers": "1", "zk_pending_syncs": "0"}
+        wait_for(lambda: {k: parse_mntr(ask("127.0.0.1", lead_port, "mntr")).get(k) for k in wanted} == wanted, 10, "leader's learner lines")
+        assert "zk_followers" not in parse_mntr(ask("127.0.0.1", base + 3, "mntr")) and "zk_followers" in lead_mntr
+        conf = ask("127.0.0.1", base, "conf")
+        assert f"server.1=127.0.0.1:{quorum}:{election}:participant" in conf and f"server.4=127.0.0.1:{quorum + 3}:{election + 3}:observer" in conf
+        tls = data / "tls"
+        kz = KazooClient(hosts=f"127.0.0.1:{secure + 1}", use_ssl=True, ca=str(tls / "ca.pem"),
+                         certfile=str(tls / "client.pem"), keyfile=str(tls / "client.key"))
+        kz.start(timeout=30)
+        try:
+            assert kz.get("/from-cli")[0] == b"x"
+        finally:
+            kz.stop()
+            kz.close()
 
         out = _zoomq("admin", leader["client"], "srvr")
         assert out.returncode == 0 and "Mode: leader" in out.stdout
@@ -94,7 +126,14 @@ def test_admin_reports_unreachable_nodes_and_bad_addresses():
     assert out.returncode == 2
     port = _base_port(1)
     out = _zoomq("admin", f"127.0.0.1:{port}", "ruok", "--timeout", "0.5")
-    assert out.returncode == 1 and "did not answer" in out.stderr
+    assert out.returncode == 1 and "did not answer" in out.stderr and "refused the connection" in out.stderr, out.stderr
+
+
+def test_ensemble_up_refuses_overlapping_port_ranges(tmp_path):
+    base = _base_port(3)
+    out = _zoomq("ensemble", "up", "-n", "3", "--base-port", str(base), "--quorum-base-port", str(base + 1),
+                 "--data-dir", str(tmp_path / "ens"))
+    assert out.returncode == 2 and "overlap" in out.stderr
 
 
 def test_ensemble_status_without_nodes(tmp_path):

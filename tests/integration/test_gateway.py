@@ -341,11 +341,90 @@ ZKCLI = shutil.which("zkCli.sh") or next(
 @pytest.mark.skipif(ZKCLI is None, reason="zkCli.sh not installed (apt-get install zookeeper)")
 def test_zkcli_drives_zoomq(gw):
     script = ("create /fromcli hello\nls /\nget -w /fromcli\nset /fromcli world\nget /fromcli\nstat /fromcli\n"
-              "delete /fromcli\nls /\nquit\n")
+              "delete /fromcli\nls /\naddauth digest bob:pw\nwhoami\nquit\n")
     out = subprocess.run([ZKCLI, "-server", gw.zk_hosts], input=script, capture_output=True, text=True, timeout=90)
     text = out.stdout + out.stderr
     assert "Created /fromcli" in text, text[-3000:]
     assert "hello" in text and "world" in text
     assert "type:NodeDataChanged path:/fromcli" in text  # the watch set by get -w fired
     assert "dataVersion = 1" in text
+    assert "Auth scheme: User\ndigest: bob\nip: 127.0.0.1" in text  # whoami: the session's identities
     assert gw.client().exists("/fromcli") is None
+
+
+@pytest.fixture(scope="module")
+def sasl_gw(tmp_path_factory):
+    pytest.importorskip("puresasl", reason="pure-sasl (kazoo's SASL library) is a test dependency")
+    node = ZoomqServer(data_dir=tmp_path_factory.mktemp("sasl") / "data", zk_port=free_port(),
+                       sasl_users={"bob": "s3cret", "alice": "other"})
+    node.start()
+    node.zk_hosts = f"127.0.0.1:{node.config_overrides['zk_port']}"
+    yield node
+    node.stop()
+
+
+def _sasl_client(node, user: str, password: str) -> KazooClient:
+    return KazooClient(hosts=node.zk_hosts, sasl_options={"mechanism": "DIGEST-MD5", "username": user, "password": password})
+
+
+def test_sasl_digest_md5_identity_guards_acls(sasl_gw):
+    bob = _sasl_client(sasl_gw, "bob", "s3cret")
+    bob.start(timeout=15)
+    alice = _sasl_client(sasl_gw, "alice", "other")
+    alice.start(timeout=15)
+    anonymous = KazooClient(hosts=sasl_gw.zk_hosts)
+    anonymous.start(timeout=15)
+    try:
+        bob.create("/bobs", b"mine", acl=[make_acl("sasl", "bob", all=True)])
+        assert bob.get("/bobs")[0] == b"mine"
+        for other in (alice, anonymous):
+            with pytest.raises(NoAuthError):
+                other.get("/bobs")
+        kill_actor(sasl_gw, "gateway")  # every connection drops: kazoo reconnects, SASL again, same identity
+        assert bob.retry(bob.get, "/bobs")[0] == b"mine"
+        with pytest.raises(NoAuthError):
+            alice.retry(alice.get, "/bobs")
+    finally:
+        for client in (bob, alice, anonymous):
+            client.stop()
+            client.close()
+
+
+@pytest.mark.parametrize("how", ["wrong-password", "unknown-user", "auth-packet"])
+def test_sasl_failures_are_auth_failed_and_the_node_serves_on(sasl_gw, how):
+    if how == "auth-packet":  # claiming a SASL identity without the exchange
+        client = KazooClient(hosts=sasl_gw.zk_hosts)
+        client.start(timeout=15)
+        with pytest.raises(AuthFailedError):
+            client.add_auth("sasl", "bob")
+    else:
+        client = _sasl_client(sasl_gw, "bob" if how == "wrong-password" else "mallory", "nope")
+        _auth_failed(client)
+    client.stop()
+    client.close()
+    assert sasl_gw.client().exists("/") is not None
+
+
+def _auth_failed(client: KazooClient) -> None:
+    """kazoo reports CONNECTED before its SASL exchange; a failed one then passes through
+    AUTH_FAILED (and CLOSED right after, where nothing can be asked any more)."""
+    from kazoo.protocol.states import KeeperState
+
+    seen = []
+    callback = client._session_callback
+
+    def record(state):
+        seen.append(state)
+        return callback(state)
+
+    client._session_callback = record
+    client.start_async().wait(15)
+    wait_for(lambda: KeeperState.AUTH_FAILED in seen, timeout=15, what="AUTH_FAILED")
+
+
+def test_sasl_without_configured_users_is_auth_failed(gw):
+    pytest.importorskip("puresasl", reason="pure-sasl (kazoo's SASL library) is a test dependency")
+    client = _sasl_client(gw, "bob", "s3cret")
+    _auth_failed(client)
+    client.stop()
+    client.close()

@@ -47,6 +47,8 @@ def _decode(xid: int, req):
         (ks.GetChildren2("/a", False), p.GetChildren(100, "/a", False, True)),
         (ks.Sync("/a"), p.Sync(100, "/a")),
         (ks.CheckVersion("/a", 3), p.Check(100, "/a", 3)),
+        (ks.Create("/a", None, OPEN, 0), p.Create(100, "/a", None, [ACL(31, Id("world", "anyone"))], 0)),  # null data
+        (ks.SetData("/a", None, -1), p.SetData(100, "/a", None, -1)),
     ],
 )
 def test_requests_built_by_kazoo_decode_to_native_messages(req, expect):
@@ -125,3 +127,36 @@ def test_unknown_opcodes_are_unsupported_not_errors():
     with pytest.raises(jute.Unsupported) as caught:
         jute.decode_request(struct.pack(">ii", 8, 999), lambda: 1)
     assert (caught.value.xid, caught.value.opcode) == (8, 999)
+
+
+def test_the_opcodes_kazoo_does_not_send():
+    def frame(xid: int, opcode: int, body: bytes = b"") -> bytes:
+        return struct.pack(">ii", xid, opcode) + body
+
+    path = struct.pack(">i", 2) + b"/a"
+    assert jute.decode_request(frame(3, jute.CHECK_WATCHES, path + struct.pack(">i", 4)), lambda: 7).msg == p.CheckWatches(7, "/a", 4)
+    assert jute.decode_request(frame(3, jute.WHO_AM_I), lambda: 7).msg == p.WhoAmI(7)
+    assert jute.decode_request(frame(3, jute.SASL, struct.pack(">i", 2) + b"hi"), lambda: 7).msg == jute.SaslToken(b"hi")
+    reads = (struct.pack(">i?i", jute.GET_DATA, False, -1) + path + b"\1" + struct.pack(">i?i", jute.GET_CHILDREN, False, -1)
+             + path + b"\0" + struct.pack(">i?i", -1, True, -1))
+    req = jute.decode_request(frame(3, jute.MULTI_READ, reads), lambda: 7)
+    assert req.msg == p.MultiRead(7, [p.GetData(0, "/a", True), p.GetChildren(0, "/a", False, False)])
+    with pytest.raises(jute.Unsupported) as caught:  # a write inside a multiRead: answered, not dropped
+        jute.decode_request(frame(3, jute.MULTI_READ, struct.pack(">i?i", jute.DELETE, False, -1) + path + struct.pack(">ii", -1, 0)), lambda: 7)
+    assert caught.value.code == Codes.MARSHALLINGERROR
+
+
+def test_who_am_i_and_null_data_replies():
+    who = jute.encode_reply(5, jute.WHO_AM_I, p.Reply(5, 9, 0, p.WhoAmIResult([p.AuthIdentity("digest", "bob")])))
+    assert who[4:] == struct.pack(">iqi", 5, 9, 0) + struct.pack(">i", 1) + struct.pack(">i", 6) + b"digest" + struct.pack(">i", 3) + b"bob"
+    data = jute.encode_reply(6, jute.GET_DATA, p.Reply(6, 9, 0, p.DataResult(None, STAT)))
+    value, stat = ks.GetData.deserialize(data[4 + 16:], 0)
+    assert value is None and stat == STAT  # a null buffer (-1), as ZooKeeper sends for no data
+
+
+def test_x509_subjects_are_rfc2253():
+    from actors.gateway.tls import rfc2253
+
+    subject = ((("countryName", "US"),), (("organizationName", "Acme, Inc"),), (("commonName", "app"),))
+    assert rfc2253(subject) == "CN=app,O=Acme\\, Inc,C=US"
+    assert rfc2253(((("commonName", " lead"),),)) == "CN=\\ lead"

@@ -313,7 +313,7 @@ def test_sequential_create_cannot_collide_with_a_plain_node() -> None:
         (mk("/x", flags=p.PERSISTENT_WITH_TTL, ttl="5"), Codes.BADARGUMENTS),
         (mk("/x", data=b"x" * (MAX_DATA + 1)), Codes.BADARGUMENTS),
         (mk("/x", data="text"), Codes.BADARGUMENTS),
-        (mk("/x", data=None), Codes.BADARGUMENTS),
+        (mk("/x", data=bytearray(b"x")), Codes.BADARGUMENTS),
         (mk("x"), Codes.BADARGUMENTS),
         (mk("/x/"), Codes.BADARGUMENTS),
         (mk("/a//b"), Codes.BADARGUMENTS),
@@ -321,7 +321,7 @@ def test_sequential_create_cannot_collide_with_a_plain_node() -> None:
         (mk("/x\x00"), Codes.BADARGUMENTS),
         (mk(None), Codes.BADARGUMENTS),
         (mk(""), Codes.BADARGUMENTS),
-        (mk("/"), Codes.BADARGUMENTS),
+        (mk("/"), Codes.NODEEXISTS),  # the root exists: ZooKeeper answers NodeExists, not BadArguments
         (mk("/zookeeper/mine"), Codes.BADARGUMENTS),
         (mk("/zookeeper/", p.PERSISTENT_SEQUENTIAL), Codes.BADARGUMENTS),
         (mk("/zookeeper/quota/x"), Codes.BADARGUMENTS),
@@ -346,6 +346,28 @@ def test_create_data_may_be_exactly_the_limit() -> None:
     h = Harness()
     h.create("/x", b"x" * MAX_DATA)
     assert h.stat("/x").dataLength == MAX_DATA
+
+
+def test_no_data_is_kept_apart_from_empty_data() -> None:
+    """ZooKeeper's null data (kazoo's value=None): stored as None, dataLength 0, not b""."""
+    h = Harness()
+    h.create("/none", None)
+    h.create("/empty", b"")
+    assert h.prep.tree.get("/none").data is None and h.replica.get("/none").data is None
+    assert h.replica.get("/empty").data == b""
+    assert h.stat("/none").dataLength == 0
+    h.ok(SetData(1, "/empty", None))
+    h.ok(SetData(1, "/none", b""))
+    assert h.replica.get("/empty").data is None and h.replica.get("/none").data == b""
+    restored = DataTree.from_snapshot(h.replica.to_snapshot())
+    assert restored.get("/empty").data is None and restored.get("/none").data == b""
+
+
+def test_create_of_the_root_checks_create_on_it_then_answers_node_exists() -> None:
+    h = Harness()
+    h.ok(SetACL(1, "/", [ACL(Permissions.READ, Id("world", "anyone"))]))
+    assert h.err(mk("/")) == Codes.NOAUTH
+    assert h.err(mk("/"), auth=[Id("super", "")]) == Codes.NODEEXISTS
 
 
 def test_children_of_containers_and_ttl_nodes_are_allowed() -> None:
@@ -381,7 +403,8 @@ def test_check_order_follows_zookeeper() -> None:
         [ACL("31", Id("world", "anyone"))],
         [ACL(31, Id("world", "someone"))],
         [ACL(31, Id("unknown", "x"))],
-        [ACL(31, Id("sasl", "x"))],
+        [ACL(31, Id("sasl", ""))],
+        [ACL(31, Id("x509", ""))],
         [ACL(31, Id("digest", "nocolon"))],
         [ACL(31, Id("digest", "a:b:c"))],
         [ACL(31, Id("digest", "user:"))],
