@@ -8,6 +8,8 @@
 - `failover`: writes-resumed time after SIGKILL of the leader, zoomq (bench/failover.py) or
   ZooKeeper (bench/failover_zk.py).
 - `scale`: many znodes: memory per node, then recovery time after a restart (bench/scale.py).
+- `kazoo-suite`: kazoo's own test suite against a zoomq ensemble and Apache ZooKeeper
+  (bench/kazoo_suite.py); the table goes to docs/compatibility.md.
 
 Figures and their commands are in bench/RESULTS.md.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import compare, failover, failover_zk, quick, scale
+from bench import compare, failover, failover_zk, kazoo_suite, quick, scale
 from bench import run as run_cmd
 
 
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--target", choices=("zoomq", "zookeeper"), default="zoomq")
     s = sub.add_parser("scale", help="many znodes: memory per node, recovery time after a restart")
     scale.add_arguments(s)
+    k = sub.add_parser("kazoo-suite", help="kazoo's own test suite against zoomq and/or Apache ZooKeeper, per-file table")
+    kazoo_suite.add_arguments(k)
     args = parser.parse_args(argv)
     if args.cmd == "quick":
         return quick.run(args)
@@ -46,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return failover_zk.run(args) if args.target == "zookeeper" else failover.run(args)
     if args.cmd == "scale":
         return scale.run(args)
+    if args.cmd == "kazoo-suite":
+        return kazoo_suite.run(args)
     return 2
 
 

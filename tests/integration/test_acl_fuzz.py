@@ -128,8 +128,10 @@ KNOWN: dict[tuple[str, str], bool] = {
     ("ip", "1.2.3.4/-1"): False,
     ("ip", "localhost"): False,
     ("ip", ""): False,
-    ("x509", "CN=x"): False,  # no such provider unless configured
-    ("sasl", "user"): False,
+    ("x509", "CN=x"): True,  # TLS client certificates (the gateway's secure port)
+    ("sasl", "user"): True,  # SASL users (the gateway's DIGEST-MD5)
+    ("x509", ""): False,
+    ("sasl", ""): False,
     ("", "anyone"): False,
     ("nosuch", "id"): False,
 }
