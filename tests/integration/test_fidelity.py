@@ -232,38 +232,45 @@ def test_counts_ephemerals_and_who_am_i(jute):
 # --- what operators see ----------------------------------------------------------------------------
 
 
-def test_connections_counts_open_connections_not_sessions(gw):
+def test_connections_counts_open_connections_not_sessions(tmp_path):
     import msgspec
     import zmq
 
     from zoomq import protocol as p
     from zoomq.admin import ask, parse_mntr
 
-    def connections() -> int:
-        return int(parse_mntr(ask("127.0.0.1", gw.port, "mntr"))["zk_num_alive_connections"]) - 1  # not the asker
+    node = ZoomqServer(data_dir=tmp_path / "d")
+    node.start()
+
+    def connections() -> int:  # not counting the asking connection itself
+        return int(parse_mntr(ask("127.0.0.1", node.port, "mntr"))["zk_num_alive_connections"]) - 1
 
     def dealer() -> zmq.Socket:
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(f"tcp://{gw.hosts}")
+        sock.connect(f"tcp://{node.hosts}")
         return sock
 
-    base = connections()
-    idle = dealer()  # a connection that never opens a session
-    idle.send(msgspec.msgpack.encode(p.Ping()))
-    vanishing = dealer()  # a program that opens a session, then disappears without closing it
-    vanishing.send(msgspec.msgpack.encode(p.Connect(p.PROTOCOL_VERSION, 0, 30_000)))
-    assert vanishing.poll(10_000)
-    session = msgspec.msgpack.decode(vanishing.recv(), type=p.ServerMsg).session_id
-    wait_for(lambda: connections() == base + 2, timeout=10, what="both connections counted")
-    assert f"sid={hex(session)}" in ask("127.0.0.1", gw.port, "cons")
-    vanishing.close(linger=0)
-    wait_for(lambda: connections() == base + 1, timeout=10, what="the closed connection uncounted")
-    assert f"sid={hex(session)}" not in ask("127.0.0.1", gw.port, "cons")  # cons lists open connections only
-    assert f"sid={hex(session)}" not in ask("127.0.0.1", gw.port, "stat")
-    assert int(parse_mntr(ask("127.0.0.1", gw.port, "mntr"))["zk_global_sessions"]) >= 1  # the session itself lives on
-    idle.close(linger=0)
-    wait_for(lambda: connections() == base, timeout=10, what="the idle connection uncounted")
+    try:
+        wait_for(lambda: connections() == 0, timeout=10, what="no connection but the asker's")
+        idle = dealer()  # a connection that never opens a session
+        idle.send(msgspec.msgpack.encode(p.Ping()))
+        vanishing = dealer()  # a program that opens a session, then disappears without closing it
+        vanishing.send(msgspec.msgpack.encode(p.Connect(p.PROTOCOL_VERSION, 0, 30_000)))
+        assert vanishing.poll(10_000)
+        session = msgspec.msgpack.decode(vanishing.recv(), type=p.ServerMsg).session_id
+        wait_for(lambda: connections() == 2, timeout=10, what="both connections counted")
+        assert f"sid={hex(session)}" in ask("127.0.0.1", node.port, "cons")
+        vanishing.close(linger=0)
+        wait_for(lambda: connections() == 1, timeout=10, what="the closed connection uncounted")
+        assert f"sid={hex(session)}" not in ask("127.0.0.1", node.port, "cons")  # cons lists open connections only
+        assert f"sid={hex(session)}" not in ask("127.0.0.1", node.port, "stat")
+        assert int(parse_mntr(ask("127.0.0.1", node.port, "mntr"))["zk_global_sessions"]) == 1  # the session lives on
+        wait_for(lambda: "Connections: 2" in ask("127.0.0.1", node.port, "srvr"), timeout=10, what="srvr: idle + the asker")
+        idle.close(linger=0)
+        wait_for(lambda: connections() == 0, timeout=10, what="the idle connection uncounted")
+    finally:
+        node.stop()
 
 
 def test_a_one_member_servers_list_serves_standalone(tmp_path):
