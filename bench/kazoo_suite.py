@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"kazoo's suite needs {', '.join(missing)}: pip install -e '.[compat]'", file=sys.stderr)
         return 2
-    src = fetch(args.kazoo_version, Path(args.workdir))
+    src = fetch(args.kazoo_version, Path(args.workdir).resolve())
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     targets = ["zoomq", "zookeeper"] if args.target == "both" else [args.target]
