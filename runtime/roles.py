@@ -9,10 +9,11 @@ election instead of counting a crash.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import msgspec
+
+from runtime.files import write_atomic
 
 ROLE_FILE = "role.json"
 EXIT_ROLE_ENDED = 10
@@ -31,10 +32,7 @@ class Role(msgspec.Struct, frozen=True):
 
 
 def write_role(run_dir: str | Path, role: Role) -> None:
-    path = Path(run_dir) / ROLE_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(msgspec.json.encode(role))
-    os.replace(tmp, path)
+    write_atomic(Path(run_dir) / ROLE_FILE, msgspec.json.encode(role), durable=False)  # the run dir: rewritten at restart
 
 
 def read_role(run_dir: str | Path) -> Role | None:

@@ -50,6 +50,7 @@ from actors.protocol.internal import Elected, InternalMsg, Look, Looking
 from runtime import logs, spawn
 from runtime.actor import ipc_address
 from runtime.config import NodeConfig, to_json
+from runtime.files import write_atomic
 from runtime.restart_policy import GiveUp, RestartActor, RestartAll, RestartPolicy
 from runtime.roles import ACTOR_OF_STATE, EXIT_ROLE_ENDED, Role, write_role
 
@@ -246,7 +247,7 @@ class Supervisor:
             self.log.warning("run_dir_too_long", run_dir=self.run_dir, hint="ipc paths are limited to ~100 bytes")
         self.cfg = msgspec.structs.replace(cfg, run_dir=self.run_dir, data_dir=str(data_dir))
         config_path = run_dir / "config.json"
-        _write_atomic(config_path, to_json(self.cfg))
+        write_atomic(config_path, to_json(self.cfg), durable=False)
         self.config_path = str(config_path)
         self._status_path = run_dir / "status.json"
         self._data_status_path = data_dir / "status.json"
@@ -609,13 +610,7 @@ class Supervisor:
         for path in (self._status_path, self._data_status_path):
             if path is not None:
                 with contextlib.suppress(OSError):
-                    _write_atomic(path, data)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+                    write_atomic(path, data, durable=False)  # rewritten every few seconds
 
 
 def _signal_name(signum: int) -> str:

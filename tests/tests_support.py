@@ -195,3 +195,75 @@ def jute_strings(body: bytes, at: int = 0) -> tuple[list[str], int]:
         out.append(body[at + 4:at + 4 + n].decode())
         at += 4 + n
     return out, at
+
+
+class Writer:
+    """A load for fault tests: one client creating sequential nodes `<parent>/n-` whose data is a
+    counter, `depth` requests in flight. It records the counters that were acknowledged (and when),
+    and the errors. A failed create is not retried by the Writer (the client already re-sends what
+    a dropped connection left unanswered); its counter may or may not be in the tree, which
+    `check_writes` allows, but an acknowledged counter must be there exactly once."""
+
+    def __init__(self, client: Any, parent: str = "/w", depth: int = 1) -> None:
+        from zoomq.exceptions import KazooException
+
+        self._errors_caught = KazooException
+        self.zk = client
+        self.parent = parent
+        self.depth = depth
+        client.ensure_path(parent)
+        self.acked: list[int] = []
+        self.times: list[float] = []
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="writer")
+        self.thread.start()
+
+    def _run(self) -> None:
+        import time
+
+        counter = 0
+        while not self.stop.is_set() and counter < 10_000_000:
+            batch = []
+            for _ in range(self.depth):
+                batch.append((counter, self.zk.create_async(f"{self.parent}/n-", str(counter).encode(), sequence=True)))
+                counter += 1
+            for value, result in batch:
+                try:
+                    result.get(timeout=60)
+                except self._errors_caught as exc:
+                    self.errors.append(type(exc).__name__)
+                    self.stop.wait(0.05)
+                    continue
+                self.acked.append(value)
+                self.times.append(time.monotonic())
+
+    def wait_more(self, n: int, timeout: float = 60.0) -> None:
+        target = len(self.acked) + n
+        wait_for(lambda: len(self.acked) >= target, timeout, f"{n} more acknowledged writes")
+
+    def longest_gap(self) -> float:
+        """The longest time without an acknowledgement (what a fault cost the writer)."""
+        t = self.times
+        return max((b - a for a, b in zip(t, t[1:], strict=False)), default=0.0)
+
+    def finish(self) -> list[int]:
+        self.stop.set()
+        self.thread.join(90)
+        assert not self.thread.is_alive(), "the writer did not stop"
+        return list(self.acked)
+
+
+def check_writes(client: Any, acked: list[int], parent: str = "/w") -> tuple[list[str], list[int]]:
+    """Through `client` (synced first): every acknowledged counter is under `parent` exactly once,
+    the Writer's counters are in sequence order (other clients write negative values), and no
+    counter appears twice (a write applied twice). Returns (names, values) for comparing nodes."""
+    client.sync(parent)
+    names = sorted(client.get_children(parent))
+    values = [int(client.get(f"{parent}/{name}")[0]) for name in names]
+    assert len(values) == len(set(values)), "a write was applied twice"
+    ours = [v for v in values if v >= 0]
+    assert ours == sorted(ours), "sequential nodes out of order"
+    missing = set(acked) - set(values)
+    assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {sorted(missing)[:10]}"
+    return names, values

@@ -21,6 +21,7 @@ Rules, as ZooKeeper's FastLeaderElection:
 
 from __future__ import annotations
 
+from actors.protocol import majority
 from actors.protocol.quorum import FOLLOWING, LEADING, LOOKING, OBSERVING, Notification
 
 NO_LEADER = -1
@@ -39,7 +40,6 @@ class Election:
         self.me = me
         self.voters = voters
         self.observers = observers
-        self.quorum = len(voters) // 2 + 1
         self.finalize_s = finalize_s
         self.state = IDLE
         self.round = 0
@@ -132,7 +132,7 @@ class Election:
             self.broadcast()
         self.received[n.sid] = n
         self.received[self.me] = self.vote
-        if self._agree(self.received.values(), self.vote) >= self.quorum:
+        if majority.reached(self._agree(self.received.values(), self.vote), self.voters):
             if self.decide_at is None:
                 self.decide_at = now + self.finalize_s
         else:
@@ -146,20 +146,19 @@ class Election:
         leader_ok = n.leader == self.me or (n.leader in self.settled and self.settled[n.leader].state == LEADING)
         if not leader_ok:
             return
-        if self._agree(self.settled.values(), n) >= self.quorum or (
-            n.round == self.round and self._agree(self.received.values(), n) >= self.quorum
+        if majority.reached(self._agree(self.settled.values(), n), self.voters) or (
+            n.round == self.round and majority.reached(self._agree(self.received.values(), n), self.voters)
         ):
             self.round = max(self.round, n.round)
             self._decide(n, self.round)
 
-    def _agree(self, votes: object, target: Notification) -> int:
-        return sum(
-            1
-            for v in votes  # type: ignore[attr-defined]
-            if v.sid in self.voters and v.leader == target.leader and v.epoch == target.epoch and v.zxid == target.zxid
-        ) if target.state == LOOKING else sum(
-            1 for v in votes if v.sid in self.voters and v.leader == target.leader  # type: ignore[attr-defined]
-        )
+    def _agree(self, votes: object, target: Notification) -> set[int]:
+        """Who among `votes` backs `target` (the same candidate and history while looking; the
+        same leader once settled)."""
+        if target.state == LOOKING:
+            return {v.sid for v in votes  # type: ignore[attr-defined]
+                    if v.leader == target.leader and v.epoch == target.epoch and v.zxid == target.zxid}
+        return {v.sid for v in votes if v.leader == target.leader}  # type: ignore[attr-defined]
 
     def _decide(self, vote: Notification, round_: int) -> None:
         if vote.leader == self.me:

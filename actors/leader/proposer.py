@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from actors.protocol import majority
 from actors.protocol.txn import Entry, Txn
 
 
@@ -26,7 +27,6 @@ class Proposer:
             raise ValueError("the leader must be a voter")
         self.me = me
         self.voters = voters
-        self.quorum = len(voters) // 2 + 1
         self.committed_zxid = committed_zxid
         self.last_proposed_zxid = committed_zxid
         self._queue: deque[Entry] = deque()
@@ -43,8 +43,8 @@ class Proposer:
         if sid not in self._acked or zxid <= self._acked[sid]:
             return
         self._acked[sid] = zxid
-        # The commit point is the highest zxid that at least `quorum` voters have durable.
-        point = min(sorted(self._acked.values(), reverse=True)[self.quorum - 1], self._acked[self.me])
+        # The commit point: the highest zxid a quorum of voters has durable, the leader's own log included.
+        point = min(majority.committed_point(self._acked, self.voters), self._acked[self.me])
         if point > self.committed_zxid:
             self.committed_zxid = min(point, self.last_proposed_zxid)
 

@@ -1,18 +1,13 @@
-"""Small file helpers of the data dir: `acceptedEpoch` / `currentEpoch` (ZAB's persisted epochs),
-atomic writes, and the numbered `log.*` / `snapshot.*` file names."""
+"""Small file helpers of the data dir: `acceptedEpoch` / `currentEpoch` (ZAB's persisted epochs)
+and the numbered `log.*` / `snapshot.*` file names. Writes go through runtime/files.py."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from runtime.files import fsync_dir, write_atomic
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+__all__ = ["fsync_dir", "numbered_files", "read_epoch", "write_atomic", "write_epoch"]
 
 
 def numbered_files(directory: Path, prefix: str) -> list[tuple[int, Path]]:
@@ -27,17 +22,6 @@ def numbered_files(directory: Path, prefix: str) -> list[tuple[int, Path]]:
                 continue
     out.sort()
     return out
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file, fsync it, rename over `path`, fsync the directory."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def read_epoch(directory: Path, name: str) -> int:

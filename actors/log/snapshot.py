@@ -6,13 +6,13 @@ whole; a truncated or corrupt snapshot is skipped (logged) and the previous one 
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from pathlib import Path
 from typing import Any
 
-from actors.log.epochs import fsync_dir, numbered_files
+from actors.log.epochs import numbered_files
+from runtime.files import write_atomic
 
 MAGIC = b"ZQSN"
 VERSION = 1
@@ -26,20 +26,9 @@ def _name(zxid: int) -> str:
 
 
 def write_snapshot(directory: Path, zxid: int, payload: bytes) -> Path:
-    directory = Path(directory)
-    path = directory / _name(zxid)
-    tmp = directory / (path.name + f".tmp{os.getpid()}")
     header = HEADER.pack(MAGIC, VERSION, zxid)
     crc = zlib.crc32(payload, zlib.crc32(header))
-    with open(tmp, "wb") as f:
-        f.write(header)
-        f.write(payload)
-        f.write(TRAILER.pack(crc))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(directory)
-    return path
+    return write_atomic(Path(directory) / _name(zxid), (header, payload, TRAILER.pack(crc)))
 
 
 def list_snapshots(directory: Path) -> list[tuple[int, Path]]:

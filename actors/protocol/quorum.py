@@ -71,6 +71,12 @@ class Ping(Peer, tag="ping"):
     """Heartbeat, both directions."""
 
 
+class ProbeAck(Peer, tag="probeack"):
+    """The answer to Probe(n): this learner still follows the leader that sent it."""
+
+    n: int
+
+
 # --- leader -> learner ---------------------------------------------------------------------------
 
 
@@ -106,6 +112,13 @@ class UpToDate(Peer, tag="uptodate"):
     """A quorum has the leader's history: serve clients."""
 
 
+class Probe(Peer, tag="probe"):
+    """Does a quorum still follow me? Answers that are not txns (syncs, checks, errors) wait for a
+    quorum of ProbeAck(n) to a probe sent after they were decided (Raft's ReadIndex)."""
+
+    n: int
+
+
 class Proposal(Peer, tag="proposal"):
     txns: list[Txn]
 
@@ -123,5 +136,5 @@ class Inform(Peer, tag="inform"):
     entries: list[Entry]
 
 
-ToLeader = FollowerInfo | AckEpoch | AckNewLeader | Ack | Ping | WriteRequest | Touch
-ToLearner = LeaderInfo | Trunc | Snap | Diff | NewLeader | UpToDate | Proposal | Commit | Inform | Ping
+ToLeader = FollowerInfo | AckEpoch | AckNewLeader | Ack | Ping | WriteRequest | Touch | ProbeAck
+ToLearner = LeaderInfo | Trunc | Snap | Diff | NewLeader | UpToDate | Proposal | Commit | Inform | Ping | Probe

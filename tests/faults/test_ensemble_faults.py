@@ -6,65 +6,15 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-import time
 
 import pytest
 
 from actors.log.txnlog import read_txns
-from tests_support import kill_actor
+from tests_support import Writer, check_writes, kill_actor
 from zoomq.exceptions import KazooException
 from zoomq.testing import ZoomqEnsemble, ZoomqServer, wait_for
 
-pytestmark = pytest.mark.timeout(240)
-
-
-class Writer:
-    """One client creating sequential nodes `/w/n-` whose data is a counter; records what was
-    acknowledged. A failed create is retried with a new counter value."""
-
-    def __init__(self, ens: ZoomqEnsemble, prefer: ZoomqServer | None = None) -> None:
-        # Connected to `prefer` first, able to move to any other node.
-        order = [prefer] if prefer is not None else []
-        order += [n for n in ens.nodes if n is not prefer]
-        self.zk = ens.client(hosts=",".join(n.hosts for n in order), timeout=15.0, randomize_hosts=prefer is None)
-        self.zk.ensure_path("/w")
-        self.acked: list[int] = []
-        self.times: list[float] = []
-        self.errors: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        i = 0
-        while not self.stop.is_set() and i < 1_000_000:
-            try:
-                self.zk.create("/w/n-", str(i).encode(), sequence=True)
-                self.acked.append(i)
-                self.times.append(time.monotonic())
-            except KazooException as exc:
-                self.errors.append(type(exc).__name__)
-                self.stop.wait(0.05)
-            i += 1
-
-    def wait_more(self, n: int, timeout: float = 60.0) -> float:
-        """Wait for n more acknowledgements; how long it took."""
-        start = time.monotonic()
-        target = len(self.acked) + n
-        wait_for(lambda: len(self.acked) >= target, timeout, f"{n} more acknowledged writes")
-        return time.monotonic() - start
-
-    def longest_gap(self) -> float:
-        """The longest time without an acknowledgement (what a fault cost the writer)."""
-        t = self.times
-        return max((b - a for a, b in zip(t, t[1:], strict=False)), default=0.0)
-
-    def finish(self) -> list[int]:
-        self.stop.set()
-        self.thread.join(60)
-        assert not self.thread.is_alive()
-        return list(self.acked)
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 
 
 def check_every_node(ens: ZoomqEnsemble, acked: list[int]) -> None:
@@ -74,18 +24,21 @@ def check_every_node(ens: ZoomqEnsemble, acked: list[int]) -> None:
         if not node.running:
             continue
         zk = ens.client(hosts=node.hosts)
-        zk.sync("/w")
-        names = sorted(zk.get_children("/w"))
-        values = [int(zk.get("/w/" + name)[0]) for name in names]
-        assert len(values) == len(set(values)), f"{node.hosts}: a write was applied twice"
-        ours = [v for v in values if v >= 0]  # the Writer's (other clients write negative values)
-        assert ours == sorted(ours), f"{node.hosts}: sequential nodes out of order"
-        missing = set(acked) - set(values)
-        assert not missing, f"{node.hosts}: acknowledged writes lost: {sorted(missing)[:10]}"
+        try:
+            state = check_writes(zk, acked)
+        except AssertionError as exc:
+            raise AssertionError(f"{node.hosts}: {exc}") from None
         if seen is None:
-            seen = (names, values)
-        assert (names, values) == seen, f"{node.hosts} differs from another node"
+            seen = state
+        assert state == seen, f"{node.hosts} differs from another node"
         zk.stop()
+
+
+def writer_on(ens: ZoomqEnsemble, prefer: ZoomqServer | None = None) -> Writer:
+    """A Writer connected to `prefer` first, able to move to any other node."""
+    order = [prefer] if prefer is not None else []
+    order += [n for n in ens.nodes if n is not prefer]
+    return Writer(ens.client(hosts=",".join(n.hosts for n in order), timeout=15.0, randomize_hosts=prefer is None))
 
 
 @pytest.fixture
@@ -95,7 +48,7 @@ def ens(tmp_path):
 
 
 def test_kill_the_leader_under_load(ens):
-    writer = Writer(ens)
+    writer = writer_on(ens)
     writer.wait_more(100)
     leader = ens.leader()
     leader.kill()
@@ -108,7 +61,7 @@ def test_kill_the_leader_under_load(ens):
 
 
 def test_a_restarted_follower_catches_up_by_diff(ens):
-    writer = Writer(ens, prefer=ens.leader())
+    writer = writer_on(ens, prefer=ens.leader())
     writer.wait_more(50)
     follower = ens.followers()[0]
     follower.kill()
@@ -123,7 +76,7 @@ def test_a_restarted_follower_catches_up_by_diff(ens):
 
 def test_a_follower_away_past_the_snapshot_catches_up_by_snap(tmp_path):
     with ZoomqEnsemble(3, base_dir=tmp_path, snapshot_every=40, snapshot_retain=1) as ens:
-        writer = Writer(ens, prefer=ens.leader())
+        writer = writer_on(ens, prefer=ens.leader())
         writer.wait_more(20)
         follower = ens.followers()[0]
         follower.kill()
@@ -138,7 +91,7 @@ def test_a_follower_away_past_the_snapshot_catches_up_by_snap(tmp_path):
 def test_proposals_a_dead_leader_did_not_commit_are_truncated(ens):
     leader = ens.leader()
     followers = ens.followers()
-    writer = Writer(ens, prefer=leader)
+    writer = writer_on(ens, prefer=leader)
     writer.wait_more(30)
     burst = ens.client(hosts=leader.hosts, timeout=30.0)
     for f in followers:
@@ -167,7 +120,7 @@ def _last_logged(node: ZoomqServer) -> int:
 
 
 def test_pausing_a_minority_does_not_stop_writes(ens):
-    writer = Writer(ens, prefer=ens.leader())
+    writer = writer_on(ens, prefer=ens.leader())
     writer.wait_more(20)
     paused = ens.followers()[0]
     paused.pause()
@@ -183,18 +136,30 @@ def test_pausing_a_majority_stops_acknowledgements_until_resumed(ens):
     leader = ens.leader()
     zk = ens.client(hosts=leader.hosts, timeout=30.0)
     zk.create("/maj", b"0")
+    logged_before = _last_logged(leader)
     followers = ens.followers()
     for f in followers:
         f.pause()
     try:
         result = zk.set_async("/maj", b"1")
-        # Nothing may be acknowledged without a quorum: the write stays unanswered.
-        assert not result.wait(3.0) or result.exception is not None
+        # The leader takes it and logs it (its own fsync), which is when a leader that did not
+        # wait for a quorum would answer; no answer may come while the followers are paused.
+        wait_for(lambda: _last_logged(leader) > logged_before, 20, "the leader logged the write")
+        assert not result.ready() or result.exception is not None, "a write was acknowledged without a quorum"
     finally:
         for f in followers:
             f.resume()
+    # The paused write's outcome: once the majority is back, it commits (or, if leadership
+    # changed meanwhile, fails cleanly); either way the value it wrote is seen at most once.
+    try:
+        stat = result.get(timeout=60)
+        assert stat.version == 1
+    except KazooException:
+        pass
     ens.wait_leader()
     other = ens.client()
+    other.sync("/maj")
+    assert other.get("/maj")[0] in (b"0", b"1")
     other.set("/maj", b"2")
     assert other.get("/maj")[0] == b"2"
 
@@ -202,7 +167,7 @@ def test_pausing_a_majority_stops_acknowledgements_until_resumed(ens):
 @pytest.mark.parametrize("actor", ["log", "session", "election", "role"])
 @pytest.mark.parametrize("where", ["leader", "follower"])
 def test_kill_each_actor_under_load(ens, actor, where):
-    writer = Writer(ens)
+    writer = writer_on(ens)
     writer.wait_more(50)
     node = ens.leader() if where == "leader" else ens.followers()[0]
     name = actor if actor != "role" else ("leader" if where == "leader" else "follower")

@@ -14,7 +14,7 @@ from linearizability import Op, check
 from zoomq.exceptions import BadVersionError, KazooException
 from zoomq.testing import ZoomqEnsemble, wait_for
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 
 KEYS = ("/lin/a", "/lin/b", "/lin/c")
 OPS_PER_CLIENT = 120

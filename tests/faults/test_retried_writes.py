@@ -8,7 +8,7 @@ import pytest
 
 from zoomq.testing import ZoomqEnsemble, ZoomqServer, wait_for
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
 BURST = 400
 

@@ -19,12 +19,18 @@ def _shell(hosts: str, command: str) -> subprocess.CompletedProcess:
     )
 
 
+def _listed(line: str) -> list[str]:
+    """The names of an `ls` line: `[a, b]`."""
+    assert line.startswith("[") and line.endswith("]"), line
+    return [name.strip() for name in line[1:-1].split(",") if name.strip()]
+
+
 def test_shell_one_shot_commands(node):
     out = _shell(node.hosts, "create /cfg hello; get /cfg; set /cfg world; get /cfg; ls /")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert "hello" in lines and "world" in lines
-    assert any("cfg" in line for line in lines)
+    assert lines[:3] == ["Created /cfg", "hello", "world"]
+    assert "cfg" in _listed(lines[-1])
 
 
 def test_shell_sequential_ephemeral_and_stat(node):
@@ -41,9 +47,10 @@ def test_shell_reports_errors_with_kazoo_names(node):
 
 
 def test_shell_delete_and_deleteall(node):
-    out = _shell(node.hosts, "create /d; create /d/e; create /d/e/f; deleteall /d; ls /")
+    out = _shell(node.hosts, "create /d; create /d/e; create /d/e/f; ls /; deleteall /d; ls /")
     assert out.returncode == 0, out.stderr
-    assert "d" not in out.stdout.split()
+    lines = out.stdout.splitlines()
+    assert "d" in _listed(lines[-2]) and "d" not in _listed(lines[-1])
 
 
 def test_server_refuses_a_bad_config_file(tmp_path):

@@ -11,7 +11,7 @@ from zoomq import Client
 from zoomq.exceptions import NoNodeError
 from zoomq.testing import ZoomqEnsemble, wait_for
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")

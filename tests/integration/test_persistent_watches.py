@@ -10,7 +10,7 @@ from zoomq import AddWatchMode, WatcherType
 from zoomq.exceptions import NoAuthError, NoWatcherError
 from zoomq.security import make_digest_acl
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
 @pytest.fixture

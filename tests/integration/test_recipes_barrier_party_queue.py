@@ -16,7 +16,7 @@ from zoomq.testing import wait_for
 from tests_support import background as _thread
 from tests_support import joined
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 WAIT = 20.0  # generous bound for any single wait
 SHORT = 0.3  # how long "still blocked" is checked for

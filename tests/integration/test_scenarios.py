@@ -10,7 +10,7 @@ import pytest
 from zoomq.recipe.scenarios import ConfigCenter, Membership, ServiceRegistry
 from zoomq.testing import wait_for
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
 def test_config_subscribers_get_the_current_value_then_every_change(node, zk):

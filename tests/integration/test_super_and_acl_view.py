@@ -9,7 +9,7 @@ from zoomq.exceptions import NoAuthError
 from zoomq.security import Permissions, make_acl, make_digest_acl, make_digest_acl_credential
 from zoomq.testing import ZoomqServer
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from tests_support import kill_actor
 from zoomq.recipe.cache import TreeEvent
 from zoomq.testing import wait_for
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
 def _mirror(cache, zk, root: str) -> dict[str, bytes]:

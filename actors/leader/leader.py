@@ -1,0 +1,463 @@
+"""ZAB's leader, pure: discovery, synchronization of each learner, establishment, broadcast.
+
+In:  `set_time(now, wall_ms)` before each batch; `log_ready(last_zxid, tree)` (the durable end of
+     this node's log and the state it holds, at start; later a restarted log actor's end),
+     `logged(zxid)` (this node's log is durable through zxid), `learner_info(to, info, observer)`
+     (a new learner channel's FollowerInfo), `from_learner(to, msg)`, `learner_lost(to, why)`
+     (its channel broke: gap, silence, closed), `write(req)`, `touch(sessions)`, `hello()` (the
+     session actor asks where the committed stream stands), `tick()`.
+Out: effects (actors/protocol/effects.py): Send(msg, to), Drop(to, why), Tell("log" | "session"),
+     PersistEpoch, EndRole.
+
+Reads of the leader's own history for synchronizing a learner go through `history` (the shell's
+disk, the simulator's memory): `window(upto) -> (base, txns)` the txns after the newest snapshot
+at or below `upto`, and `snapshot(upto) -> bytes` the state at `upto`.
+
+The leader's phases: starting (waiting for its log) -> discovery (a quorum of FollowerInfo) ->
+sync (learners being brought to its history) -> broadcast (established: a quorum acknowledged
+NEWLEADER). A standalone node (no learners) goes from starting straight to broadcast.
+
+Each learner's handler is a transition table (`LEARNER_STEPS`): from its phase, which message
+moves it where. Anything else from a learner is ignored (it is a stale or confused channel; its
+silence or a gap will drop it).
+
+Rules:
+- The new epoch is above every acceptedEpoch a quorum reported and above this node's own
+  accepted and current epochs and its log's last epoch (ZAB discovery).
+- A learner with a newer history (currentEpoch, last zxid) than this leader, before it is
+  established, ends this leadership (it should not have won).
+- Established once a quorum of voters (the leader included) acknowledged NEWLEADER: currentEpoch
+  is persisted first, then everything the leader logged is committed.
+- A txn commits only when a quorum of voters, the leader's own durable log included, has it
+  (proposer.py); commits go out strictly in zxid order, to the session actor (Committed), the
+  followers (Commit) and the observers (Inform).
+- An answer that is not a txn (a Marker: sync, check, an error, a replayed result) was decided on
+  this leader's view alone; a leader already replaced (it has not noticed yet) could answer from a
+  stale view. So a Marker is put in the commit order only once a quorum of voters answered a
+  Probe sent after it was decided: at that moment no other leader can have a quorum, and `sync`
+  followed by a read is linearizable (Raft's ReadIndex; ZooKeeper answers sync without it).
+- Fewer than a quorum of voters alive ends the leadership (checked at each tick); a voter counts
+  while its channel is synchronized, or for init_limit ticks after it (re)connected, so that a
+  follower that restarts or reconnects does not cost the leadership (ZooKeeper's
+  LearnerHandler.synced()). No quorum synchronized within init_limit ticks ends it too.
+- Time is an input: `set_time(now, wall_ms)` before each batch. Session expiry runs on the
+  monotonic `now` (a wall-clock step must not expire every session at once); txns are stamped
+  with the wall clock `wall_ms` (ZooKeeper's ctime/mtime).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+from actors.protocol import majority
+from actors.leader.prep import Prep
+from actors.leader.proposer import Proposer
+from actors.leader.sessions import SessionTracker
+from actors.leader.sync import plan_sync
+from actors.protocol import quorum as q
+from actors.protocol.effects import Drop, PersistEpoch, RoleCore, Send, Tell
+from actors.protocol.internal import Append, Committed, LeaderUp, LearnerStats, SyncPoint, Touch, WriteRequest
+from actors.protocol.txn import CloseSessionTxn, CreateSessionTxn, Marker, Txn
+from actors.protocol.zxid import epoch_of, fmt
+
+
+class History(Protocol):
+    def window(self, upto: int) -> tuple[int, list[Txn]]: ...
+
+    def snapshot(self, upto: int) -> bytes: ...
+
+
+class Phase(Enum):
+    STARTING = "starting"
+    DISCOVERY = "discovery"
+    SYNC = "sync"
+    BROADCAST = "broadcast"
+
+
+class LearnerPhase(Enum):
+    INFO = "info"  # FollowerInfo received
+    EPOCH = "epoch"  # LeaderInfo sent
+    SYNCING = "syncing"  # AckEpoch received; DIFF / TRUNC / SNAP and NEWLEADER sent
+    ACKED = "acked"  # AckNewLeader received
+    ACTIVE = "active"  # UpToDate sent: in the broadcast
+
+
+# (phase, message type) -> the handler's name; the only ways a learner moves.
+LEARNER_STEPS: dict[tuple[LearnerPhase, type], str] = {
+    (LearnerPhase.EPOCH, q.AckEpoch): "_on_ack_epoch",
+    (LearnerPhase.SYNCING, q.AckNewLeader): "_on_ack_new_leader",
+}
+STREAMING = (LearnerPhase.SYNCING, LearnerPhase.ACKED, LearnerPhase.ACTIVE)
+
+
+@dataclass(slots=True)
+class LearnerState:
+    to: bytes  # the channel's identity
+    sid: int
+    observer: bool
+    accepted_epoch: int
+    last_zxid: int
+    joined: float = 0.0  # when the channel was opened (monotonic)
+    phase: LearnerPhase = LearnerPhase.INFO
+    newleader_zxid: int = 0
+
+
+class Leader(RoleCore):
+    def __init__(
+        self, *, sid: int, voters: frozenset[int], ensemble: bool, accepted_epoch: int, current_epoch: int,
+        tick_ms: int, init_limit: int, container_check_ms: int, max_data_bytes: int, history: History, now: float,
+        log: Any,
+    ) -> None:
+        self.sid = sid
+        self.voters = voters
+        self.ensemble = ensemble
+        self.role = "leader" if ensemble else "standalone"
+        self.accepted_epoch = accepted_epoch
+        self.current_epoch = current_epoch
+        self.init_s = init_limit * tick_ms / 1000.0
+        self.reap_every_s = container_check_ms / 1000.0
+        self.max_data_bytes = max_data_bytes
+        self.history = history
+        self.log = log
+        self.phase = Phase.STARTING
+        self.epoch = 0
+        self.last_logged = 0
+        self.tree: Any = None
+        self.prep: Prep | None = None
+        self.proposer: Proposer | None = None
+        self.tracker = SessionTracker(tick_ms=tick_ms)
+        self.learners: dict[bytes, LearnerState] = {}
+        self.now = now
+        self.wall_ms = 0
+        self.init_deadline = now + self.init_s
+        self.next_reap = now + self.reap_every_s
+        self.ended = False
+        self.to_append: list[Txn] = []
+        self.probe_sent = 0  # the last Probe number sent
+        self.probe_acked: dict[int, int] = {}  # voter sid -> the highest Probe number it answered
+        self.held: deque[tuple[int, Marker]] = deque()  # (the probe that must be answered, marker)
+        self._out: list[Any] = []
+
+    def set_time(self, now: float, wall_ms: int) -> None:
+        self.now = now
+        self.wall_ms = wall_ms
+
+    @property
+    def _now_ms(self) -> int:
+        return int(self.now * 1000)
+
+    @property
+    def ready(self) -> bool:
+        return self.proposer is not None
+
+    def _context(self) -> dict[str, Any]:
+        return {"phase": self.phase.value}
+
+    def _send(self, peer: LearnerState, msg: Any) -> None:
+        self._out.append(Send(msg, peer.to))
+
+    # --- time ---------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        if self.phase is Phase.STARTING:
+            return None
+        if not self.ready:
+            return self.init_deadline if self.ensemble else None
+        due = self.tracker.next_deadline_ms()
+        deadline = self.next_reap
+        return deadline if due is None else min(deadline, due / 1000.0)
+
+    def tick(self) -> None:
+        now = self.now
+        if self.phase is Phase.STARTING or self.ended:
+            return
+        if not self.ready:
+            if self.ensemble and now >= self.init_deadline:
+                self._end("no quorum synchronized in time", learners=sorted(p.sid for p in self.learners.values()))
+            return
+        assert self.prep is not None
+        if not majority.reached(self._alive_sids(), self.voters):
+            self._end("lost the quorum", alive=sorted(self._alive_sids()))
+            return
+        expired = self.tracker.expired(self._now_ms)
+        if expired:
+            self.log.info("sessions_expired", sessions=[hex(s) for s in expired])
+            for txn in self.prep.expire(expired, self.wall_ms):
+                self._propose(txn)
+        if now >= self.next_reap:
+            self.next_reap = now + self.reap_every_s
+            for txn in self.prep.reap(self.wall_ms):
+                self._propose(txn)
+
+    def stats(self) -> LearnerStats:
+        learners = list(self.learners.values())
+        synced = [p for p in learners if p.phase in (LearnerPhase.ACKED, LearnerPhase.ACTIVE)]
+        return LearnerStats(
+            learners=len(learners),
+            synced_followers=sum(1 for p in synced if not p.observer),
+            synced_observers=sum(1 for p in synced if p.observer),
+            pending_syncs=sum(1 for p in learners if p.phase is LearnerPhase.SYNCING),
+        )
+
+    # --- this node's log ----------------------------------------------------------------------
+
+    def log_ready(self, last_zxid: int, tree: Any) -> None:
+        if self.phase is not Phase.STARTING:
+            self._log_restarted(last_zxid)
+            return
+        self.last_logged = last_zxid
+        self.tree = tree
+        if not self.ensemble:
+            self._set_epoch(max(self.accepted_epoch, self.current_epoch, epoch_of(last_zxid)) + 1)
+            self._establish()
+            return
+        self.phase = Phase.DISCOVERY
+        self.init_deadline = self.now + self.init_s
+        self.log.info("discovery", zxid=fmt(last_zxid), znodes=tree.node_count())
+        self._try_new_epoch()
+
+    def _log_restarted(self, last_zxid: int) -> None:
+        if self.proposer is None:
+            if last_zxid != self.last_logged:
+                self._end("the log changed under a leader being established")
+            return
+        # What the restarted log holds is durable (its Logged may have died with it); the rest goes again.
+        self.proposer.logged(self.sid, last_zxid)
+        missing = self.proposer.resend_after(last_zxid)
+        self.log.info("log_restarted", last_zxid=fmt(last_zxid), resend=len(missing))
+        if missing:
+            self._out.append(Tell("log", Append(txns=missing)))
+
+    def logged(self, zxid: int) -> None:
+        mine = self.proposer.last_proposed_zxid if self.proposer is not None else self.last_logged
+        if zxid > mine:
+            # Txns this leader never proposed reached its log (a previous role actor's appends):
+            # its history is not what it synchronized the learners to.
+            self._end("the log holds txns this leader did not write", logged=fmt(zxid), proposed=fmt(mine))
+            return
+        if self.proposer is not None:
+            self.proposer.logged(self.sid, zxid)
+
+    # --- learners -----------------------------------------------------------------------------
+
+    def learner_info(self, to: bytes, info: q.FollowerInfo, observer: bool) -> None:
+        """A learner's new channel (its first message). An older channel of the same server goes."""
+        for old in [p for p in self.learners.values() if p.sid == info.sid]:
+            self._drop(old, "reconnected")
+        peer = LearnerState(to, info.sid, observer, info.accepted_epoch, info.last_zxid, joined=self.now)
+        self.learners[to] = peer
+        self.log.info("learner_connected", sid=info.sid, observer=observer, last_zxid=fmt(info.last_zxid),
+                      accepted_epoch=info.accepted_epoch)
+        if self.phase is Phase.DISCOVERY:
+            self._try_new_epoch()
+        elif self.phase in (Phase.SYNC, Phase.BROADCAST):
+            # A learner that already accepted this very epoch (it restarted, or its channel broke)
+            # simply joins again; only a newer one means another leader got further.
+            if peer.accepted_epoch > self.epoch:
+                self._end("a learner has accepted a newer epoch", sid=peer.sid, epoch=peer.accepted_epoch)
+                return
+            self._send_epoch(peer)
+
+    def learner_lost(self, to: bytes, why: str) -> None:
+        peer = self.learners.pop(to, None)
+        if peer is None:
+            return
+        self.log.warning("learner_dropped", sid=peer.sid, why=why, phase=peer.phase.value)
+
+    def _drop(self, peer: LearnerState, why: str) -> None:
+        self._out.append(Drop(peer.to, why))
+        self.learner_lost(peer.to, why)
+
+    def _alive_sids(self) -> set[int]:
+        """The voters that count as alive: synchronized, or still within init_limit of joining."""
+        grace = self.now - self.init_s
+        return {p.sid for p in self.learners.values()
+                if not p.observer and (p.phase in (LearnerPhase.ACKED, LearnerPhase.ACTIVE) or p.joined >= grace)} | {self.sid}
+
+    def from_learner(self, to: bytes, msg: Any) -> None:
+        peer = self.learners.get(to)
+        if peer is None or self.ended:
+            return
+        if isinstance(msg, q.Ack):
+            if self.proposer is not None and not peer.observer and peer.phase in STREAMING:
+                self.proposer.logged(peer.sid, msg.zxid)
+        elif isinstance(msg, q.ProbeAck):
+            if not peer.observer and peer.phase in (LearnerPhase.ACKED, LearnerPhase.ACTIVE) and msg.n <= self.probe_sent:
+                self.probe_acked[peer.sid] = max(self.probe_acked.get(peer.sid, 0), msg.n)
+                self._release_probed()
+        elif isinstance(msg, WriteRequest):
+            self.write(msg)
+        elif isinstance(msg, Touch):
+            self.touch(msg.sessions)
+        else:
+            handler = LEARNER_STEPS.get((peer.phase, type(msg)))
+            if handler is not None:
+                getattr(self, handler)(peer, msg)
+
+    def _try_new_epoch(self) -> None:
+        """Discovery: with a quorum of voters' FollowerInfo, an epoch above every accepted one."""
+        voters_in = {p.sid for p in self.learners.values() if not p.observer} | {self.sid}
+        if not majority.reached(voters_in, self.voters):
+            return
+        newest = max([self.accepted_epoch, self.current_epoch, epoch_of(self.last_logged)]
+                     + [p.accepted_epoch for p in self.learners.values()])
+        self._set_epoch(newest + 1)
+        self.phase = Phase.SYNC
+        self.log.info("new_epoch", epoch=self.epoch, learners=sorted(voters_in))
+        for peer in self.learners.values():
+            self._send_epoch(peer)
+
+    def _set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.accepted_epoch = epoch
+        self._out.append(PersistEpoch("acceptedEpoch", epoch))
+        self.prep = Prep(self.tree, epoch=epoch, max_data_bytes=self.max_data_bytes, log=self.log)
+
+    def _send_epoch(self, peer: LearnerState) -> None:
+        if peer.phase is LearnerPhase.INFO:
+            peer.phase = LearnerPhase.EPOCH
+            self._send(peer, q.LeaderInfo(self.epoch))
+
+    def _on_ack_epoch(self, peer: LearnerState, msg: q.AckEpoch) -> None:
+        if not self.ready and (msg.current_epoch, msg.last_zxid) > (self.current_epoch, self.last_logged):
+            self._end("a learner has a newer history than this leader", sid=peer.sid, zxid=fmt(msg.last_zxid))
+            return
+        peer.last_zxid = msg.last_zxid
+        self._synchronize(peer)
+
+    def _synchronize(self, peer: LearnerState) -> None:
+        """DIFF / TRUNC / SNAP, then NEWLEADER: from here on the learner is in the stream."""
+        sync_to = self.last_logged if self.proposer is None else self.proposer.committed_zxid
+        base, history = self.history.window(sync_to)
+        plan = plan_sync(peer.last_zxid, base, [t.zxid for t in history], sync_to)
+        sent = 0
+        if plan.kind == "snap":
+            data = self.tree.to_snapshot() if self.proposer is None else self.history.snapshot(sync_to)
+            self._send(peer, q.Snap(sync_to, data))
+        else:
+            if plan.kind == "trunc":
+                self._send(peer, q.Trunc(plan.common))
+            txns = [t for t in history if t.zxid > plan.common]
+            if txns:
+                self._send(peer, q.Diff(txns))
+            sent = len(txns)
+        self._send(peer, q.NewLeader(self.epoch, sync_to))
+        peer.phase = LearnerPhase.SYNCING
+        peer.newleader_zxid = sync_to
+        if self.proposer is not None and not peer.observer:
+            outstanding = self.proposer.resend_after(sync_to)
+            if outstanding:
+                self._send(peer, q.Proposal(outstanding))
+        self.log.info("learner_sync", sid=peer.sid, kind=plan.kind, common=fmt(plan.common), to=fmt(sync_to), txns=sent)
+
+    def _on_ack_new_leader(self, peer: LearnerState, msg: q.AckNewLeader) -> None:
+        if msg.zxid != peer.newleader_zxid:
+            return
+        peer.phase = LearnerPhase.ACKED
+        if self.ready:
+            assert self.proposer is not None
+            if not peer.observer:
+                self.proposer.logged(peer.sid, msg.zxid)
+            self._up_to_date(peer)
+            return
+        acked = {p.sid for p in self.learners.values() if p.phase is LearnerPhase.ACKED and not p.observer} | {self.sid}
+        if majority.reached(acked, self.voters):
+            self._establish()
+
+    def _establish(self) -> None:
+        """A quorum holds this leader's history: it is committed; serve."""
+        assert self.prep is not None
+        self.current_epoch = self.epoch
+        self._out.append(PersistEpoch("currentEpoch", self.epoch))
+        last = self.last_logged
+        self.proposer = Proposer(me=self.sid, voters=self.voters, committed_zxid=last)
+        for peer in self.learners.values():
+            if not peer.observer and peer.phase in (LearnerPhase.ACKED, LearnerPhase.ACTIVE):
+                self.proposer.logged(peer.sid, peer.newleader_zxid)
+        tree = self.prep.tree
+        for session_id, info in tree.sessions.items():  # every session's timer starts anew (as ZooKeeper)
+            self.tracker.add(session_id, info.timeout_ms, self._now_ms)
+        self.phase = Phase.BROADCAST
+        self.log.info("leading", epoch=self.epoch, zxid=fmt(last), znodes=tree.node_count(), sessions=len(tree.sessions),
+                      learners=sorted(p.sid for p in self.learners.values() if p.phase is LearnerPhase.ACKED))
+        self._out.append(Tell("session", LeaderUp(epoch=self.epoch, role=self.role)))
+        for peer in self.learners.values():
+            if peer.phase is LearnerPhase.ACKED:
+                self._up_to_date(peer)
+
+    def _up_to_date(self, peer: LearnerState) -> None:
+        peer.phase = LearnerPhase.ACTIVE
+        self._send(peer, q.UpToDate())
+        self.log.info("learner_up_to_date", sid=peer.sid, observer=peer.observer)
+
+    # --- clients' requests --------------------------------------------------------------------
+
+    def hello(self) -> None:
+        if self.proposer is not None:
+            self._out.append(Tell("session", SyncPoint(zxid=self.proposer.committed_zxid, epoch=self.epoch, role=self.role)))
+
+    def touch(self, sessions: list[int]) -> None:
+        now_ms = self._now_ms
+        for session_id in sessions:
+            self.tracker.touch(session_id, now_ms)
+
+    def write(self, req: WriteRequest) -> None:
+        if self.prep is None or not self.ready:
+            return  # the session actor fails it when this leader announces itself
+        self._propose(self.prep.step(req, self.wall_ms))
+
+    def _propose(self, entry: Any) -> None:
+        assert self.proposer is not None
+        if isinstance(entry, Marker) and len(self.voters) > 1:
+            self.held.append((self.probe_sent + 1, entry))  # answered after the next probe's quorum
+            return
+        self.proposer.propose(entry)
+        if isinstance(entry, Txn):
+            self.to_append.append(entry)
+            op = entry.op
+            if isinstance(op, CreateSessionTxn):
+                self.tracker.add(entry.session_id, op.timeout_ms, self._now_ms)
+            elif isinstance(op, CloseSessionTxn):
+                self.tracker.remove(entry.session_id)
+
+    def _release_probed(self) -> None:
+        """Markers whose probe a quorum of voters (this leader included) has answered."""
+        assert self.proposer is not None
+        point = majority.committed_point({**self.probe_acked, self.sid: self.probe_sent}, self.voters)
+        held = self.held
+        while held and held[0][0] <= point:
+            self.proposer.propose(held.popleft()[1])
+
+    def _flush(self) -> None:
+        """The batch's proposals, probes and commits."""
+        if self.held and self.held[-1][0] > self.probe_sent:
+            self.probe_sent += 1
+            probe = q.Probe(self.probe_sent)
+            for peer in self.learners.values():
+                if not peer.observer and peer.phase in (LearnerPhase.ACKED, LearnerPhase.ACTIVE):
+                    self._send(peer, probe)
+        streaming = [p for p in self.learners.values() if p.phase in STREAMING]
+        if self.to_append:
+            self._out.append(Tell("log", Append(txns=self.to_append)))
+            proposal = q.Proposal(self.to_append)
+            for peer in streaming:
+                if not peer.observer:
+                    self._send(peer, proposal)
+            self.to_append = []
+        if self.proposer is None:
+            return
+        done = self.proposer.take_committed()
+        if not done:
+            return
+        self._out.append(Tell("session", Committed(entries=done)))
+        commit = inform = None
+        for peer in streaming:
+            if peer.observer:
+                inform = inform or q.Inform(done)
+                self._send(peer, inform)
+            else:
+                commit = commit or q.Commit([e.zxid if isinstance(e, Txn) else e for e in done])
+                self._send(peer, commit)
