@@ -33,6 +33,8 @@ from actors.protocol.internal import InternalMsg
 from runtime.config import NodeConfig
 
 MAX_BATCH = 512  # multiparts drained per socket per loop turn
+QUORUM_HWM = 1_000  # messages queued per learner channel, each way: a learner that falls behind is dropped
+CLIENT_HWM = 10_000  # replies queued per client connection: one that does not read them is let go
 MAX_POLL_MS = 500  # the loop wakes at least this often (parent-death check, stop flag)
 SNDHWM = 200_000
 _PR_SET_PDEATHSIG = 1
@@ -43,6 +45,28 @@ def set_socket_options(sock: zmq.Socket) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, SNDHWM)
     sock.setsockopt(zmq.RCVHWM, SNDHWM)
+
+
+def set_peer_options(sock: zmq.Socket, hwm: int) -> None:
+    """A socket facing peers or clients: bounded queues, and (a ROUTER) a send to a peer whose
+    queue is full or who is gone fails (EAGAIN / EHOSTUNREACH) instead of being dropped silently,
+    so that the shell lets that peer go: memory stays bounded whoever stops reading."""
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.setsockopt(zmq.RCVHWM, hwm)
+    if sock.socket_type == zmq.ROUTER:
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+
+
+def source_fd(frame: Any) -> int | None:
+    """The file descriptor of the connection a received frame came in on (ZeroMQ's SRCFD): with
+    a socket monitor's EVENT_DISCONNECTED (which names the descriptor), it tells which peer of a
+    ROUTER went away, which the ROUTER itself never says."""
+    try:
+        fd = frame.get(zmq.SRCFD)
+    except (AttributeError, zmq.ZMQError):
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None
 
 
 def ipc_address(run_dir: str, name: str) -> str:

@@ -45,6 +45,7 @@ from zoomq.exceptions import (
     NoNodeError,
     NodeExistsError,
     SessionExpiredError,
+    SessionMovedError,
     TimeoutError,  # noqa: A004 - kazoo's handler timeout, under our exceptions module
     error_for,
 )
@@ -668,6 +669,16 @@ class Client:
             # next. Report it as kazoo does (LOST) and start over with a new session.
             if not self._stopped.is_set():
                 self._expire("the node says the session has ended")
+            return False
+        if msg.err == Codes.SESSIONMOVED:
+            # Another connection resumed this session (another program with its client_id): it
+            # owns it now (ZooKeeper's SessionMovedError). This request fails with that; the rest
+            # of this program's session is over (LOST), rather than taking it back.
+            req = self._pending.pop(msg.xid, None)
+            if req is not None:
+                req.result.set_exception(SessionMovedError())
+            if not self._stopped.is_set():
+                self._expire("another connection took the session over")
             return False
         if msg.zxid > self.last_zxid and msg.err != Codes.CONNECTIONLOSS:
             # Not from a CONNECTIONLOSS: that node forgot this connection and its watches, so

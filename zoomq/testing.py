@@ -88,10 +88,10 @@ def expire_session(client: Any, timeout: float = 30.0) -> None:
         try:
             if thief.client_id is None or thief.client_id[0] != session_id:
                 raise AssertionError(f"session {session_id:#x} was already gone")
-            # The client may still be writing under this session from its own connection, with
-            # xids just past where the thief starts: number the Close far beyond them, so that it
-            # is never taken for one of the client's requests (a session used from two
-            # connections at once is not detected by the node; see the README's notes).
+            # The client may have written under this session, with xids just past where the thief
+            # starts, before the thief's connection took the session over (after that, its writes
+            # are refused with SESSIONMOVED): number the Close far beyond them, so that it is never
+            # taken for a re-sent one of the client's requests and answered with its result.
             with thief._xid_lock:
                 thief._xid += 1 << 20
         finally:

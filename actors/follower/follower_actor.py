@@ -25,8 +25,8 @@ from actors.follower.learner import Learner, Phase
 from actors.log import epochs, snapshot
 from actors.protocol import quorum as q
 from actors.protocol.effects import EndRole, InstallSnapshot, PersistEpoch, Send, Tell
-from actors.protocol.internal import Hello, Logged, LogReady, Touch, WriteRequest
-from runtime.actor import Actor
+from actors.protocol.internal import Hello, Logged, LogReady, OwnSession, Touch, WriteRequest
+from runtime.actor import QUORUM_HWM, Actor, set_peer_options
 from runtime.channel import ChannelState
 from runtime.roles import EXIT_ROLE_ENDED, read_role
 
@@ -53,9 +53,7 @@ class FollowerActor(Actor):
         self.channel = ChannelState(now, silence_s=self.core.silence_s, heartbeat_s=max(0.02, tick_s / 2))
         self.peer_decoder = msgspec.msgpack.Decoder(q.ToLearner)
         self.dealer = self.ctx.socket(zmq.DEALER)
-        self.dealer.setsockopt(zmq.LINGER, 0)
-        self.dealer.setsockopt(zmq.SNDHWM, 0)
-        self.dealer.setsockopt(zmq.RCVHWM, 0)
+        set_peer_options(self.dealer, QUORUM_HWM)
         self.dealer.setsockopt(zmq.IDENTITY, f"{cfg.sid}-{os.getpid()}-{os.urandom(4).hex()}".encode())
         self.secure_connect(self.dealer, f"tcp://{leader.host}:{leader.quorum_port}", leader.id)
         self.add_socket(self.dealer, self._on_leader_frames, copy=True)
@@ -92,7 +90,7 @@ class FollowerActor(Actor):
                 self.core.logged(msg.zxid)
         elif isinstance(msg, LogReady):
             self.core.log_ready(msg.last_zxid)
-        elif isinstance(msg, WriteRequest | Touch | Hello):
+        elif isinstance(msg, WriteRequest | Touch | Hello | OwnSession):
             self.core.local(msg)
         else:
             self.log.warning("unexpected_message", type=type(msg).__name__)

@@ -41,7 +41,7 @@ from typing import Any
 
 from actors.protocol import quorum as q
 from actors.protocol.effects import InstallSnapshot, PersistEpoch, RoleCore, Send, Tell
-from actors.protocol.internal import Append, Committed, Hello, LeaderUp, SyncPoint, Touch, Truncate, WriteRequest
+from actors.protocol.internal import Append, Committed, Hello, LeaderUp, OwnSession, SyncPoint, Touch, Truncate, WriteRequest
 from actors.protocol.txn import Marker, Txn
 from actors.protocol.zxid import fmt
 
@@ -263,7 +263,7 @@ class Learner(RoleCore):
         if isinstance(msg, WriteRequest):
             if self.phase is Phase.SERVING:
                 self._out.append(Send(msg))
-        elif isinstance(msg, Touch):
+        elif isinstance(msg, Touch | OwnSession):
             if self.phase is not Phase.STARTING:
                 self._out.append(Send(msg))
         elif isinstance(msg, Hello):

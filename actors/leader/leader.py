@@ -40,6 +40,9 @@ Rules:
   while its channel is synchronized, or for init_limit ticks after it (re)connected, so that a
   follower that restarts or reconnects does not cost the leadership (ZooKeeper's
   LearnerHandler.synced()). No quorum synchronized within init_limit ticks ends it too.
+- A session belongs to its newest connection (ZooKeeper's session owner): OwnSession moves it; a
+  write through another connection is answered SESSIONMOVED. After a leader change the owners
+  are unknown and the first connection heard from owns each session (as ZooKeeper).
 - Time is an input: `set_time(now, wall_ms)` before each batch. Session expiry runs on the
   monotonic `now` (a wall-clock step must not expire every session at once); txns are stamped
   with the wall clock `wall_ms` (ZooKeeper's ctime/mtime).
@@ -59,9 +62,20 @@ from actors.leader.sessions import SessionTracker
 from actors.leader.sync import plan_sync
 from actors.protocol import quorum as q
 from actors.protocol.effects import Drop, PersistEpoch, RoleCore, Send, Tell
-from actors.protocol.internal import Append, Committed, LeaderUp, LearnerStats, SyncPoint, Touch, WriteRequest
+from actors.protocol.internal import (
+    Append,
+    Committed,
+    LeaderUp,
+    LearnerStats,
+    OpenSession,
+    OwnSession,
+    SyncPoint,
+    Touch,
+    WriteRequest,
+)
 from actors.protocol.txn import CloseSessionTxn, CreateSessionTxn, Marker, Txn
 from actors.protocol.zxid import epoch_of, fmt
+from zoomq.exceptions import Codes
 
 
 class History(Protocol):
@@ -139,6 +153,7 @@ class Leader(RoleCore):
         self.probe_sent = 0  # the last Probe number sent
         self.probe_acked: dict[int, int] = {}  # voter sid -> the highest Probe number it answered
         self.held: deque[tuple[int, Marker]] = deque()  # (the probe that must be answered, marker)
+        self.owners: dict[int, int] = {}  # session -> the connection that owns it
         self._out: list[Any] = []
 
     def set_time(self, now: float, wall_ms: int) -> None:
@@ -292,6 +307,8 @@ class Leader(RoleCore):
             self.write(msg)
         elif isinstance(msg, Touch):
             self.touch(msg.sessions)
+        elif isinstance(msg, OwnSession):
+            self.own(msg)
         else:
             handler = LEARNER_STEPS.get((peer.phase, type(msg)))
             if handler is not None:
@@ -404,9 +421,18 @@ class Leader(RoleCore):
         for session_id in sessions:
             self.tracker.touch(session_id, now_ms)
 
+    def own(self, msg: OwnSession) -> None:
+        if msg.conn:
+            self.owners[msg.session_id] = msg.conn
+
     def write(self, req: WriteRequest) -> None:
         if self.prep is None or not self.ready:
             return  # the session actor fails it when this leader announces itself
+        if req.conn:
+            owner = self.owners.setdefault(req.session_id, req.conn)
+            if owner != req.conn and not isinstance(req.op, OpenSession):
+                self._propose(Marker(req.session_id, req.cxid, Codes.SESSIONMOVED))
+                return
         self._propose(self.prep.step(req, self.wall_ms))
 
     def _propose(self, entry: Any) -> None:
@@ -422,6 +448,7 @@ class Leader(RoleCore):
                 self.tracker.add(entry.session_id, op.timeout_ms, self._now_ms)
             elif isinstance(op, CloseSessionTxn):
                 self.tracker.remove(entry.session_id)
+                self.owners.pop(entry.session_id, None)
 
     def _release_probed(self) -> None:
         """Markers whose probe a quorum of voters (this leader included) has answered."""

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 import zmq
+import zmq.utils.monitor
 
 from actors.leader.leader import Leader, Phase
 from actors.log import epochs, snapshot
@@ -26,9 +27,9 @@ from actors.log.recovery import load_state
 from actors.log.txnlog import read_txns
 from actors.protocol import quorum as q
 from actors.protocol.effects import Drop, EndRole, PersistEpoch, Send, Tell
-from actors.protocol.internal import Hello, Logged, LogReady, Touch, WriteRequest
+from actors.protocol.internal import Hello, Logged, LogReady, OwnSession, Touch, WriteRequest
 from actors.protocol.txn import Txn
-from runtime.actor import Actor
+from runtime.actor import QUORUM_HWM, Actor, set_peer_options, source_fd
 from runtime.channel import ChannelState
 from runtime.roles import EXIT_ROLE_ENDED
 
@@ -77,11 +78,16 @@ class LeaderActor(Actor):
         if self.ensemble:
             me = next(s for s in cfg.servers if s.id == cfg.sid)
             self.router = self.ctx.socket(zmq.ROUTER)
-            self.router.setsockopt(zmq.LINGER, 0)
-            self.router.setsockopt(zmq.SNDHWM, 0)
-            self.router.setsockopt(zmq.RCVHWM, 0)
+            set_peer_options(self.router, QUORUM_HWM)
             self.secure_bind(self.router, f"tcp://{me.host}:{me.quorum_port}", "peers")
-            self.add_socket(self.router, self._on_peer_frames, copy=True)
+            # A learner's closed connection is noticed at once, not after sync_limit ticks of
+            # silence: the ROUTER's monitor reports the closed file descriptor, and each channel's
+            # first frame told which descriptor it came in on (ZeroMQ's SRCFD). The monitor is
+            # polled first, so a closed descriptor is forgotten before a new connection reuses it.
+            self.ident_of_fd: dict[int, bytes] = {}
+            monitor = self.router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            self.add_socket(monitor, self._on_monitor, copy=True)
+            self.add_socket(self.router, self._on_peer_frames)
         self.tell("log", Hello(origin=cfg.sid))
         self.hello_due = now + LOG_HELLO_RETRY_S
 
@@ -127,6 +133,8 @@ class LeaderActor(Actor):
                 self.core.logged(msg.zxid)
         elif isinstance(msg, Touch):
             self.core.touch(msg.sessions)
+        elif isinstance(msg, OwnSession):
+            self.core.own(msg)
         elif isinstance(msg, Hello):
             self.core.hello()
         elif isinstance(msg, LogReady):
@@ -135,15 +143,26 @@ class LeaderActor(Actor):
         else:
             self.log.warning("unexpected_message", type=type(msg).__name__)
 
-    def _on_peer_frames(self, frames: list[bytes], now: float) -> None:
+    def _on_monitor(self, frames: list[bytes], now: float) -> None:
+        event = zmq.utils.monitor.parse_monitor_message(frames)
+        ident = self.ident_of_fd.pop(event["value"], None) if event["event"] == zmq.EVENT_DISCONNECTED else None
+        if ident is not None and ident in self.channels:
+            self._clock(now)
+            self._forget(ident)
+            self.core.learner_lost(ident, "connection closed")
+
+    def _on_peer_frames(self, raw: list[Any], now: float) -> None:
         self._clock(now)
-        if len(frames) != 3:
-            self.log.warning("bad_peer_frames", parts=len(frames))
+        if len(raw) != 3:
+            self.log.warning("bad_peer_frames", parts=len(raw))
             return
-        ident, rest = frames[0], frames[1:]
+        ident, rest = raw[0].bytes, [raw[1].bytes, raw[2].bytes]
         channel = self.channels.get(ident)
         if channel is None:
-            self._new_channel(ident, rest, now)
+            if self._new_channel(ident, rest, now):
+                fd = source_fd(raw[1])
+                if fd is not None:
+                    self.ident_of_fd[fd] = ident
             return
         payload = channel.accept(rest, now)
         if payload is None:
@@ -158,24 +177,25 @@ class LeaderActor(Actor):
             return
         self.core.from_learner(ident, msg)
 
-    def _new_channel(self, ident: bytes, rest: list[bytes], now: float) -> None:
+    def _new_channel(self, ident: bytes, rest: list[bytes], now: float) -> bool:
         """A learner's first message must be FollowerInfo numbered 0 from a configured member;
         anything else is a channel we dropped, or a stranger: it times out and starts over."""
         channel = ChannelState(now, silence_s=self.cfg.sync_limit * self.tick_s, heartbeat_s=max(0.02, self.tick_s / 2))
         payload = channel.accept(rest, now)
         if payload is None:
-            return
+            return False
         try:
             msg = self.peer_decoder.decode(payload)
         except msgspec.DecodeError:
-            return
+            return False
         if not isinstance(msg, q.FollowerInfo):
-            return
+            return False
         if msg.sid not in self.members or msg.sid == self.cfg.sid:
             self.log.warning("unknown_learner", sid=msg.sid)
-            return
+            return False
         self.channels[ident] = channel
         self.core.learner_info(ident, msg, observer=msg.sid in self.observers)
+        return True
 
     # --- effects ------------------------------------------------------------------------------
 
@@ -203,12 +223,13 @@ class LeaderActor(Actor):
             return
         try:
             self.router.send_multipart([ident, *channel.frame(payload)], zmq.NOBLOCK)
-        except zmq.Again:
+        except zmq.ZMQError as exc:  # its queue is full (it fell behind), or it is gone
             self._forget(ident)
-            self.core.learner_lost(ident, "send queue full")
+            self.core.learner_lost(ident, "send queue full" if exc.errno == zmq.EAGAIN else "unreachable")
 
     def _forget(self, ident: bytes) -> None:
         self.channels.pop(ident, None)
+
 
     def on_stop(self) -> None:
         self.log.info("leader_stopping", pid=os.getpid(), phase=self.core.phase.value)

@@ -36,6 +36,18 @@ class WriteRequest(Internal, tag="wreq"):
     cxid: int
     op: ForwardedOp
     auth: list[Id] = []
+    # The client connection the session is bound to there (ZooKeeper's session owner): a request
+    # through a connection that no longer owns the session is answered SESSIONMOVED. 0 = unchecked.
+    conn: int = 0
+
+
+class OwnSession(Internal, tag="own"):
+    """A session resumed on a new connection: from now on it is that connection's (the newest
+    connection owns a session, as in ZooKeeper)."""
+
+    origin: int
+    session_id: int
+    conn: int
 
 
 class Touch(Internal, tag="touch"):
@@ -156,6 +168,7 @@ class LearnerStats(Internal, tag="lstats"):
 
 InternalMsg = (
     WriteRequest
+    | OwnSession
     | Touch
     | Hello
     | SyncPoint

@@ -13,7 +13,7 @@ import struct
 
 import msgspec
 
-from actors.protocol.internal import Touch, WriteRequest
+from actors.protocol.internal import OwnSession, Touch, WriteRequest
 from actors.protocol.txn import Entry, Marker, Txn
 
 SEQ = struct.Struct(">Q")
@@ -136,5 +136,5 @@ class Inform(Peer, tag="inform"):
     entries: list[Entry]
 
 
-ToLeader = FollowerInfo | AckEpoch | AckNewLeader | Ack | Ping | WriteRequest | Touch | ProbeAck
+ToLeader = FollowerInfo | AckEpoch | AckNewLeader | Ack | Ping | WriteRequest | Touch | ProbeAck | OwnSession
 ToLearner = LeaderInfo | Trunc | Snap | Diff | NewLeader | UpToDate | Proposal | Commit | Inform | Ping | Probe

@@ -48,6 +48,7 @@ from actors.protocol.internal import (
     LearnerStats,
     Looking,
     OpenSession,
+    OwnSession,
     Snapshotted,
     SyncPoint,
     Touch,
@@ -58,7 +59,7 @@ from actors.protocol.zxid import fmt, follows
 from actors.session.tree import DataTree
 from actors.gateway import GATEWAY_ENDPOINT, GATEWAY_RID_PREFIX
 from actors.session.watches import WatchTable
-from runtime.actor import Actor, ipc_address, set_socket_options
+from runtime.actor import CLIENT_HWM, Actor, ipc_address, set_peer_options, source_fd
 from zoomq import protocol as p
 from zoomq.exceptions import Codes
 from zoomq.paths import validate_path
@@ -92,6 +93,7 @@ class LocalSession:
     pending: deque[Pending] = field(default_factory=deque)
     writes: dict[int, Pending] = field(default_factory=dict)  # xid -> forwarded write
     closing: bool = False
+    conn: int = 0  # this binding's connection id: the leader answers SESSIONMOVED once another owns the session
 
 
 class SessionActor(Actor):
@@ -102,7 +104,7 @@ class SessionActor(Actor):
         self.client_decoder = msgspec.msgpack.Decoder(p.ClientMsg)
         self.raw_decoder = msgspec.msgpack.Decoder()
         self.router = self.ctx.socket(zmq.ROUTER)
-        set_socket_options(self.router)
+        set_peer_options(self.router, CLIENT_HWM)
         self.router.setsockopt(zmq.MAXMSGSIZE, 2 * self.cfg.max_data_bytes + (1 << 20))
         self.secure_bind(self.router, f"tcp://{self.cfg.client_host}:{self.cfg.client_port}", "clients")
         self.add_socket(self.router, self._on_native_frames)
@@ -116,7 +118,7 @@ class SessionActor(Actor):
             # The ZooKeeper-protocol gateway's connections, over ipc: same handling, own socket
             # (its routing ids start with GATEWAY_RID_PREFIX; the client port refuses those).
             self.gateway_router = self.ctx.socket(zmq.ROUTER)
-            set_socket_options(self.gateway_router)
+            set_peer_options(self.gateway_router, CLIENT_HWM)
             self.gateway_router.setsockopt(zmq.MAXMSGSIZE, 2 * self.cfg.max_data_bytes + (1 << 20))
             self.gateway_router.bind(ipc_address(self.run_dir, GATEWAY_ENDPOINT))
             self.add_socket(self.gateway_router, self._on_client_frames)
@@ -162,8 +164,9 @@ class SessionActor(Actor):
         self.sessions: dict[int, LocalSession] = {}
         self.by_rid: dict[bytes, LocalSession] = {}
         self.closed_rids: dict[bytes, None] = {}
-        # session id -> (rid, the connection's identities, timeout, passwd)
-        self.connecting: dict[int, tuple[bytes, list[Id], int, bytes]] = {}
+        self.moved_rids: dict[bytes, int] = {}  # connection -> the session another connection took from it
+        # session id -> (rid, the connection's identities, timeout, passwd, connection id)
+        self.connecting: dict[int, tuple[bytes, list[Id], int, bytes, int]] = {}
         self.watches = WatchTable()
         self.out: dict[bytes, list[bytes]] = {}
         self.touched: set[int] = set()
@@ -203,8 +206,10 @@ class SessionActor(Actor):
                 try:
                     sock = gateway if gateway is not None and rid.startswith(GATEWAY_RID_PREFIX) else router
                     sock.send_multipart([rid, *frames], flags=zmq.NOBLOCK)
-                except zmq.Again:
-                    self.log.warning("client_send_dropped", frames=len(frames))
+                except zmq.ZMQError as exc:
+                    if exc.errno == zmq.EAGAIN:
+                        self._not_reading(rid, len(frames))
+                    continue  # EHOSTUNREACH: the connection is gone
                 self.stats["sent"] += len(frames)
             self.out = {}
 
@@ -278,7 +283,7 @@ class SessionActor(Actor):
                 item.reply = self.encoder.encode(p.Reply(item.xid, self.tree.last_zxid, code))
             session.writes.clear()
             self._release(session)
-        for session_id, (rid, _req, _t, _pw) in list(self.connecting.items()):
+        for session_id, (rid, _ids, _t, _pw, _conn) in list(self.connecting.items()):
             del self.connecting[session_id]
             self._send(rid, self.encoder.encode(p.Reply(0, self.tree.last_zxid, code)))
 
@@ -312,6 +317,10 @@ class SessionActor(Actor):
                     if item is not None:
                         item.reply = self.encoder.encode(self._marker_reply(item.xid, entry))
                         self._release(session)
+                        if entry.err == Codes.SESSIONMOVED and self.by_rid.get(session.rid) is session:
+                            # Another connection owns the session now: this one is done with it.
+                            del self.by_rid[session.rid]
+                            self._moved(session.rid, session.session_id)
         if self.applied_since_snapshot >= self.cfg.snapshot_every:
             self._take_snapshot()
 
@@ -330,8 +339,8 @@ class SessionActor(Actor):
         if isinstance(op, CreateSessionTxn):
             pending = self.connecting.pop(txn.session_id, None)
             if pending is not None:
-                rid, ids, timeout_ms, passwd = pending
-                self._bind_session(txn.session_id, rid, timeout_ms, passwd, ids)
+                rid, ids, timeout_ms, passwd, conn = pending
+                self._bind_session(txn.session_id, rid, timeout_ms, passwd, ids, conn)
                 self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, timeout_ms, txn.session_id, passwd, False, txn.zxid)))
             return
         session = self.sessions.get(txn.session_id)
@@ -445,7 +454,7 @@ class SessionActor(Actor):
     def _on_client_msg(self, rid: bytes, msg: Any, frame: Any) -> None:
         if isinstance(msg, p.Connect):
             gateway = self.gateway_router is not None and rid.startswith(GATEWAY_RID_PREFIX)
-            fd = _source_fd(frame)
+            fd = source_fd(frame)
             if fd is not None and len(self.rid_fd) < MAX_CLOSED_REMEMBERED + len(self.sessions):
                 self.rid_fd[rid] = (gateway, fd)
             ids = _connection_ids((msg.peer or None) if gateway else _peer_address(frame), msg.x509 if gateway else "")
@@ -458,7 +467,13 @@ class SessionActor(Actor):
         if session is None:
             # A connection we do not know: the session ended, or this actor restarted and lost track
             # (then the client reconnects and resumes its session).
-            code = Codes.SESSIONEXPIRED if rid in self.closed_rids else Codes.CONNECTIONLOSS
+            moved = self.moved_rids.get(rid)
+            if rid in self.closed_rids or (moved is not None and moved not in self.tree.sessions):
+                code = Codes.SESSIONEXPIRED  # the session ended (closed, perhaps by whoever took it)
+            elif moved is not None:
+                code = Codes.SESSIONMOVED  # another connection owns the session now
+            else:
+                code = Codes.CONNECTIONLOSS
             self._send(rid, self.encoder.encode(p.Reply(msg.xid, self.tree.last_zxid, code)))
             return
         self.touched.add(session.session_id)
@@ -505,34 +520,54 @@ class SessionActor(Actor):
             session_id = self.next_session_id
             self.next_session_id += 1
             passwd = os.urandom(PASSWD_BYTES)
-            self.connecting[session_id] = (rid, ids, timeout, passwd)
-            self.tell("role", WriteRequest(self.sid, session_id, 0, OpenSession(session_id, timeout, passwd)))
+            conn = _new_conn()
+            self.connecting[session_id] = (rid, ids, timeout, passwd, conn)
+            self.tell("role", WriteRequest(self.sid, session_id, 0, OpenSession(session_id, timeout, passwd), conn=conn))
             return
         info = self.tree.sessions.get(req.session_id)
         if info is None or info.passwd != req.passwd:
             self.log.info("session_refused", session=hex(req.session_id), known=info is not None)
             self._send(rid, self.encoder.encode(EXPIRED))
             return
-        self._bind_session(req.session_id, rid, info.timeout_ms, info.passwd, ids)
+        conn = _new_conn()
+        self._bind_session(req.session_id, rid, info.timeout_ms, info.passwd, ids, conn)
+        self.tell("role", OwnSession(self.sid, req.session_id, conn))  # the newest connection owns it
         self.touched.add(req.session_id)
         last_cxid = self.tree.last_cxid(req.session_id)
         self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, info.timeout_ms, req.session_id, info.passwd, False, self.tree.last_zxid, last_cxid)))
 
-    def _bind_session(self, session_id: int, rid: bytes, timeout_ms: int, passwd: bytes, ids: list[Id]) -> None:
+    def _bind_session(self, session_id: int, rid: bytes, timeout_ms: int, passwd: bytes, ids: list[Id], conn: int) -> None:
         session = self.sessions.get(session_id)
         if session is None:
             session = LocalSession(session_id, rid, timeout_ms, passwd)
             self.sessions[session_id] = session
         else:
-            # Resumed on a new connection: replies owed to the old connection are not deliverable.
-            self.by_rid.pop(session.rid, None)
+            # Resumed on a new connection: replies owed to the old connection are not deliverable,
+            # and what still comes through it is answered SESSIONMOVED.
+            if self.by_rid.pop(session.rid, None) is not None and session.rid != rid:
+                self._moved(session.rid, session_id)
             session.rid = rid
             session.pending.clear()
             session.writes.clear()
             self.watches.drop_session(session_id)  # the client re-registers with SetWatches
             session.auth = [ident for ident in session.auth if ident.scheme not in _CONNECTION_SCHEMES]
         session.auth[0:0] = ids  # the ip (and x509) schemes authenticate the connection, not the session
+        session.conn = conn
         self.by_rid[rid] = session
+
+    def _not_reading(self, rid: bytes, frames: int) -> None:
+        """A client whose replies pile up (CLIENT_HWM) is let go: its session stays until it
+        expires, and the client, once it reads again, reconnects and re-sends what is unanswered."""
+        session = self.by_rid.pop(rid, None)
+        self.log.warning("client_not_reading", dropped=frames, session=hex(session.session_id) if session else None)
+        if session is not None:
+            session.pending.clear()
+            session.writes.clear()
+
+    def _moved(self, rid: bytes, session_id: int) -> None:
+        self.moved_rids[rid] = session_id
+        if len(self.moved_rids) > MAX_CLOSED_REMEMBERED:
+            self.moved_rids.pop(next(iter(self.moved_rids)))
 
     def _drop_session(self, session_id: int) -> None:
         session = self.sessions.pop(session_id, None)
@@ -561,7 +596,7 @@ class SessionActor(Actor):
         item = Pending(msg.xid, msg, is_write=True)
         session.pending.append(item)
         session.writes[msg.xid] = item
-        self.tell("role", WriteRequest(self.sid, session.session_id, msg.xid, msg, session.auth))
+        self.tell("role", WriteRequest(self.sid, session.session_id, msg.xid, msg, session.auth, conn=session.conn))
 
     def _check_write(self, msg: Any) -> int:
         """Cheap checks done here so that garbage never reaches the leader."""
@@ -907,6 +942,11 @@ def _digest_id(credential: str) -> str:
 
 
 _CONNECTION_SCHEMES = frozenset({"ip", "x509", "sasl"})  # proven anew on each connection
+
+
+def _new_conn() -> int:
+    """A connection id, unique enough to tell a session's connections apart anywhere."""
+    return int.from_bytes(os.urandom(8), "big") >> 1 or 1
 _WATCHER_TYPES = frozenset({p.WATCHER_CHILDREN, p.WATCHER_DATA, p.WATCHER_ANY, p.WATCHER_PERSISTENT, p.WATCHER_PERSISTENT_RECURSIVE})
 
 
@@ -923,15 +963,6 @@ def _connection_ids(peer: str | None, x509: str) -> list[Id]:
     if x509:
         ids.append(Id("x509", x509))
     return ids
-
-
-def _source_fd(frame: Any) -> int | None:
-    """The file descriptor of the connection a frame came in on (ZeroMQ's SRCFD)."""
-    try:
-        fd = frame.get(zmq.SRCFD)
-    except (AttributeError, zmq.ZMQError):
-        return None
-    return fd if isinstance(fd, int) and fd >= 0 else None
 
 
 def _peer_address(frame: Any) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -179,3 +180,88 @@ def test_kill_each_actor_under_load(ens, actor, where):
     writer.wait_more(100)
     ens.wait_leader()
     check_every_node(ens, writer.finish())
+
+
+def test_the_leader_notices_a_dead_followers_closed_connection_at_once(tmp_path):
+    """With 2 s ticks a silent learner would be dropped after sync_limit ticks (10 s); a killed
+    one closes its connection, and the leader drops it for that reason, not for its silence."""
+    import json
+
+    with ZoomqEnsemble(3, base_dir=tmp_path, tick_ms=2000) as ens:
+        leader = ens.leader()
+        victim = ens.followers()[0]
+        victim.kill()
+
+        def dropped():
+            for line in leader.log_text().splitlines():
+                if '"learner_dropped"' in line:
+                    return json.loads(line)
+            return None
+
+        event = wait_for(dropped, timeout=30, what="the leader dropping the dead follower")
+        assert event["why"] == "connection closed", event
+        assert ens.client(hosts=leader.hosts).create("/still", b"") == "/still"  # the other follower keeps the quorum
+
+
+def _tree_rss(node: ZoomqServer) -> int:
+    import psutil
+
+    total = 0
+    try:
+        root = psutil.Process(node.pid)
+        for proc in [root, *root.children(recursive=True)]:
+            total += proc.memory_info().rss
+    except psutil.Error:
+        pass
+    return total
+
+
+LEADER_RSS_BOUND = 600 * 1024 * 1024  # the leader node's whole process tree, a paused follower or not
+
+
+def test_a_paused_follower_under_saturated_writes_does_not_grow_the_leaders_memory(tmp_path):
+    """A follower that stops reading (SIGSTOP) while writes pour in: the leader's queue to it is
+    bounded (QUORUM_HWM), it is dropped and later synchronized again, and the leader's memory stays
+    under LEADER_RSS_BOUND for the whole minute."""
+    import threading
+
+    with ZoomqEnsemble(3, base_dir=tmp_path) as ens:
+        leader = ens.leader()
+        paused = ens.followers()[0]
+        zk = ens.client(hosts=leader.hosts, timeout=30.0)
+        paths = [f"/flood/n{i}" for i in range(128)]
+        for path in paths:
+            zk.create(path, b"", makepath=True)
+        stop = threading.Event()
+        acked = [0]
+
+        def flood() -> None:  # overwrites: the data stays the same size, only queues could grow
+            value = b"x" * 1024
+            while not stop.is_set():
+                batch = [zk.set_async(path, value) for path in paths]
+                for result in batch:
+                    try:
+                        result.get(timeout=60)
+                        acked[0] += 1
+                    except KazooException:
+                        pass
+
+        loader = threading.Thread(target=flood, daemon=True)
+        loader.start()
+        wait_for(lambda: acked[0] > 1000, 60, "the load under way")
+        paused.pause()
+        peak = 0
+        try:
+            start = acked[0]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # the observation window itself, sampled
+                peak = max(peak, _tree_rss(leader))
+                stop.wait(1.0)
+            assert acked[0] > start + 1_000, "writes kept committing with the other follower"
+        finally:
+            paused.resume()
+            stop.set()
+            loader.join(90)
+        print(f"leader RSS peak with a paused follower: {peak / 2**20:.0f} MiB ({acked[0]} writes)")
+        assert peak < LEADER_RSS_BOUND, f"leader grew to {peak / 2**20:.0f} MiB"
+        wait_for(lambda: ens.client(hosts=paused.hosts).exists("/flood") is not None, 60, "the paused follower back in sync")

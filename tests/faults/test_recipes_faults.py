@@ -34,7 +34,7 @@ import pytest
 from tests_support import background, joined
 
 from zoomq import Client, KazooState
-from zoomq.exceptions import KazooException
+from zoomq.exceptions import SessionMovedError
 from zoomq.recipe.scenarios import ConfigCenter, Membership
 from zoomq.testing import ZoomqEnsemble, ZoomqServer, expire_session, wait_for
 
@@ -584,18 +584,6 @@ def test_a_watch_on_a_surviving_follower_fires_for_a_change_made_under_the_next_
     wait_for(fired.is_set, 5.0, "the watch firing for the change it missed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="zoomq bug (actors/leader/prep.py Prep.step, with zoomq/client.py's xid numbering after a "
-    "takeover): a session used through two connections on two nodes (resumed elsewhere by client_id "
-    "while its first client still runs, which is what zoomq.testing.expire_session does) numbers "
-    "both connections' requests from the same cxid, and the node answers the second request with "
-    "the remembered result of the first (its duplicate-write table is keyed by session and cxid "
-    "only): here the taker's create returns the other node's path and creates nothing; a Close "
-    "can likewise be answered with a write's result and leave the session open, and a Multi with "
-    "a Close's (no body: AttributeError in the client). ZooKeeper answers SESSIONMOVED to the "
-    "connection the session moved away from.",
-)
 def test_a_session_taken_over_elsewhere_never_gets_another_requests_result(ens, clients, base):
     first_node, second_node = ens.nodes[0], ens.nodes[1]
     original = clients(first_node.hosts)
@@ -604,9 +592,14 @@ def test_a_session_taken_over_elsewhere_never_gets_another_requests_result(ens, 
     taker.start(timeout=WAIT)
     try:
         assert taker.client_id[0] == original.client_id[0]
-        with contextlib.suppress(KazooException):  # ZooKeeper: SessionMovedError
+        # The newest connection owns the session (as ZooKeeper): the original's write is refused
+        # with SessionMovedError and creates nothing, and the original has lost its session.
+        with pytest.raises(SessionMovedError):
             original.create(f"{base}/from-original", b"")
         assert taker.create(f"{base}/from-taker", b"") == f"{base}/from-taker"
         assert taker.exists(f"{base}/from-taker") is not None
+        assert taker.exists(f"{base}/from-original") is None
+        wait_for(lambda: original.client_id is None or original.client_id[0] != taker.client_id[0], WAIT,
+                 "the original client giving the session up")
     finally:
         taker.stop()

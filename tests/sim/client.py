@@ -199,7 +199,9 @@ class SimClient:
         op = self.op
         if op is None or cxid != op["cxid"]:
             return
-        if err in (Codes.CONNECTIONLOSS,):
+        if err in (Codes.CONNECTIONLOSS, Codes.SESSIONMOVED):
+            # SESSIONMOVED: this connection's write reached the leader after the session moved to
+            # a newer connection of this same client: re-send it there.
             self._connection_failed("connection loss")
             return
         if err == Codes.SESSIONEXPIRED:

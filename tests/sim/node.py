@@ -20,7 +20,7 @@ from actors.follower.learner import Phase as LearnerPhaseOfCore
 from actors.leader.leader import Leader
 from actors.protocol import quorum as q
 from actors.protocol.effects import Drop, EndRole, InstallSnapshot, PersistEpoch, Send, Tell
-from actors.protocol.internal import Elected, Hello, LeaderUp, Logged, Looking, LogReady, SyncPoint, Touch, WriteRequest
+from actors.protocol.internal import Elected, Hello, LeaderUp, Logged, Looking, LogReady, OwnSession, SyncPoint, Touch, WriteRequest
 from actors.protocol.quorum import FOLLOWING, LEADING, LOOKING, OBSERVING
 from runtime.channel import ChannelState
 from tests.sim.disk import SimDisk, SimLog
@@ -199,6 +199,8 @@ class SimNode:
                 role.write(msg)
             elif isinstance(msg, Touch):
                 role.touch(msg.sessions)
+            elif isinstance(msg, OwnSession):
+                role.own(msg)
             elif isinstance(msg, Hello):
                 role.hello()
         else:
@@ -206,7 +208,7 @@ class SimNode:
                 role.log_ready(msg.last_zxid)
             elif isinstance(msg, Logged):
                 role.logged(msg.zxid)
-            elif isinstance(msg, WriteRequest | Touch | Hello):
+            elif isinstance(msg, WriteRequest | Touch | Hello | OwnSession):
                 role.local(msg)
         self._role_effects()
 

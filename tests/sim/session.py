@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.protocol.internal import Committed, Hello, LeaderUp, Looking, OpenSession, SyncPoint, Touch, WriteRequest
+from actors.protocol.internal import Committed, Hello, LeaderUp, Looking, OpenSession, OwnSession, SyncPoint, Touch, WriteRequest
 from actors.protocol.txn import CreateSessionTxn, Marker, Txn
 from actors.protocol.zxid import follows
 from actors.session.tree import DataTree
@@ -42,6 +42,7 @@ class SimSession:
         self.connecting: dict[int, Any] = {}  # session id -> client
         self.touched: set[int] = set()
         self.applied = 0
+        self.conns: dict[Any, int] = {}  # a client connection -> its id (the leader's session owner)
         self.next_touch = node.world.now + TOUCH_EVERY_S
 
     # --- the role's messages ------------------------------------------------------------------
@@ -144,9 +145,13 @@ class SimSession:
             elif session_id == 0:
                 session_id = self.node.world.new_session_id(self.node.sid)
                 self.connecting[session_id] = client
-                self.node.tell("role", WriteRequest(self.node.sid, session_id, 0, OpenSession(session_id, timeout_ms, b"p" * 16)), "session")
+                self.conns[client] = conn = self.node.world.new_conn()
+                self.node.tell("role", WriteRequest(self.node.sid, session_id, 0, OpenSession(session_id, timeout_ms, b"p" * 16),
+                                                    conn=conn), "session")
             elif session_id in tree.sessions:
                 self.touched.add(session_id)
+                self.conns[client] = conn = self.node.world.new_conn()
+                self.node.tell("role", OwnSession(self.node.sid, session_id, conn), "session")  # the newest connection owns it
                 self._to(client, ("connected", session_id, tree.last_zxid))
             else:
                 self._to(client, ("expired",))
@@ -157,7 +162,7 @@ class SimSession:
                 return
             self.touched.add(session_id)
             self.waiting[(session_id, cxid)] = client
-            self.node.tell("role", WriteRequest(self.node.sid, session_id, cxid, op, []), "session")
+            self.node.tell("role", WriteRequest(self.node.sid, session_id, cxid, op, [], conn=self.conns.get(client, 0)), "session")
         elif kind == "read":
             _, session_id, path = msg
             self.touched.add(session_id)

@@ -103,6 +103,7 @@ class World:
         self.steps = 0
         self._trace: deque[str] = deque(maxlen=80)
         self._session_ids = 0
+        self._conns = 0
         # invariant bookkeeping
         self.leader_of_epoch: dict[int, int] = {}
         self.accepted_from: dict[int, tuple[int, tuple[int, int]]] = {}
@@ -130,6 +131,10 @@ class World:
 
     def trace(self, text: str) -> None:
         self._trace.append(f"{self.now:9.4f} {text}")
+
+    def new_conn(self) -> int:
+        self._conns += 1
+        return self._conns
 
     def new_session_id(self, sid: int) -> int:
         self._session_ids += 1

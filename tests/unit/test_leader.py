@@ -262,3 +262,31 @@ def test_a_deposed_leader_never_answers_a_sync_and_a_standalone_one_at_once():
     alone = with_session(leader(voters=(1,), ensemble=False), acked_by=None)
     alone.write(WriteRequest(1, 7, 2, p.Sync(2, "/")))
     assert [entries[0].cxid for entries in committed(alone.take_effects())] == [2]
+
+
+def test_the_newest_connection_owns_a_session_and_the_others_get_session_moved():
+    from actors.protocol.internal import OwnSession
+
+    core = leader(voters=(1,), ensemble=False)
+    core.write(WriteRequest(1, 7, 0, OpenSession(7, 10_000, b"p" * 16), conn=11))
+    core.logged(z(3, 1))
+    core.take_effects()
+    core.write(WriteRequest(1, 7, 1, p.Create(1, "/a", b"", OPEN_ACL_UNSAFE), conn=11))
+    core.own(OwnSession(2, 7, 22))  # the session resumed through another connection, elsewhere
+    core.write(WriteRequest(1, 7, 2, p.Create(2, "/b", b"", OPEN_ACL_UNSAFE), conn=11))  # the old one again
+    core.write(WriteRequest(2, 7, 2, p.Create(2, "/c", b"", OPEN_ACL_UNSAFE), conn=22))
+    core.logged(z(3, 3))
+    entries = [e for batch in committed(core.take_effects()) for e in batch]
+    assert [(type(e).__name__, e.cxid, getattr(e, "err", 0)) for e in entries] == [
+        ("Txn", 1, 0), ("Marker", 2, -118), ("Txn", 2, 0)]  # /a (before the move), SESSIONMOVED, /c
+
+
+def test_after_a_leader_change_the_first_connection_heard_from_owns_the_session():
+    core = with_session(established())
+    core.owners.clear()  # what a new leader knows of owners
+    core.write(WriteRequest(1, 7, 2, p.Sync(2, "/"), conn=33))
+    core.write(WriteRequest(1, 7, 3, p.Sync(3, "/"), conn=44))
+    core.take_effects()
+    core.from_learner(A, q.ProbeAck(1))
+    released = [e for batch in committed(core.take_effects()) for e in batch]
+    assert [(e.cxid, e.err) for e in released] == [(2, 0), (3, -118)]
