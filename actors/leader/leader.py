@@ -9,9 +9,11 @@ In:  `set_time(now, wall_ms)` before each batch; `log_ready(last_zxid, tree)` (t
 Out: effects (actors/protocol/effects.py): Send(msg, to), Drop(to, why), Tell("log" | "session"),
      PersistEpoch, EndRole.
 
-Reads of the leader's own history for synchronizing a learner go through `history` (the shell's
-disk, the simulator's memory): `window(upto) -> (base, txns)` the txns after the newest snapshot
-at or below `upto`, and `snapshot(upto) -> bytes` the state at `upto`.
+Reading the leader's own history to synchronize a learner (the txns of its diff window, or a
+whole snapshot) is slow, and must not stall the broadcast to everyone else: the core asks for it
+(PrepareSync effect), the shell reads it away from the loop (actors/leader/sync.py `prepare`) and
+hands it back (`sync_ready`); meanwhile commits go on, and the txns committed during the read are
+sent after it from the core's memory of recent commits (ZooKeeper's committedLog).
 
 The leader's phases: starting (waiting for its log) -> discovery (a quorum of FollowerInfo) ->
 sync (learners being brought to its history) -> broadcast (established: a quorum acknowledged
@@ -53,15 +55,15 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any
 
 from actors.protocol import majority
 from actors.leader.prep import Prep
 from actors.leader.proposer import Proposer
 from actors.leader.sessions import SessionTracker
-from actors.leader.sync import plan_sync
+from actors.leader.sync import PreparedSync
 from actors.protocol import quorum as q
-from actors.protocol.effects import Drop, PersistEpoch, RoleCore, Send, Tell
+from actors.protocol.effects import Drop, PersistEpoch, PrepareSync, RoleCore, Send, Tell
 from actors.protocol.internal import (
     Append,
     Committed,
@@ -74,14 +76,8 @@ from actors.protocol.internal import (
     WriteRequest,
 )
 from actors.protocol.txn import CloseSessionTxn, CreateSessionTxn, Marker, Txn
-from actors.protocol.zxid import epoch_of, fmt
+from actors.protocol.zxid import epoch_of, fmt, follows
 from zoomq.exceptions import Codes
-
-
-class History(Protocol):
-    def window(self, upto: int) -> tuple[int, list[Txn]]: ...
-
-    def snapshot(self, upto: int) -> bytes: ...
 
 
 class Phase(Enum):
@@ -94,7 +90,8 @@ class Phase(Enum):
 class LearnerPhase(Enum):
     INFO = "info"  # FollowerInfo received
     EPOCH = "epoch"  # LeaderInfo sent
-    SYNCING = "syncing"  # AckEpoch received; DIFF / TRUNC / SNAP and NEWLEADER sent
+    PREPARING = "preparing"  # AckEpoch received; its synchronization being read from the history
+    SYNCING = "syncing"  # DIFF / TRUNC / SNAP and NEWLEADER sent
     ACKED = "acked"  # AckNewLeader received
     ACTIVE = "active"  # UpToDate sent: in the broadcast
 
@@ -105,6 +102,7 @@ LEARNER_STEPS: dict[tuple[LearnerPhase, type], str] = {
     (LearnerPhase.SYNCING, q.AckNewLeader): "_on_ack_new_leader",
 }
 STREAMING = (LearnerPhase.SYNCING, LearnerPhase.ACKED, LearnerPhase.ACTIVE)
+RECENT_COMMITS = 20_000  # committed txns kept to bridge a learner's synchronization read
 
 
 @dataclass(slots=True)
@@ -122,7 +120,7 @@ class LearnerState:
 class Leader(RoleCore):
     def __init__(
         self, *, sid: int, voters: frozenset[int], ensemble: bool, accepted_epoch: int, current_epoch: int,
-        tick_ms: int, init_limit: int, container_check_ms: int, max_data_bytes: int, history: History, now: float,
+        tick_ms: int, init_limit: int, container_check_ms: int, max_data_bytes: int, now: float,
         log: Any,
     ) -> None:
         self.sid = sid
@@ -134,7 +132,6 @@ class Leader(RoleCore):
         self.init_s = init_limit * tick_ms / 1000.0
         self.reap_every_s = container_check_ms / 1000.0
         self.max_data_bytes = max_data_bytes
-        self.history = history
         self.log = log
         self.phase = Phase.STARTING
         self.epoch = 0
@@ -154,6 +151,7 @@ class Leader(RoleCore):
         self.probe_acked: dict[int, int] = {}  # voter sid -> the highest Probe number it answered
         self.held: deque[tuple[int, Marker]] = deque()  # (the probe that must be answered, marker)
         self.owners: dict[int, int] = {}  # session -> the connection that owns it
+        self.recent: deque[Txn] = deque(maxlen=RECENT_COMMITS)  # the latest committed txns, in order
         self._out: list[Any] = []
 
     def set_time(self, now: float, wall_ms: int) -> None:
@@ -214,7 +212,7 @@ class Leader(RoleCore):
             learners=len(learners),
             synced_followers=sum(1 for p in synced if not p.observer),
             synced_observers=sum(1 for p in synced if p.observer),
-            pending_syncs=sum(1 for p in learners if p.phase is LearnerPhase.SYNCING),
+            pending_syncs=sum(1 for p in learners if p.phase in (LearnerPhase.PREPARING, LearnerPhase.SYNCING)),
         )
 
     # --- this node's log ----------------------------------------------------------------------
@@ -345,22 +343,34 @@ class Leader(RoleCore):
         peer.last_zxid = msg.last_zxid
         self._synchronize(peer)
 
+    def _sync_point(self) -> int:
+        return self.last_logged if self.proposer is None else self.proposer.committed_zxid
+
     def _synchronize(self, peer: LearnerState) -> None:
-        """DIFF / TRUNC / SNAP, then NEWLEADER: from here on the learner is in the stream."""
-        sync_to = self.last_logged if self.proposer is None else self.proposer.committed_zxid
-        base, history = self.history.window(sync_to)
-        plan = plan_sync(peer.last_zxid, base, [t.zxid for t in history], sync_to)
-        sent = 0
+        """Ask for the learner's synchronization to be read (off the loop): PrepareSync."""
+        peer.phase = LearnerPhase.PREPARING
+        self._out.append(PrepareSync(peer.to, peer.last_zxid, self._sync_point()))
+
+    def sync_ready(self, to: bytes, prepared: PreparedSync) -> None:
+        """DIFF / TRUNC / SNAP up to what was read, the txns committed since from memory, then
+        NEWLEADER: from here on the learner is in the stream."""
+        peer = self.learners.get(to)
+        if peer is None or peer.phase is not LearnerPhase.PREPARING or self.ended:
+            return
+        sync_to = self._sync_point()
+        since = [t for t in self.recent if t.zxid > prepared.upto] if sync_to > prepared.upto else []
+        if sync_to > prepared.upto and (not since or not follows(prepared.upto, since[0].zxid)):
+            self._out.append(PrepareSync(to, peer.last_zxid, sync_to))  # too far behind memory: read again
+            return
+        plan = prepared.plan
         if plan.kind == "snap":
-            data = self.tree.to_snapshot() if self.proposer is None else self.history.snapshot(sync_to)
-            self._send(peer, q.Snap(sync_to, data))
-        else:
-            if plan.kind == "trunc":
-                self._send(peer, q.Trunc(plan.common))
-            txns = [t for t in history if t.zxid > plan.common]
-            if txns:
-                self._send(peer, q.Diff(txns))
-            sent = len(txns)
+            assert prepared.snapshot is not None
+            self._send(peer, q.Snap(prepared.upto, prepared.snapshot))
+        elif plan.kind == "trunc":
+            self._send(peer, q.Trunc(plan.common))
+        txns = [*prepared.txns, *since]
+        if txns:
+            self._send(peer, q.Diff(txns))
         self._send(peer, q.NewLeader(self.epoch, sync_to))
         peer.phase = LearnerPhase.SYNCING
         peer.newleader_zxid = sync_to
@@ -368,7 +378,7 @@ class Leader(RoleCore):
             outstanding = self.proposer.resend_after(sync_to)
             if outstanding:
                 self._send(peer, q.Proposal(outstanding))
-        self.log.info("learner_sync", sid=peer.sid, kind=plan.kind, common=fmt(plan.common), to=fmt(sync_to), txns=sent)
+        self.log.info("learner_sync", sid=peer.sid, kind=plan.kind, common=fmt(plan.common), to=fmt(sync_to), txns=len(txns))
 
     def _on_ack_new_leader(self, peer: LearnerState, msg: q.AckNewLeader) -> None:
         if msg.zxid != peer.newleader_zxid:
@@ -479,6 +489,7 @@ class Leader(RoleCore):
         done = self.proposer.take_committed()
         if not done:
             return
+        self.recent.extend(e for e in done if isinstance(e, Txn))
         self._out.append(Tell("session", Committed(entries=done)))
         commit = inform = None
         for peer in streaming:

@@ -12,7 +12,9 @@ message after it is sent, and a Proposal's bytes are encoded once for every foll
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+import queue
 import time
 from pathlib import Path
 from typing import Any
@@ -22,11 +24,12 @@ import zmq
 import zmq.utils.monitor
 
 from actors.leader.leader import Leader, Phase
+from actors.leader.sync import prepare
 from actors.log import epochs, snapshot
 from actors.log.recovery import load_state
 from actors.log.txnlog import read_txns
 from actors.protocol import quorum as q
-from actors.protocol.effects import Drop, EndRole, PersistEpoch, Send, Tell
+from actors.protocol.effects import Drop, EndRole, PersistEpoch, PrepareSync, Send, Tell
 from actors.protocol.internal import Hello, Logged, LogReady, OwnSession, Touch, WriteRequest
 from actors.protocol.txn import Txn
 from runtime.actor import QUORUM_HWM, Actor, set_peer_options, source_fd
@@ -67,9 +70,19 @@ class LeaderActor(Actor):
         self.core = Leader(
             sid=cfg.sid, voters=voters, ensemble=self.ensemble, accepted_epoch=epochs.read_epoch(self.dir, "acceptedEpoch"),
             current_epoch=epochs.read_epoch(self.dir, "currentEpoch"), tick_ms=cfg.tick_ms, init_limit=cfg.init_limit,
-            container_check_ms=cfg.container_check_ms, max_data_bytes=cfg.max_data_bytes,
-            history=DiskHistory(self.dir, self.log), now=now, log=self.log,
+            container_check_ms=cfg.container_check_ms, max_data_bytes=cfg.max_data_bytes, now=now, log=self.log,
         )
+        # Learners' synchronizations are read on a thread of their own (one at a time), so that the
+        # broadcast to the others goes on; a result wakes the loop through an inproc pair.
+        self.history = DiskHistory(self.dir, self.log)
+        self.sync_reader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-read")
+        self.sync_done: queue.SimpleQueue[tuple[bytes, Any]] = queue.SimpleQueue()
+        wake_address = f"inproc://sync-ready-{id(self)}"
+        self.sync_wake = self.ctx.socket(zmq.PAIR)
+        self.sync_wake.bind(wake_address)
+        self.sync_wake_sender = self.ctx.socket(zmq.PAIR)
+        self.sync_wake_sender.connect(wake_address)
+        self.add_socket(self.sync_wake, self._on_sync_ready, copy=True)
         self.channels: dict[bytes, ChannelState] = {}
         self.hello_due = now  # until the log actor answers
         self.stats_due = now
@@ -197,6 +210,30 @@ class LeaderActor(Actor):
         self.core.learner_info(ident, msg, observer=msg.sid in self.observers)
         return True
 
+    # --- learners' synchronization reads ------------------------------------------------------
+
+    def _prepare(self, effect: PrepareSync) -> None:
+        def read() -> None:
+            try:
+                result: Any = prepare(self.history, effect.learner_last, effect.upto)
+            except Exception as exc:  # noqa: BLE001 - reported on the loop, where the learner is dropped
+                result = exc
+            self.sync_done.put((effect.to, result))
+            self.sync_wake_sender.send(b"", zmq.NOBLOCK)
+
+        self.sync_reader.submit(read)
+
+    def _on_sync_ready(self, frames: list[bytes], now: float) -> None:
+        self._clock(now)
+        while not self.sync_done.empty():
+            to, result = self.sync_done.get()
+            if isinstance(result, Exception):
+                self.log.error("sync_read_failed", error=repr(result)[:300])
+                self._forget(to)
+                self.core.learner_lost(to, "its synchronization could not be read")
+            else:
+                self.core.sync_ready(to, result)
+
     # --- effects ------------------------------------------------------------------------------
 
     def on_batch_end(self, now: float) -> None:
@@ -213,6 +250,8 @@ class LeaderActor(Actor):
                 epochs.write_epoch(self.dir, effect.name, effect.epoch)
             elif isinstance(effect, Drop):
                 self._forget(effect.to)
+            elif isinstance(effect, PrepareSync):
+                self._prepare(effect)
             elif isinstance(effect, EndRole):
                 self.end(EXIT_ROLE_ENDED, effect.reason, **effect.fields)
                 return
@@ -233,3 +272,5 @@ class LeaderActor(Actor):
 
     def on_stop(self) -> None:
         self.log.info("leader_stopping", pid=os.getpid(), phase=self.core.phase.value)
+        self.sync_reader.shutdown(wait=False, cancel_futures=True)
+        self.sync_wake_sender.close(linger=0)

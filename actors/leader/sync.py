@@ -18,13 +18,46 @@ newest (epoch, zxid)); so the two logs agree up to that point and differ only af
 from __future__ import annotations
 
 import bisect
+from typing import Protocol
 
 import msgspec
+
+from actors.protocol.txn import Txn
 
 
 class SyncPlan(msgspec.Struct, frozen=True):
     kind: str  # "diff" | "trunc" | "snap"
     common: int
+
+
+class PreparedSync(msgspec.Struct, frozen=True):
+    """What bringing one learner to `upto` takes, read from the leader's history (off its loop):
+    the plan, the txns to send after `plan.common` (diff, trunc) or the state at `upto` (snap)."""
+
+    upto: int
+    plan: SyncPlan
+    txns: list[Txn]
+    snapshot: bytes | None = None
+
+
+class History(Protocol):
+    """The leader's own history (the shell's disk, the simulator's memory)."""
+
+    def window(self, upto: int) -> tuple[int, list[Txn]]:
+        """(base, txns): the txns after the newest snapshot at or below `upto`, through `upto`."""
+
+    def snapshot(self, upto: int) -> bytes:
+        """The state at `upto`, as DataTree.to_snapshot bytes."""
+
+
+def prepare(history: History, learner_last: int, upto: int) -> PreparedSync:
+    """Read what synchronizing a learner whose log ends at `learner_last` takes. The slow part of
+    a learner's synchronization: the shell runs it away from the leader's loop."""
+    base, txns = history.window(upto)
+    plan = plan_sync(learner_last, base, [t.zxid for t in txns], upto)
+    if plan.kind == "snap":
+        return PreparedSync(upto, plan, [], history.snapshot(upto))
+    return PreparedSync(upto, plan, [t for t in txns if t.zxid > plan.common])
 
 
 def plan_sync(learner_last: int, base: int, window: list[int], sync_to: int) -> SyncPlan:

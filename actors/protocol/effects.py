@@ -45,6 +45,17 @@ class InstallSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class PrepareSync:
+    """Read, away from the leader's loop, what synchronizing learner `to` (its log ending at
+    `learner_last`) up to `upto` takes (actors/leader/sync.py `prepare`); hand the result back to
+    the core's `sync_ready`."""
+
+    to: bytes
+    learner_last: int
+    upto: int
+
+
+@dataclass(frozen=True, slots=True)
 class Drop:
     """The leader drops learner channel `to` (gap, silence, a newer incarnation)."""
 

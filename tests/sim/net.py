@@ -24,6 +24,7 @@ class Channel:
     a_tag: Any  # what the learner side knows it by (its role incarnation)
     b_tag: Any  # what the leader side knows it by (an ident)
     open: bool = True
+    leader_term: tuple[int, int] = (0, 0)  # the leader's (node incarnation, role term) it reached
     last: dict[int, float] = field(default_factory=dict)  # direction (dest sid) -> last delivery time
     held: dict[int, list[Any]] = field(default_factory=dict)  # dest sid -> payloads waiting out a partition
 

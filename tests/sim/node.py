@@ -19,7 +19,8 @@ from actors.follower.learner import Learner
 from actors.follower.learner import Phase as LearnerPhaseOfCore
 from actors.leader.leader import Leader
 from actors.protocol import quorum as q
-from actors.protocol.effects import Drop, EndRole, InstallSnapshot, PersistEpoch, Send, Tell
+from actors.leader.sync import prepare
+from actors.protocol.effects import Drop, EndRole, InstallSnapshot, PersistEpoch, PrepareSync, Send, Tell
 from actors.protocol.internal import Elected, Hello, LeaderUp, Logged, Looking, LogReady, OwnSession, SyncPoint, Touch, WriteRequest
 from actors.protocol.quorum import FOLLOWING, LEADING, LOOKING, OBSERVING
 from runtime.channel import ChannelState
@@ -84,7 +85,7 @@ class SimNode:
     def crash_actor(self, why: str) -> None:
         self.world.trace(f"node {self.sid}: actor crash ({why}): node restarts")
         self.crash()
-        self.world.at(self.world.now + 0.05, self.start, f"restart {self.sid}")
+        self.world.at(self.world.now + 0.05, lambda: self.up or self.start(), f"restart {self.sid}")
 
     # --- local messages (ipc) -----------------------------------------------------------------
 
@@ -154,7 +155,7 @@ class SimNode:
             self.role = self.factories.leader(
                 sid=self.sid, voters=self.voters, ensemble=True, accepted_epoch=accepted, current_epoch=current,
                 tick_ms=cfg.tick_ms, init_limit=cfg.init_limit, container_check_ms=60_000, max_data_bytes=1 << 20,
-                history=self.disk, now=now, log=QUIET,
+                now=now, log=QUIET,
             )
             self.role.set_time(now, self.world.wall_ms)
             self.tell("log", Hello(origin=self.sid), "role")
@@ -227,8 +228,7 @@ class SimNode:
                 msg = _TO_LEARNER.decode(data)
                 role.from_leader(msg)
                 if isinstance(msg, q.LeaderInfo) and not role.ended:
-                    leader = self.world.nodes[ch.b]
-                    self.world.note_accepted(self, msg.epoch, ch.b, (leader.incarnation, leader.role_incarnation))
+                    self.world.note_accepted(self, msg.epoch, ch.b, ch.leader_term)
             self._role_effects()
             return
         # the leader's end
@@ -245,6 +245,7 @@ class SimNode:
             if not isinstance(msg, q.FollowerInfo):
                 return
             self.leader_channels[ch.b_tag] = (ch, state)
+            ch.leader_term = (self.incarnation, self.role_incarnation)  # which leader this channel reached
             role.learner_info(ch.b_tag, msg, observer=msg.sid in self.observers)
         else:
             data = known[1].accept(payload, self.world.now)
@@ -265,6 +266,20 @@ class SimNode:
             self.leader_channels.pop(ch.b_tag)
             role.learner_lost(ch.b_tag, f"closed: {why}")
             self._role_effects()
+
+    def _prepare_sync(self, effect: PrepareSync) -> None:
+        """The shell's reading thread: the history is read as it is now, the result handed back a
+        little later (commits go on meanwhile, as they do while the real thread reads)."""
+        prepared = prepare(self.disk, effect.learner_last, effect.upto)
+        role, incarnation = self.role, self.incarnation
+
+        def ready() -> None:
+            if self.up and self.incarnation == incarnation and self.role is role:
+                role.set_time(self.world.now, self.world.wall_ms)
+                role.sync_ready(effect.to, prepared)
+                self._role_effects()
+
+        self.world.at(self.world.now + self.world.rng.uniform(0.0005, 0.03), ready, f"sync read {self.sid}", owner=self.sid)
 
     def _forget(self, tag: bytes, why: str) -> None:
         entry = self.leader_channels.pop(tag, None)
@@ -302,6 +317,8 @@ class SimNode:
                 entry = self.leader_channels.pop(effect.to, None)
                 if entry is not None:
                     self.world.net.close(entry[0], effect.why)
+            elif isinstance(effect, PrepareSync):
+                self._prepare_sync(effect)
             elif isinstance(effect, EndRole):
                 self._end_role(effect.reason)
                 return

@@ -3,6 +3,7 @@ number of seeds. A mutant that slips through means the invariants or the fault s
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from actors.follower.learner import Learner, Phase
@@ -54,20 +55,11 @@ class EpochNotAboveAccepted(Leader):
 class NoTrunc(Leader):
     """Sends a learner holding a dead leader's uncommitted proposals a DIFF instead of a TRUNC."""
 
-    def _synchronize(self, peer):  # type: ignore[no-untyped-def]
-        import actors.leader.leader as module
-
-        original = module.plan_sync
-
-        def plan(learner_last, base, window, sync_to):
-            got = original(learner_last, base, window, sync_to)
-            return SyncPlan("diff", learner_last) if got.kind == "trunc" else got
-
-        module.plan_sync = plan
-        try:
-            super()._synchronize(peer)
-        finally:
-            module.plan_sync = original
+    def sync_ready(self, to, prepared):  # type: ignore[no-untyped-def]
+        if prepared.plan.kind == "trunc":
+            common = prepared.plan.common
+            prepared = msgspec.structs.replace(prepared, plan=SyncPlan("diff", common))
+        super().sync_ready(to, prepared)
 
 
 class ReleaseBeforeFsync(Learner):

@@ -173,7 +173,7 @@ class World:
         self.trace(f"kill -9 {sid} (restart in {restart_after:.2f}s)")
         node.crash()
         self.roles.pop(sid, None)
-        self.at(self.now + restart_after, node.start, f"restart {sid}")
+        self.at(self.now + restart_after, lambda: node.up or node.start(), f"restart {sid}")
 
     def _fault(self) -> None:
         """One fault from the schedule, undone after a while (a kill: restarted)."""

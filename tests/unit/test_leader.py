@@ -7,7 +7,8 @@ import structlog
 
 from actors.leader.leader import LEARNER_STEPS, Leader, LearnerPhase, Phase
 from actors.protocol import quorum as q
-from actors.protocol.effects import Drop, EndRole, PersistEpoch, Send, Tell
+from actors.leader.sync import prepare
+from actors.protocol.effects import Drop, EndRole, PersistEpoch, PrepareSync, Send, Tell
 from actors.protocol.internal import Append, Committed, LeaderUp, OpenSession, SyncPoint, WriteRequest
 from actors.protocol.txn import CreateTxn, Txn
 from actors.session.tree import DataTree
@@ -34,13 +35,37 @@ class MemoryHistory:
         return self.base, [t for t in self.txns if t.zxid <= upto]
 
     def snapshot(self, upto: int) -> bytes:
-        return b"snapshot"
+        tree = DataTree()
+        for t in self.txns:
+            if t.zxid <= upto:
+                tree.apply(t)
+        return tree.to_snapshot()
+
+
+class ScriptedLeader(Leader):
+    """The core with its shell's reading thread played at once: every PrepareSync is answered
+    from `history` before the effects are handed out."""
+
+    history: MemoryHistory
+
+    def take_effects(self) -> list:
+        out = []
+        for _ in range(100):
+            effects = super().take_effects()
+            reads = [e for e in effects if isinstance(e, PrepareSync)]
+            out += [e for e in effects if not isinstance(e, PrepareSync)]
+            if not reads:
+                return out
+            for read in reads:
+                self.sync_ready(read.to, prepare(self.history, read.learner_last, read.upto))
+        raise AssertionError("PrepareSync without end")
 
 
 def leader(voters=(1, 2, 3), accepted=2, current=2, history=(), base=0, ensemble=True) -> Leader:
-    core = Leader(sid=1, voters=frozenset(voters), ensemble=ensemble, accepted_epoch=accepted, current_epoch=current,
-                  tick_ms=100, init_limit=10, container_check_ms=60_000, max_data_bytes=1 << 20,
-                  history=MemoryHistory(list(history), base), now=0.0, log=structlog.get_logger())
+    core = ScriptedLeader(sid=1, voters=frozenset(voters), ensemble=ensemble, accepted_epoch=accepted, current_epoch=current,
+                          tick_ms=100, init_limit=10, container_check_ms=60_000, max_data_bytes=1 << 20,
+                          now=0.0, log=structlog.get_logger())
+    core.history = MemoryHistory(list(history), base)
     core.set_time(0.0, 1_000)
     tree = DataTree()
     for t in history:
@@ -57,6 +82,7 @@ def established(voters=(1, 2, 3)) -> Leader:
     core = leader(voters)
     core.learner_info(A, q.FollowerInfo(2, 2, 0), observer=False)
     core.from_learner(A, q.AckEpoch(2, 0))
+    core.take_effects()  # the shell reads A's synchronization and sends it
     core.from_learner(A, q.AckNewLeader(0))
     assert core.ready
     core.take_effects()
@@ -94,7 +120,7 @@ def test_a_learner_behind_gets_a_diff_one_ahead_a_trunc_one_older_than_the_windo
     assert sends(core.take_effects(), A) == [q.Diff(history[3:]), q.NewLeader(3, z(2, 5))]
     core.from_learner(B, q.AckEpoch(1, z(2, 2) + 1000))  # a dead leader's uncommitted proposals... after the window
     core.from_learner(C, q.AckEpoch(2, z(2, 1)))  # older than the snapshot at (2, 2)
-    assert sends(core.take_effects(), C) == [q.Snap(z(2, 5), core.tree.to_snapshot()), q.NewLeader(3, z(2, 5))]
+    assert sends(core.take_effects(), C) == [q.Snap(z(2, 5), core.history.snapshot(z(2, 5))), q.NewLeader(3, z(2, 5))]
 
 
 def test_a_trunc_drops_what_the_new_leader_never_had():
@@ -144,6 +170,7 @@ def test_an_observer_is_informed_of_commits_and_never_counted():
     core = established()
     core.learner_info(O, q.FollowerInfo(5, 3, 0), observer=True)
     core.from_learner(O, q.AckEpoch(3, 0))
+    core.take_effects()
     core.from_learner(O, q.AckNewLeader(0))
     core.take_effects()
     core.write(WriteRequest(1, 7, 1, OpenSession(7, 10_000, b"p" * 16)))
@@ -290,3 +317,23 @@ def test_after_a_leader_change_the_first_connection_heard_from_owns_the_session(
     core.from_learner(A, q.ProbeAck(1))
     released = [e for batch in committed(core.take_effects()) for e in batch]
     assert [(e.cxid, e.err) for e in released] == [(2, 0), (3, -118)]
+
+
+def test_a_learners_synchronization_is_read_off_the_loop_and_what_commits_meanwhile_follows_it():
+    core = with_session(established())
+    history = list(core.recent)  # what the leader's log holds (its own commits)
+    core.learner_info(B, q.FollowerInfo(3, 3, 0), observer=False)
+    assert sends(Leader.take_effects(core), B) == [q.LeaderInfo(3)]
+    core.from_learner(B, q.AckEpoch(2, 0))
+    effects = Leader.take_effects(core)  # the shell's view: a read to do, nothing sent yet
+    reads = [e for e in effects if isinstance(e, PrepareSync)]
+    assert reads == [PrepareSync(B, 0, z(3, 1))] and not sends(effects, B)
+    assert core.learners[B].phase is LearnerPhase.PREPARING
+    core.write(WriteRequest(1, 7, 2, p.Create(2, "/during", b"", OPEN_ACL_UNSAFE)))  # commits go on meanwhile
+    core.logged(z(3, 2))
+    core.from_learner(A, q.Ack(z(3, 2)))
+    Leader.take_effects(core)
+    core.sync_ready(B, prepare(MemoryHistory(history), 0, z(3, 1)))  # what was read: up to (3, 1)
+    sent = sends(core.take_effects(), B)
+    assert [type(m).__name__ for m in sent] == ["Diff", "NewLeader"]
+    assert [t.zxid for t in sent[0].txns] == [z(3, 1), z(3, 2)] and sent[1] == q.NewLeader(3, z(3, 2))
