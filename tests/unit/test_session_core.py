@@ -1,0 +1,337 @@
+"""The session core (actors/session/session.py) as scripts: client frames and role messages in,
+frames per connection and effects out. No sockets, no disk: the commit stream is written here."""
+
+from __future__ import annotations
+
+import itertools
+
+import msgspec
+import pytest
+import structlog
+
+from actors.protocol.effects import Tell
+from actors.protocol.internal import (
+    Committed,
+    Hello,
+    LeaderUp,
+    Looking,
+    OpenSession,
+    OwnSession,
+    SyncPoint,
+    Touch,
+    WriteRequest,
+)
+from actors.protocol.txn import CloseSessionTxn, CreateSessionTxn, CreateTxn, Marker, SetACLTxn, SetDataTxn, Txn
+from actors.session.session import SessionCore, digest_id
+from actors.session.tree import DataTree
+from runtime.config import NodeConfig, ServerEntry
+from zoomq import protocol as p
+from zoomq.exceptions import Codes
+from zoomq.security import ACL, OPEN_ACL_UNSAFE, Id, Permissions
+
+pytestmark = pytest.mark.timeout(30)
+A, B = b"conn-a", b"conn-b"
+DECODE = msgspec.msgpack.Decoder(p.ServerMsg).decode
+ENCODE = msgspec.msgpack.Encoder().encode
+
+
+class Script:
+    """A session core and the commit stream of a one-node leader that accepts every write."""
+
+    def __init__(self, ensemble: bool = False, **cfg) -> None:
+        servers = [ServerEntry(1, "127.0.0.1", 2888, 3888), ServerEntry(2, "127.0.0.1", 2889, 3889)] if ensemble else []
+        self.cfg = NodeConfig(sid=1, servers=servers, **cfg)
+        counter = itertools.count(1)
+        self.core = SessionCore(cfg=self.cfg, log=structlog.get_logger(), now=0.0, wall_ms=1_000,
+                                random_bytes=lambda n: bytes([next(counter) % 256]) * n)
+        self.zxid = 0
+        self.now = 0.0
+
+    def effects(self) -> list:
+        return [e.msg for e in self.core.take_effects() if isinstance(e, Tell) and e.dest == "role"]
+
+    def sync(self, role: str = "standalone", tree: DataTree | None = None) -> None:
+        tree = tree or DataTree()
+        self.core.sync_point(SyncPoint(tree.last_zxid, 1, role), tree, self.now)
+        self.zxid = tree.last_zxid
+
+    def send(self, rid: bytes, *msgs, gateway: bool = False) -> list:
+        self.core.client_frames(rid, [ENCODE(m) for m in msgs], self.now, gateway)
+        return self.out(rid)
+
+    def out(self, rid: bytes) -> list:
+        return [DECODE(f) for f in self.core.out.pop(rid, [])]
+
+    def commit(self, *entries) -> None:
+        self.core.role_message(Committed(list(entries)), self.now)
+
+    def txn(self, session_id: int, cxid: int, op) -> Txn:
+        self.zxid += 1
+        return Txn(self.zxid, 0, session_id, cxid, op)
+
+    def open(self, rid: bytes) -> p.Connected:
+        """A new session, through the leader (the script plays it)."""
+        assert self.send(rid, p.Connect(p.PROTOCOL_VERSION, 0, 10_000)) == []
+        (req,) = [m for m in self.effects() if isinstance(m, WriteRequest)]
+        assert isinstance(req.op, OpenSession)
+        self.commit(self.txn(req.session_id, 0, CreateSessionTxn(req.op.timeout_ms, req.op.passwd)))
+        (connected,) = self.out(rid)
+        assert connected.session_id == req.session_id and connected.timeout_ms == 10_000
+        return connected
+
+    def forwarded(self) -> list[WriteRequest]:
+        return [m for m in self.effects() if isinstance(m, WriteRequest)]
+
+
+def test_a_new_session_is_opened_through_the_leader_and_answered_once_committed():
+    s = Script()
+    s.sync()
+    connected = s.open(A)
+    assert connected.passwd and connected.last_zxid == 1
+    assert s.core.by_rid[A].session_id == connected.session_id
+
+
+def test_a_read_queued_behind_a_write_waits_for_it_and_sees_it():
+    s = Script()
+    s.sync()
+    sid = s.open(A).session_id
+    assert s.send(A, p.Create(1, "/a", b"x", OPEN_ACL_UNSAFE), p.GetData(2, "/a")) == []  # the read waits
+    (req,) = s.forwarded()
+    assert req.cxid == 1 and isinstance(req.op, p.Create)
+    s.commit(s.txn(sid, 1, CreateTxn("/a", b"x", OPEN_ACL_UNSAFE)))
+    create, read = s.out(A)
+    assert (create.xid, create.err) == (1, Codes.OK)
+    assert (read.xid, read.err, read.body.data) == (2, Codes.OK, b"x")
+
+
+def test_a_watch_event_reaches_the_client_before_the_reply_that_shows_the_change():
+    s = Script()
+    s.sync()
+    sid = s.open(A).session_id
+    s.commit(s.txn(sid, 0, CreateTxn("/a", b"1", OPEN_ACL_UNSAFE)))
+    assert s.send(A, p.GetData(1, "/a", watch=True))[0].body.data == b"1"
+    s.send(A, p.SetData(2, "/a", b"2"))
+    s.commit(s.txn(sid, 2, SetDataTxn("/a", b"2", 1)))
+    event, reply = s.out(A)
+    assert isinstance(event, p.Event) and (event.type, event.path) == (p.EVENT_NODE_DATA_CHANGED, "/a")
+    assert isinstance(reply, p.Reply) and reply.xid == 2
+
+
+def test_a_watch_event_goes_only_to_sessions_that_may_read_the_node():
+    s = Script()
+    s.sync()
+    a = s.open(A).session_id
+    s.open(B)
+    s.commit(s.txn(a, 0, CreateTxn("/a", b"", OPEN_ACL_UNSAFE)))
+    s.send(A, p.Exists(1, "/a", watch=True))
+    s.send(B, p.Exists(1, "/a", watch=True))
+    secret = [ACL(Permissions.ALL, Id("digest", digest_id("alice:pw")))]
+    s.send(A, p.Auth(p.AUTH_XID, "digest", b"alice:pw"))
+    s.out(A)
+    s.commit(s.txn(a, 0, SetDataTxn("/a", b"", 1)))  # fires both watches: both may read /a
+    assert [type(m) for m in s.out(A)] == [p.Event] and [type(m) for m in s.out(B)] == [p.Event]
+    s.send(A, p.Exists(2, "/a", watch=True))
+    s.send(B, p.Exists(2, "/a", watch=True))
+    s.out(A), s.out(B)
+    s.commit(s.txn(a, 0, SetACLTxn("/a", secret, 1)), s.txn(a, 0, SetDataTxn("/a", b"", 2)))
+    assert [type(m) for m in s.out(A)] == [p.Event]
+    assert s.out(B) == []  # B holds no READ on /a any more
+
+
+def test_an_ensemble_node_that_does_not_serve_sends_clients_away_but_answers_admin_words():
+    s = Script(ensemble=True)
+    (reply,) = s.send(A, p.Connect(p.PROTOCOL_VERSION, 0, 10_000))
+    assert reply.err == Codes.CONNECTIONLOSS
+    (text,) = s.send(A, p.AdminCommand(5, "ruok"))
+    assert text.body.text == "imok"
+    assert any(isinstance(m, Hello) for m in s.effects())
+
+
+def test_a_standalone_node_holds_clients_until_its_state_is_loaded():
+    s = Script()
+    assert s.send(A, p.Connect(p.PROTOCOL_VERSION, 0, 10_000)) == []
+    assert s.forwarded() == []
+    s.sync()
+    assert len(s.forwarded()) == 1  # the held Connect went on once the node served
+
+
+def test_writes_a_new_leader_never_saw_are_answered_connectionloss():
+    s = Script(ensemble=True)
+    s.sync("follower")
+    sid = s.open(A).session_id
+    s.send(A, p.Create(1, "/a", b"", OPEN_ACL_UNSAFE), p.Exists(2, "/a"))
+    s.core.role_message(LeaderUp(2, "follower"), s.now)
+    write, read = s.out(A)
+    assert (write.xid, write.err) == (1, Codes.CONNECTIONLOSS)
+    assert (read.xid, read.err) == (2, Codes.NONODE)
+    assert not s.core.synced and any(isinstance(m, Hello) for m in s.effects())
+    assert s.core.sessions[sid].writes == {}
+
+
+def test_looking_forgets_every_connection():
+    s = Script(ensemble=True)
+    s.sync("follower")
+    s.open(A)
+    s.core.role_message(Looking(), s.now)
+    assert s.core.by_rid == {} and s.core.mode == "looking"
+    (reply,) = s.send(A, p.Exists(3, "/"))
+    assert reply.err == Codes.CONNECTIONLOSS
+
+
+def test_a_session_resumed_elsewhere_is_moved_then_expired_for_its_old_connection():
+    s = Script()
+    s.sync()
+    first = s.open(A)
+    s.effects()
+    (resumed,) = s.send(B, p.Connect(p.PROTOCOL_VERSION, s.zxid, 10_000, first.session_id, first.passwd))
+    assert resumed.session_id == first.session_id and resumed.timeout_ms == 10_000
+    own = [m for m in s.effects() if isinstance(m, OwnSession)]
+    assert len(own) == 1 and own[0].session_id == first.session_id
+    (moved,) = s.send(A, p.Exists(1, "/"))
+    assert moved.err == Codes.SESSIONMOVED
+    s.commit(s.txn(first.session_id, 0, CloseSessionTxn()))
+    (expired,) = s.send(A, p.Exists(2, "/"))
+    assert expired.err == Codes.SESSIONEXPIRED
+
+
+def test_the_leader_saying_session_moved_unbinds_the_connection():
+    s = Script()
+    s.sync()
+    sid = s.open(A).session_id
+    s.send(A, p.Delete(1, "/x"))
+    s.commit(Marker(sid, 1, Codes.SESSIONMOVED))
+    (reply,) = s.out(A)
+    assert reply.err == Codes.SESSIONMOVED
+    (later,) = s.send(A, p.Exists(2, "/"))
+    assert later.err == Codes.SESSIONMOVED
+
+
+def test_a_wrong_password_or_unknown_session_is_expired():
+    s = Script()
+    s.sync()
+    first = s.open(A)
+    (refused,) = s.send(B, p.Connect(p.PROTOCOL_VERSION, 0, 10_000, first.session_id, b"wrong"))
+    assert refused.timeout_ms == 0 and refused.session_id == 0
+    (unknown,) = s.send(B, p.Connect(p.PROTOCOL_VERSION, 0, 10_000, 12345, b"x"))
+    assert unknown.timeout_ms == 0
+
+
+def test_a_client_that_saw_a_newer_state_is_turned_away():
+    s = Script()
+    s.sync()
+    (reply,) = s.send(A, p.Connect(p.PROTOCOL_VERSION, 99, 10_000))
+    assert reply.err == Codes.CONNECTIONLOSS
+    assert s.forwarded() == []
+
+
+@pytest.mark.parametrize(("frame", "answer"), [
+    (b"\xc1garbage", None),  # not msgpack: nothing to answer
+    (ENCODE(["get", 7, 42]), (7, Codes.BADARGUMENTS)),  # a known request with bad fields
+    (ENCODE(["nosuchop", 8]), (8, Codes.UNIMPLEMENTED)),  # an unknown request
+    (ENCODE({"get": 1}), None),  # msgpack, but not a request: no xid to answer
+])
+def test_a_bad_frame_is_answered_by_xid_when_it_has_one_and_crashes_nothing(frame, answer):
+    s = Script()
+    s.sync()
+    s.open(A)
+    s.core.client_frames(A, [frame], s.now)
+    got = [(r.xid, r.err) for r in s.out(A)]
+    assert got == ([answer] if answer else [])
+    assert s.send(A, p.Exists(9, "/"))[0].err == Codes.OK  # the connection still works
+
+
+def test_bad_requests_never_reach_the_leader():
+    s = Script(max_data_bytes=10)
+    s.sync()
+    s.open(A)
+    replies = s.send(A, p.Create(1, "bad", b"", OPEN_ACL_UNSAFE), p.Create(2, "/big", b"x" * 11, OPEN_ACL_UNSAFE),
+                     p.RemoveWatches(3, "/", 99), p.AddWatch(4, "/", 7))
+    assert [(r.xid, r.err) for r in replies] == [
+        (1, Codes.BADARGUMENTS), (2, Codes.BADARGUMENTS), (3, Codes.MARSHALLINGERROR), (4, Codes.BADARGUMENTS)]
+    assert s.forwarded() == []
+
+
+def test_a_gap_in_the_commit_stream_resynchronises():
+    s = Script()
+    s.sync()
+    sid = s.open(A).session_id
+    s.zxid += 5  # entries lost
+    s.commit(s.txn(sid, 0, CreateTxn("/late", b"", OPEN_ACL_UNSAFE)))
+    assert not s.core.synced and s.core.tree.get("/late") is None
+    assert any(isinstance(m, Hello) for m in s.effects())
+
+
+def test_a_sync_point_the_disk_does_not_reach_yet_is_asked_again_soon():
+    s = Script()
+    s.core.sync_point(SyncPoint(5, 1), DataTree(), 10.0)
+    assert not s.core.synced
+    s.effects()
+    s.core.tick(10.06)
+    assert any(isinstance(m, Hello) for m in s.effects())
+
+
+def test_failed_auth_closes_the_connection_but_not_the_session():
+    s = Script()
+    s.sync()
+    sid = s.open(A).session_id
+    (reply,) = s.send(A, p.Auth(p.AUTH_XID, "nosuchscheme", b"x"))
+    assert reply.err == Codes.AUTHFAILED
+    assert s.send(A, p.Exists(1, "/"))[0].err == Codes.CONNECTIONLOSS
+    assert sid in s.core.sessions
+
+
+def test_only_the_gateway_may_claim_a_sasl_identity():
+    s = Script()
+    s.sync()
+    s.open(A)
+    (reply,) = s.send(A, p.Auth(p.AUTH_XID, "sasl", b"alice"))
+    assert reply.err == Codes.AUTHFAILED
+
+
+def test_a_client_that_stops_reading_is_let_go_and_its_session_kept():
+    s = Script()
+    s.sync()
+    sid = s.open(A).session_id
+    s.core.not_reading(A, 10_000)
+    assert A not in s.core.by_rid and sid in s.core.sessions
+    assert s.send(A, p.Exists(1, "/"))[0].err == Codes.CONNECTIONLOSS
+
+
+def test_active_sessions_are_reported_to_the_leader_on_the_tick():
+    s = Script()
+    s.sync()
+    sid = s.open(A).session_id
+    s.effects()
+    s.send(A, p.Ping(p.PING_XID))
+    s.core.tick(s.core.next_deadline())
+    (touch,) = [m for m in s.effects() if isinstance(m, Touch)]
+    assert touch.sessions == [sid]
+    s.core.tick(s.core.next_deadline())
+    assert not any(isinstance(m, Touch) for m in s.effects())  # nothing new: nothing said
+
+
+def test_a_snapshot_is_wanted_every_snapshot_every_txns():
+    s = Script(snapshot_every=3)
+    s.sync()
+    sid = s.open(A).session_id  # one txn
+    s.commit(s.txn(sid, 0, CreateTxn("/a", b"", OPEN_ACL_UNSAFE)))
+    assert not s.core.wants_snapshot
+    s.commit(s.txn(sid, 0, CreateTxn("/b", b"", OPEN_ACL_UNSAFE)))
+    assert s.core.wants_snapshot
+    s.core.snapshot_started()
+    assert not s.core.wants_snapshot
+
+
+def test_set_watches_fires_what_changed_while_away_and_arms_the_rest():
+    s = Script()
+    s.sync()
+    sid = s.open(A).session_id
+    s.commit(s.txn(sid, 0, CreateTxn("/same", b"", OPEN_ACL_UNSAFE)))
+    seen = s.zxid
+    s.commit(s.txn(sid, 0, CreateTxn("/new", b"", OPEN_ACL_UNSAFE)), s.txn(sid, 0, CreateTxn("/changed", b"", OPEN_ACL_UNSAFE)))
+    s.commit(s.txn(sid, 0, SetDataTxn("/changed", b"x", 1)))
+    out = s.send(A, p.SetWatches(p.SET_WATCHES_XID, seen, data=["/same", "/changed", "/gone"], exist=["/new"], child=[]))
+    events = sorted((m.type, m.path) for m in out if isinstance(m, p.Event))
+    assert events == [(p.EVENT_NODE_CREATED, "/new"), (p.EVENT_NODE_DELETED, "/gone"), (p.EVENT_NODE_DATA_CHANGED, "/changed")]
+    assert out[-1].xid == p.SET_WATCHES_XID
+    assert s.core.watches.has("/same", sid, p.WATCHER_DATA)
