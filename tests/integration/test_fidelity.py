@@ -112,8 +112,8 @@ class _StopsDuringHandshake(Client):
     race = False
     stopper: threading.Thread | None = None
 
-    def _after_connect(self, sock, seen_zxid):
-        super()._after_connect(sock, seen_zxid)
+    def _after_connect(self, sock, frames):
+        super()._after_connect(sock, frames)
         if self.race and self.stopper is None:
             self.stopper = threading.Thread(target=self.stop, daemon=True)
             self.stopper.start()

@@ -1018,6 +1018,6 @@ def test_remembered_results_survive_a_snapshot() -> None:
 
 def test_the_client_never_has_more_requests_in_flight_than_a_session_remembers() -> None:
     from actors.session.tree import RECENT_PER_SESSION
-    from zoomq.client import MAX_IN_FLIGHT
+    from zoomq.engine import MAX_IN_FLIGHT
 
     assert MAX_IN_FLIGHT <= RECENT_PER_SESSION
