@@ -4,7 +4,8 @@ Rules:
 - Nothing is acknowledged (`Logged`) before the fsync that covers it.
 - One fsync per batch: every Append received while the previous fsync ran is written and synced
   together (group commit, as ZooKeeper's SyncRequestProcessor).
-- On start the log is recovered (torn tail cut) and `LogReady` says where it ends; a `Hello`
+- On start the log is recovered (torn tail cut), snapshots beyond the retention (one finished as
+  the node went down, before its purge) are purged, and `LogReady` says where it ends; a `Hello`
   gets the same answer (to its `reply_to`), so a restarted role actor or the election learns the
   durable end. The durable end is the log's last txn, or a newer snapshot installed from a
   leader (ZAB's SNAP), whichever is later.
@@ -33,6 +34,9 @@ class LogActor(Actor):
         self.txnlog = TxnLog(self.dir, roll_bytes=self.cfg.log_roll_bytes, log=self.log)
         last = self.txnlog.recover()
         removed = snapshot.remove_temp_files(self.dir)
+        if len(snapshot.list_snapshots(self.dir)) > self.cfg.snapshot_retain:
+            # A snapshot finished as the node went down, before its purge: purge now.
+            self.txnlog.purge(snapshot.purge_snapshots(self.dir, self.cfg.snapshot_retain))
         newest = snapshot.list_snapshots(self.dir)
         if newest and newest[0][0] > last:
             last = self.txnlog.last_zxid = newest[0][0]  # a leader's snapshot newer than the log
