@@ -504,6 +504,8 @@ class DataTree:
             total += int.from_bytes(blake(enc(record), digest_size=8).digest(), "little")
         for session_id, info in self.sessions.items():
             total += int.from_bytes(blake(enc((session_id, info)), digest_size=8).digest(), "little")
+        for session_id, table in self.recent.items():  # the results re-sent requests are answered with
+            total += int.from_bytes(blake(enc((session_id, list(table.items()))), digest_size=8).digest(), "little")
         total += int.from_bytes(blake(enc(self.last_zxid), digest_size=8).digest(), "little")
         return total & ((1 << 64) - 1)
 

@@ -1,153 +1,243 @@
-"""A simulated client: one session, one operation at a time, as the real client behaves.
+"""A simulated client: the real session engine (zoomq/engine.py) under a shell that does what
+zoomq.Client's I/O thread does, on the virtual clock: connect to a node (a new connection each
+time, as TCP), hand the node's answers to the engine, send what the engine says, ping when idle,
+give a silent connection up after two thirds of the session timeout, move to another node.
 
-It connects to a random node, opens a session, and runs operations on a few registers (znodes
-/k0, /k1, ...): set (setData, any version), cas (setData at the version last read) and a
-linearizable read (sync, then getData on the same node). Every operation is recorded for the
-linearizability checker (tests/linearizability.py) with its call and return times on the
-virtual clock.
-
-Like zoomq.Client: a request left unanswered when the connection fails (no reply within the
-request timeout, CONNECTIONLOSS, a refused node) is re-sent with the same session and cxid on the
-next node, so the leader answers a write that already happened with its first result; the
-session is given up only when the node says it expired, and then the operation's outcome is
-unknown (recorded without a return). `renumber_resends` (a planted bug, test_mutants.py) re-sends
-with a new cxid instead.
+On top, a workload of one operation at a time on a few registers (znodes /k0, /k1, ...): set
+(setData, any version), cas (setData at the version last read) and a linearizable read (sync,
+then getData, pipelined on one connection; a read whose sync was answered on another connection
+is done again). Every operation is recorded for the linearizability checker
+(tests/linearizability.py) with its call and return times; one whose outcome the client cannot
+know (the session ended under it) is recorded without a return.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from tests.linearizability import Op
 from zoomq import protocol as p
-from zoomq.exceptions import Codes
+from zoomq.engine import Deliver, Handshake, Request, SessionEngine
+from zoomq.exceptions import BadVersionError, NodeExistsError, NoNodeError, SessionExpiredError, SessionMovedError, error_for
 from zoomq.security import OPEN_ACL_UNSAFE
 
-REQUEST_TIMEOUT_S = 1.0
 SESSION_TIMEOUT_MS = 4_000
+_ENCODE = msgspec.msgpack.Encoder().encode
+_DECODE = msgspec.msgpack.Decoder(p.ServerMsg).decode
+
+
+def _reply(reply: p.Reply) -> tuple[int, Any]:
+    """(zxid, body) of a successful reply; the caller's error otherwise."""
+    if reply.err:
+        raise error_for(reply.err)
+    return reply.zxid, reply.body
 
 
 class SimClient:
-    renumber_resends = False
+    engine_class: type[SessionEngine] = SessionEngine
 
     def __init__(self, world: Any, cid: int, keys: list[str]) -> None:
         self.world = world
         self.cid = cid
         self.keys = keys
+        self.engine = self.engine_class(timeout_ms=SESSION_TIMEOUT_MS)
+        self.engine.begin(world.now)
         self.node: Any = None
         self.conn_id = 0  # a new connection per connect: answers on an older one are not for us
-        self.session_id = 0
-        self.last_zxid = 0
-        self.cxid = 0
+        self.phase = "idle"  # idle -> handshake -> serving -> idle
+        self.handshake_deadline = 0.0
+        self.last_recv = self.last_send = world.now
+        self.next_connect = world.now + world.rng.uniform(0.0, 0.05)
         self.versions: dict[str, int] = {}
         self.op: dict[str, Any] | None = None  # the operation under way
-        self.waiting: tuple | None = None  # the request awaiting an answer
-        self.deadline: float | None = None
         self.next_action = world.now + world.rng.uniform(0.0, 0.05)
-        self.next_ping = world.now + SESSION_TIMEOUT_MS / 3000.0
         self.history: list[Op] = []
         self.created: set[str] = set()  # client 1 creates the registers before any history
         self.done_ops = 0
 
+    @property
+    def rid(self) -> bytes:
+        return f"client{self.cid}:{self.conn_id}".encode()
+
     # --- the world's hooks --------------------------------------------------------------------
 
     def next_deadline(self) -> float:
-        dues = [self.next_ping]
-        if self.deadline is not None:
-            dues.append(self.deadline)
-        if self.waiting is None:
+        engine = self.engine
+        if self.phase == "idle":
+            dues = [self.next_connect]
+        elif self.phase == "handshake":
+            dues = [self.handshake_deadline]
+        else:
+            dues = [self.last_recv + engine.read_timeout_s, self.last_send + engine.ping_every_s]
+        if self.op is None:
             dues.append(self.next_action)
         return min(dues)
 
     def timer(self) -> None:
         now = self.world.now
-        if self.deadline is not None and now >= self.deadline:
-            self._connection_failed("no answer")
-        if self.waiting is None and now >= self.next_action:
-            self._act()
-        if now >= self.next_ping:
-            self.next_ping = now + SESSION_TIMEOUT_MS / 3000.0
-            if self.node is not None and self.session_id:
-                self.world.to_node(self, self.node, ("ping", self.session_id))
-
-    # --- doing things -------------------------------------------------------------------------
-
-    def _send(self, msg: tuple) -> None:
-        self.waiting = msg
-        self.deadline = self.world.now + REQUEST_TIMEOUT_S
-        self.world.to_node(self, self.node, msg)
-
-    def _act(self) -> None:
-        if self.node is None or not self.session_id:
+        engine = self.engine
+        if self.phase == "idle" and now >= self.next_connect:
             self._connect()
-            return
-        if self.op is None:
-            if not self.world.keys_ready:
-                if self.cid != 1:
-                    self.next_action = self.world.now + 0.1
-                    return
-                missing = [key for key in self.keys if key not in self.created]
-                if not missing:
-                    self.world.keys_ready = True
-                    self.next_action = self.world.now
-                    return
-                self.op = {"kind": "create", "key": missing[0], "value": b"", "call": self.world.now, "expect": None,
-                           "cxid": None, "synced": False}
-            elif not self.world.clients_active:
-                self.next_action = self.world.now + 0.5
-                return
-            else:
-                self._begin()
-        self._step()
+        elif self.phase == "handshake" and now >= self.handshake_deadline:
+            self._lost("no answer to connect")
+        elif self.phase == "serving":
+            if now >= self.last_recv + engine.read_timeout_s:
+                self._lost("silent")
+            elif now >= self.last_send + engine.ping_every_s:
+                self._send([_ENCODE(p.Ping())])
+        if self.op is None and now >= self.next_action:
+            self._act()
+        self._flush()
+
+    def disconnected(self, conn_id: int) -> None:
+        """The node's end of the connection went away (it crashed: TCP reset)."""
+        if conn_id == self.conn_id and self.phase != "idle":
+            self._lost("reset")
+            self._flush()
+
+    def receive(self, node: Any, conn_id: int, frames: list[bytes]) -> None:
+        if conn_id != self.conn_id or node is not self.node or self.phase == "idle":
+            return  # an answer on a connection already given up
+        self.last_recv = self.world.now
+        engine = self.engine
+        for frame in frames:
+            msg = _DECODE(frame)
+            if self.phase == "handshake":
+                outcome, replay = engine.handshake(msg)
+                if outcome is Handshake.FAILED:
+                    self._lost("refused")
+                    break
+                if outcome is Handshake.AGAIN:
+                    self._send([_ENCODE(engine.connect_message())])
+                elif outcome is Handshake.READY:
+                    self.phase = "serving"
+                    if replay:
+                        self._send(replay)
+            elif not engine.received(msg):
+                self._lost("the node said so")
+                break
+        self._flush()
+
+    # --- the connection -----------------------------------------------------------------------
 
     def _connect(self) -> None:
         self.conn_id += 1
         self.node = self.world.rng.choice(list(self.world.nodes.values()))
-        self._send(("connect", self.session_id, self.last_zxid, SESSION_TIMEOUT_MS))
+        self.phase = "handshake"
+        self.handshake_deadline = self.world.now + max(0.2, self.engine.negotiated_ms / 1000.0 / len(self.world.nodes))
+        self.last_recv = self.world.now
+        self._send([_ENCODE(self.engine.connect_message())])
 
-    def _begin(self) -> None:
-        rng = self.world.rng
-        key = rng.choice(self.keys)
-        kind = rng.choice(("set", "cas", "get", "get"))
-        value = f"c{self.cid}-{self.done_ops}".encode()
-        self.op = {"kind": kind, "key": key, "value": value, "call": self.world.now, "expect": None, "cxid": None, "synced": False}
-        if kind == "cas":
-            self.op["expect"] = self.versions.get(key, 0)
+    def _send(self, frames: list[bytes]) -> None:
+        self.last_send = self.world.now
+        self.world.to_node(self, self.node, self.rid, frames)
 
-    def _step(self) -> None:
-        op = self.op
-        assert op is not None
-        if op["kind"] == "create":
-            if op["cxid"] is None:
-                op["cxid"] = self._next_cxid()
-            self._send(("write", self.session_id, op["cxid"], p.Create(op["cxid"], op["key"], b"", OPEN_ACL_UNSAFE)))
-        elif op["kind"] in ("set", "cas"):
-            if op["cxid"] is None:
-                op["cxid"] = self._next_cxid()
-            version = -1 if op["kind"] == "set" else op["expect"]
-            self._send(("write", self.session_id, op["cxid"], p.SetData(op["cxid"], op["key"], op["value"], version)))
-        elif not op["synced"]:
-            if op["cxid"] is None:
-                op["cxid"] = self._next_cxid()
-            self._send(("write", self.session_id, op["cxid"], p.Sync(op["cxid"], op["key"])))
-        else:
-            self._send(("read", self.session_id, op["key"]))
-
-    def _next_cxid(self) -> int:
-        self.cxid += 1
-        return self.cxid
-
-    def _connection_failed(self, why: str) -> None:
-        """Move to another node; the operation under way is re-sent there (same cxid)."""
-        self.waiting = None
-        self.deadline = None
+    def _lost(self, why: str) -> None:
+        self.world.trace(f"client{self.cid}: connection {self.conn_id} lost ({why})")
+        self.engine.connection_lost(self.world.now, served=self.phase == "serving")
+        self.phase = "idle"
         self.node = None
-        if self.op is not None:
-            if self.renumber_resends:
-                self.op["cxid"] = None
-            if self.op["kind"] == "get":
-                self.op["synced"] = False  # sync again on the next node
-        self.next_action = self.world.now + self.world.rng.uniform(0.01, 0.1)
+        self.next_connect = self.world.now + self.world.rng.uniform(0.01, 0.1)
+
+    def _flush(self) -> None:
+        """Send what the engine has for the node; take in what it delivered."""
+        engine = self.engine
+        if self.phase == "serving":
+            frames = engine.frames()
+            if frames:
+                self._send(frames)
+        for effect in engine.take_effects():
+            if isinstance(effect, Deliver):
+                self._outcome(effect.result, effect.value, effect.error)
+
+    # --- the workload -------------------------------------------------------------------------
+
+    def _submit(self, name: str, msg_of: Any) -> None:
+        xid, gen = self.engine.next_xid()
+        msg = msg_of(xid)
+        self.engine.submit(Request(xid, _ENCODE(msg), (name, self.op), _reply, None, msg, gen))
+
+    def _act(self) -> None:
+        world = self.world
+        if not world.keys_ready:
+            if self.cid != 1:
+                self.next_action = world.now + 0.1
+                return
+            missing = [key for key in self.keys if key not in self.created]
+            if not missing:
+                world.keys_ready = True
+                self.next_action = world.now
+                return
+            self.op = {"kind": "create", "key": missing[0], "value": b"", "call": world.now, "expect": None}
+        elif not world.clients_active:
+            self.next_action = world.now + 0.5
+            return
+        else:
+            rng = world.rng
+            key = rng.choice(self.keys)
+            kind = rng.choice(("set", "cas", "get", "get"))
+            value = f"c{self.cid}-{self.done_ops}".encode()
+            self.op = {"kind": kind, "key": key, "value": value, "call": world.now,
+                       "expect": self.versions.get(key, 0) if kind == "cas" else None}
+        self._start(self.op)
+
+    def _start(self, op: dict[str, Any]) -> None:
+        key, kind = op["key"], op["kind"]
+        if kind == "create":
+            self._submit("create", lambda x: p.Create(x, key, b"", OPEN_ACL_UNSAFE))
+        elif kind in ("set", "cas"):
+            version = -1 if kind == "set" else op["expect"]
+            self._submit("write", lambda x: p.SetData(x, key, op["value"], version))
+        else:
+            self._submit("sync", lambda x: p.Sync(x, key))
+            self._submit("read", lambda x: p.GetData(x, key))
+
+    def _outcome(self, result: tuple[str, Any], value: Any, error: BaseException | None) -> None:
+        name, op = result
+        if op is not self.op or op is None:
+            return  # the read of an abandoned attempt
+        now = self.world.now
+        if isinstance(error, (SessionExpiredError, SessionMovedError)):
+            # The session ended under the operation: its outcome is unknown (a create is retried).
+            if op["kind"] == "create":
+                self._start(op)
+            else:
+                self._finish(None, False)
+            return
+        if name == "create":
+            if error is not None and not isinstance(error, NodeExistsError):
+                raise AssertionError(f"creating {op['key']} failed with {error!r}")
+            self.created.add(op["key"])
+            self.op = None
+            self.next_action = now
+        elif name == "sync":
+            if error is not None:
+                raise AssertionError(f"sync failed with {error!r}")
+            op["sync_conn"] = self.conn_id
+        elif name == "read":
+            if op.get("sync_conn") != self.conn_id:
+                op.pop("sync_conn", None)  # answered on another connection than its sync: again
+                self._start(op)
+                return
+            if isinstance(error, NoNodeError):
+                self._finish(now, True, (None, -1))
+            elif error is not None:
+                raise AssertionError(f"read failed with {error!r}")
+            else:
+                zxid, body = value
+                self.versions[op["key"]] = body.stat.version
+                self._finish(now, True, (body.data, body.stat.version))
+        elif error is None:  # a write
+            zxid, body = value
+            self.versions[op["key"]] = body.stat.version
+            self.world.note_acked_write(self, zxid)
+            self._finish(now, True)
+        elif isinstance(error, (BadVersionError, NoNodeError)):
+            self._finish(now, False)
+        else:
+            raise AssertionError(f"unexpected {error!r} for {op}")
 
     def _finish(self, ret: float | None, ok: bool, out: Any = None) -> None:
         op = self.op
@@ -158,77 +248,3 @@ class SimClient:
         self.op = None
         self.done_ops += 1
         self.next_action = self.world.now + self.world.rng.uniform(0.0, 0.05)
-
-    # --- answers ------------------------------------------------------------------------------
-
-    def receive(self, node: Any, reply: tuple, conn_id: int) -> None:
-        if conn_id != self.conn_id or node is not self.node or self.waiting is None:
-            return  # an answer on a connection already given up
-        kind = reply[0]
-        sent = self.waiting
-        self.waiting = None
-        self.deadline = None
-        if kind == "refused":
-            self._connection_failed("refused")
-        elif kind == "expired":
-            self.session_id = 0
-            if self.op is not None and self.op["kind"] != "create":
-                self._finish(None, False)  # its outcome is unknown
-            self.node = None
-            self.next_action = self.world.now
-        elif kind == "connected":
-            self.session_id = reply[1]
-            self.last_zxid = max(self.last_zxid, reply[2])
-            self.next_action = self.world.now
-        elif kind == "result":
-            self._result(sent, reply)
-        elif kind in ("data", "nonode"):
-            zxid = reply[-1]
-            if zxid < self.last_zxid:
-                raise AssertionError(f"client {self.cid} read at {zxid:#x} after seeing {self.last_zxid:#x}")
-            self.last_zxid = zxid
-            op = self.op
-            assert op is not None
-            out = (reply[1], reply[2]) if kind == "data" else (None, -1)
-            if kind == "data":
-                self.versions[op["key"]] = reply[2]
-            self._finish(self.world.now, True, out)
-
-    def _result(self, sent: tuple, reply: tuple) -> None:
-        _, cxid, err, body, zxid = reply
-        op = self.op
-        if op is None or cxid != op["cxid"]:
-            return
-        if err in (Codes.CONNECTIONLOSS, Codes.SESSIONMOVED):
-            # SESSIONMOVED: this connection's write reached the leader after the session moved to
-            # a newer connection of this same client: re-send it there.
-            self._connection_failed("connection loss")
-            return
-        if err == Codes.SESSIONEXPIRED:
-            self.session_id = 0
-            self.node = None
-            if op["kind"] != "create":
-                self._finish(None, False)
-            return
-        self.last_zxid = max(self.last_zxid, zxid)
-        if op["kind"] == "create":
-            if err not in (Codes.OK, Codes.NODEEXISTS):
-                raise AssertionError(f"creating {op['key']} failed with {err}")
-            self.created.add(op["key"])
-            self.op = None
-            self.next_action = self.world.now
-            return
-        if op["kind"] == "get":
-            if err:
-                raise AssertionError(f"sync failed with {err}")
-            op["synced"] = True
-            self.next_action = self.world.now
-            return
-        if err == Codes.OK:
-            self.versions[op["key"]] = body.stat.version
-            self.world.note_acked_write(self, zxid)
-            self._finish(self.world.now, True)
-        elif err in (Codes.BADVERSION, Codes.NONODE):
-            self._finish(self.world.now, False)
-        else:
-            raise AssertionError(f"unexpected error {err} for {op}")

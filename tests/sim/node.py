@@ -3,8 +3,8 @@ proposer and session tracker inside the leader) under sim shells that do what th
 do, over the simulated network and disk. Local messages between a node's actors travel as events
 with a small delay, FIFO per pair of actors, as ipc does.
 
-The session actor is modelled here (tests/sim/session.py) until its core is extracted: it applies
-the committed stream to a DataTree from the node's disk and answers client requests.
+The session actor is its real core under a sim shell (tests/sim/session.py); clients speak the
+real protocol to it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from actors.leader.leader import Leader
 from actors.protocol import quorum as q
 from actors.leader.sync import prepare
 from actors.protocol.effects import Drop, EndRole, InstallSnapshot, PersistEpoch, PrepareSync, Send, Tell
-from actors.protocol.internal import Elected, Hello, LeaderUp, Logged, Looking, LogReady, OwnSession, SyncPoint, Touch, WriteRequest
+from actors.protocol.internal import Elected, Hello, LeaderUp, Logged, Looking, LogReady, OwnSession, Touch, WriteRequest
 from actors.protocol.quorum import FOLLOWING, LEADING, LOOKING, OBSERVING
 from runtime.channel import ChannelState
 from tests.sim.disk import SimDisk, SimLog
@@ -54,6 +54,7 @@ class SimNode:
         self.incarnation = 0
         self.up = False
         self.factories = world.factories  # the core classes (mutants swap them)
+        self.quiet = QUIET
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -61,7 +62,6 @@ class SimNode:
         self.incarnation += 1
         self.up = True
         self.log = SimLog(self)
-        self.session = SimSession(self)
         self.election = Election(self.sid, self.voters, self.observers, finalize_s=0.05)
         self.election_resend: float | None = None
         self.election_wants_log = False
@@ -70,6 +70,7 @@ class SimNode:
         self.learner_channel: tuple[Any, ChannelState] | None = None  # (net channel, state)
         self.leader_channels: dict[bytes, tuple[Any, ChannelState]] = {}
         self.last_fifo: dict[tuple[str, str], float] = {}
+        self.session = SimSession(self)
         self._look()
 
     def crash(self) -> None:
@@ -80,6 +81,7 @@ class SimNode:
         self.incarnation += 1
         self.disk.crash(self.world.rng)
         self.world.net.close_all_of(self.sid, "peer died")
+        self.world.clients_reset(self)
         self.role = None
 
     def crash_actor(self, why: str) -> None:
@@ -369,9 +371,6 @@ class SimNode:
 
     # --- clients ------------------------------------------------------------------------------
 
-    def client_request(self, client: Any, msg: Any) -> None:
+    def client_frames(self, rid: bytes, frames: list[bytes]) -> None:
         if self.up:
-            self.session.request(client, msg)
-
-    def sync_point_for_session(self, msg: SyncPoint) -> None:
-        self.session.receive(msg)
+            self.session.client_frames(rid, frames)

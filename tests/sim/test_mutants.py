@@ -15,6 +15,7 @@ from actors.protocol.txn import Marker
 from tests.sim.client import SimClient
 from tests.sim.runner import run_seeds
 from tests.sim.world import Factories, SimConfig
+from zoomq.engine import SessionEngine
 
 pytestmark = [pytest.mark.sim, pytest.mark.timeout(300)]
 SEEDS = range(1, 201)  # each mutant must be caught within these
@@ -82,10 +83,16 @@ class ReleaseBeforeFsync(Learner):
             self._out.append(Tell("session", Committed(entries=out)))
 
 
-class RenumberingClient(SimClient):
+class RenumberingEngine(SessionEngine):
     """Re-sends a request left unanswered with a new xid (the leader cannot recognise it)."""
 
-    renumber_resends = True
+    def connection_lost(self, now: float, served: bool) -> None:
+        super().connection_lost(now, served)
+        self.xid_gen += 1  # every request waiting to be sent again is renumbered first
+
+
+class RenumberingClient(SimClient):
+    engine_class = RenumberingEngine
 
 
 def _slow_disk(world) -> None:  # fsyncs slow enough that crashes land between write and fsync

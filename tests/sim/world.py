@@ -102,8 +102,7 @@ class World:
         self.keys_ready = False
         self.steps = 0
         self._trace: deque[str] = deque(maxlen=80)
-        self._session_ids = 0
-        self._conns = 0
+        self.client_rids: dict[bytes, tuple[Any, int]] = {}
         # invariant bookkeeping
         self.leader_of_epoch: dict[int, int] = {}
         self.accepted_from: dict[int, tuple[int, tuple[int, int]]] = {}
@@ -132,26 +131,25 @@ class World:
     def trace(self, text: str) -> None:
         self._trace.append(f"{self.now:9.4f} {text}")
 
-    def new_conn(self) -> int:
-        self._conns += 1
-        return self._conns
-
-    def new_session_id(self, sid: int) -> int:
-        self._session_ids += 1
-        return (sid << 56) | self._session_ids
-
     # --- clients <-> nodes --------------------------------------------------------------------
 
-    def to_node(self, client: Any, node: Any, msg: tuple) -> None:
-        """A client's message on its current connection (a new connection per connect, as TCP)."""
+    def to_node(self, client: Any, node: Any, rid: bytes, frames: list[bytes]) -> None:
+        """A client's frames on its current connection (a new connection per connect, as TCP)."""
         incarnation = node.incarnation
-        conn = (client, client.conn_id)
-        self.at(self.now + self.delay(), lambda: node.incarnation == incarnation and node.client_request(conn, msg),
-                f"client{client.cid}->{node.sid} {msg[0]}", owner=node.sid)
+        self.client_rids[rid] = (client, client.conn_id)
+        self.at(self.now + self.delay(), lambda: node.incarnation == incarnation and node.client_frames(rid, frames),
+                f"client{client.cid}->{node.sid} {len(frames)} frames", owner=node.sid)
 
-    def to_client(self, node: Any, conn: tuple[Any, int], reply: tuple) -> None:
-        client, conn_id = conn
-        self.at(self.now + self.delay(), lambda: client.receive(node, reply, conn_id), f"{node.sid}->client{client.cid} {reply[0]}")
+    def to_client(self, node: Any, rid: bytes, frames: list[bytes]) -> None:
+        client, conn_id = self.client_rids[rid]
+        self.at(self.now + self.delay(), lambda: client.receive(node, conn_id, frames), f"{node.sid}->client{client.cid} {len(frames)} frames")
+
+    def clients_reset(self, node: Any) -> None:
+        """A node died: the clients connected to it see their connection reset."""
+        for client in self.clients:
+            if client.node is node:
+                conn_id = client.conn_id
+                self.at(self.now + self.delay(), lambda c=client, i=conn_id: c.disconnected(i), f"reset client{client.cid}")
 
     # --- faults -------------------------------------------------------------------------------
 
@@ -373,7 +371,7 @@ class World:
         ops = []
         for client in self.clients:
             ops.extend(client.history)
-            if client.op is not None:  # under way at the end: its outcome is unknown
+            if client.op is not None and client.op["kind"] != "create":  # under way at the end: its outcome is unknown
                 op = client.op
                 ops.append(linearizability.Op(client.cid, op["key"], op["kind"], None if op["kind"] == "get" else op["value"],
                                               op["expect"] if op["kind"] == "cas" else None, op["call"], None, False))
