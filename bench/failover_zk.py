@@ -1,10 +1,13 @@
 """`python -m bench failover --target zookeeper`: bench/failover.py's measurement on Apache ZooKeeper.
 
-A ZooKeeper ensemble (bench/targets.py) and one kazoo client connected to every node, creating
-sequential znodes synchronously. The leader (the node whose `srvr` says `Mode: leader`) is
-SIGKILLed with its whole process tree; the figure is the longest time between two acknowledged
-writes around the kill. The old leader is started again between runs (it rejoins as a follower).
-Finally every acknowledged write is looked for on every node.
+A ZooKeeper ensemble (bench/targets.py) and one kazoo client creating sequential znodes
+synchronously. `--victim leader`: the client is connected to every node and the leader (the node
+whose `srvr` says `Mode: leader`) is SIGKILLed with its whole process tree; the figure is the
+longest time between two acknowledged writes around the kill; the old leader is started again
+between runs (it rejoins as a follower). `--victim follower`: the client is connected to the
+leader only; a follower is killed, writes go on for a second, it is started again and
+synchronized; the figure covers all of it. Finally every acknowledged write is looked for on
+every node.
 
 kazoo, unlike zoomq's client, fails the request in flight when its connection drops
 (ConnectionLoss: it may or may not have been applied); the writer retries at once, as an
@@ -34,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     gaps: list[float] = []
     retried = 0
     with ZooKeeperTarget(args.nodes, 0, args.tick_ms) as target:
-        zk = KazooClient(hosts=target.hosts, timeout=30.0)
+        on_leader = args.victim == "follower"
+        zk = KazooClient(hosts=target.leader().hosts if on_leader else target.hosts, timeout=30.0)
         zk.start(timeout=30)
         zk.ensure_path("/failover")
         acked: list[tuple[float, str]] = []
@@ -64,16 +68,25 @@ def run(args: argparse.Namespace) -> int:
                 n = len(acked)
                 wait_for(lambda n=n: len(acked) >= n + 200 or failures, 60, "writes before the kill")
                 leader = target.leader()
+                victim = next(n for n in target.nodes() if n.sid != leader.sid) if on_leader else leader
                 killed_at = time.monotonic()
-                target.kill_node(leader.sid)
-                wait_for(lambda k=killed_at: failures or (any(t > k for t, _ in acked[-5:]) and acked[-1][0] > k + 0.05),
-                         120, "writes after the kill")
+                target.kill_node(victim.sid)
+                if on_leader:
+                    wait_for(lambda k=killed_at: failures or acked[-1][0] > k + 1.0, 120, "writes a second after the kill")
+                    target.launch_node(victim.sid)
+                    target.wait_node(victim.sid, timeout=120)
+                    n = len(acked)
+                    wait_for(lambda n=n: failures or len(acked) >= n + 200, 120, "writes after the follower rejoined")
+                else:
+                    wait_for(lambda k=killed_at: failures or (any(t > k for t, _ in acked[-5:]) and acked[-1][0] > k + 0.05),
+                             120, "writes after the kill")
                 if failures:
                     raise SystemExit(f"the writer's session expired: {failures[0]!r}")
                 times = [t for t, _ in acked if t >= killed_at - 0.5]  # this kill only
                 gaps.append(max(b - a for a, b in itertools.pairwise(times)))
-                target.launch_node(leader.sid)
-                target.wait_node(leader.sid, timeout=120)
+                if not on_leader:
+                    target.launch_node(victim.sid)
+                    target.wait_node(victim.sid, timeout=120)
         finally:
             stop.set()
             writer.join(60)

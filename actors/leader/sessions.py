@@ -9,7 +9,7 @@ Rules (§1.6 of the reference):
 - `expired(now)` reports every session whose bucket time is <= now, each once: a reported session
   stays known (until `remove`, normally when its CloseSessionTxn is proposed) but is not reported
   again unless a `touch` re-arms it.
-Time is always a parameter (ms since the epoch, the leader's wall clock); nothing here reads a clock.
+Time is always a parameter (ms on the leader's monotonic clock: a wall-clock step expires nothing); nothing here reads a clock.
 """
 
 from __future__ import annotations
