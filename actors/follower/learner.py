@@ -205,12 +205,13 @@ class Learner(RoleCore):
         if msg.epoch < self.accepted_epoch:
             self._end("the leader's epoch is older than one accepted", epoch=msg.epoch, accepted=self.accepted_epoch)
             return
-        if msg.epoch > self.accepted_epoch:
+        fresh = msg.epoch > self.accepted_epoch
+        if fresh:
             self.accepted_epoch = msg.epoch
             self._out.append(PersistEpoch("acceptedEpoch", msg.epoch))
         self.epoch = msg.epoch
         self.phase = Phase.SYNCING
-        self._out.append(Send(q.AckEpoch(self.current_epoch, self.last_logged)))
+        self._out.append(Send(q.AckEpoch(self.current_epoch, self.last_logged, fresh)))
 
     def _append(self, txns: list[Txn]) -> None:
         self._out.append(Tell("log", Append(txns=txns)))

@@ -115,6 +115,7 @@ class LearnerState:
     joined: float = 0.0  # when the channel was opened (monotonic)
     phase: LearnerPhase = LearnerPhase.INFO
     newleader_zxid: int = 0
+    vouches: bool = True  # its AckEpoch was fresh: it may count towards establishing this epoch
 
 
 class Leader(RoleCore):
@@ -337,7 +338,8 @@ class Leader(RoleCore):
             self._send(peer, q.LeaderInfo(self.epoch))
 
     def _on_ack_epoch(self, peer: LearnerState, msg: q.AckEpoch) -> None:
-        if not self.ready and (msg.current_epoch, msg.last_zxid) > (self.current_epoch, self.last_logged):
+        peer.vouches = msg.fresh
+        if not self.ready and msg.fresh and (msg.current_epoch, msg.last_zxid) > (self.current_epoch, self.last_logged):
             self._end("a learner has a newer history than this leader", sid=peer.sid, zxid=fmt(msg.last_zxid))
             return
         peer.last_zxid = msg.last_zxid
@@ -390,7 +392,8 @@ class Leader(RoleCore):
                 self.proposer.logged(peer.sid, msg.zxid)
             self._up_to_date(peer)
             return
-        acked = {p.sid for p in self.learners.values() if p.phase is LearnerPhase.ACKED and not p.observer} | {self.sid}
+        acked = {p.sid for p in self.learners.values()
+                 if p.phase is LearnerPhase.ACKED and not p.observer and p.vouches} | {self.sid}
         if majority.reached(acked, self.voters):
             self._establish()
 

@@ -55,6 +55,11 @@ class FollowerInfo(Peer, tag="finfo"):
 class AckEpoch(Peer, tag="ackepoch"):
     current_epoch: int
     last_zxid: int
+    # False: the learner had accepted this epoch already (from this leader before a reconnect, or
+    # from a rival that proposed the same number): it syncs, but it does not count towards the
+    # quorum that establishes the epoch, since no learner may vouch for one epoch twice (ZooKeeper
+    # sends -1 as the epoch for this).
+    fresh: bool = True
 
 
 class AckNewLeader(Peer, tag="acknl"):

@@ -7,7 +7,7 @@ On top, a workload of one operation at a time on a few registers (znodes /k0, /k
 (setData, any version), cas (setData at the version last read) and a linearizable read (sync,
 then getData, pipelined on one connection; a read whose sync was answered on another connection
 is done again). Every operation is recorded for the linearizability checker
-(tests/linearizability.py) with its call and return times; one whose outcome the client cannot
+(bench/linearizability.py) with its call and return times; one whose outcome the client cannot
 know (the session ended under it) is recorded without a return.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from tests.linearizability import Op
+from bench.linearizability import Op
 from zoomq import protocol as p
 from zoomq.engine import Deliver, Handshake, Request, SessionEngine
 from zoomq.exceptions import BadVersionError, NodeExistsError, NoNodeError, SessionExpiredError, SessionMovedError, error_for

@@ -227,10 +227,7 @@ class SimNode:
             if data is None:
                 role.channel_broken("sequence gap")
             else:
-                msg = _TO_LEARNER.decode(data)
-                role.from_leader(msg)
-                if isinstance(msg, q.LeaderInfo) and not role.ended:
-                    self.world.note_accepted(self, msg.epoch, ch.b, ch.leader_term)
+                role.from_leader(_TO_LEARNER.decode(data))
             self._role_effects()
             return
         # the leader's end
@@ -254,7 +251,10 @@ class SimNode:
             if data is None:
                 self._forget(ch.b_tag, "sequence gap")
             else:
-                role.from_learner(ch.b_tag, _TO_LEADER.decode(data))
+                msg = _TO_LEADER.decode(data)
+                if isinstance(msg, q.AckEpoch) and msg.fresh and not role.ready:
+                    self.world.note_vouched(ch.a, role.epoch, self.sid, ch.leader_term)
+                role.from_learner(ch.b_tag, msg)
         self._role_effects()
 
     def channel_closed(self, ch: Any, why: str) -> None:

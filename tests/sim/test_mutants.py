@@ -38,7 +38,8 @@ class CommitWithoutQuorum(Leader):
 
 
 class EpochNotAboveAccepted(Leader):
-    """Picks its new epoch from its own history only, not above every learner's accepted epoch."""
+    """Picks its new epoch from its own history only, not above every learner's accepted epoch (and
+    counts the learners that had accepted it already: the learners' own refusal would hide the bug)."""
 
     def _try_new_epoch(self) -> None:
         learners = self.learners
@@ -51,6 +52,10 @@ class EpochNotAboveAccepted(Leader):
             for to, epoch in saved.items():
                 if to in learners:
                     learners[to].accepted_epoch = epoch
+
+    def _on_ack_epoch(self, peer, msg) -> None:
+        super()._on_ack_epoch(peer, msg)
+        peer.vouches = True  # and counts a learner that had accepted the epoch already, as if fresh
 
 
 class NoTrunc(Leader):

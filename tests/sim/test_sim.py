@@ -32,3 +32,14 @@ def test_the_same_seed_replays_the_same_run():
     a, b = World(7).run(), World(7).run()
     assert (a.steps, a.now, sorted(a.committed)) == (b.steps, b.now, sorted(b.committed))
     assert a.steps > 1000 and len(a.acked_zxids) > 20  # it did something worth checking
+
+
+def test_two_candidates_proposing_one_epoch_is_zab_not_a_violation():
+    """Seed 30024 (5 nodes), found by a soak: a restarted node and another both proposed epoch 4,
+    each from a quorum that had not accepted it, and one learner acked it to both (the second once
+    that leader was established). ZAB allows that; what it forbids is a learner vouching for one
+    epoch twice before establishment (the learner now acks an epoch it accepted before with
+    fresh=False, as ZooKeeper's ACKEPOCH with -1, and the leader does not count it) and two leaders
+    established in one epoch: the invariants check those."""
+    result = run_seeds([30024], SimConfig(nodes=5, observers=1))
+    assert result.failure is None, result.failure

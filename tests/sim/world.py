@@ -14,7 +14,7 @@ Invariants, after every event:
 - a write acknowledged to a client is in the log of every leader established after it.
 After the run (faults healed, every node up, clients quiet) the nodes converge: the same tree
 (data, sessions, ephemerals, per-session result tables) on every node; and every client history
-is linearizable (tests/linearizability.py).
+is linearizable (bench/linearizability.py).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from actors.follower.learner import Learner
 from actors.leader.leader import Leader
 from actors.protocol.txn import Txn
 from actors.protocol.zxid import epoch_of
-from tests import linearizability
+from bench import linearizability
 from tests.sim.client import SimClient
 from tests.sim.net import Net
 from tests.sim.node import SimNode
@@ -105,7 +105,10 @@ class World:
         self.client_rids: dict[bytes, tuple[Any, int]] = {}
         # invariant bookkeeping
         self.leader_of_epoch: dict[int, int] = {}
-        self.accepted_from: dict[int, tuple[int, tuple[int, int]]] = {}
+        # (learner, epoch) -> the leader it accepted that epoch from: ZAB lets two prospective leaders
+        # propose the same epoch (each from a quorum that had not accepted it), but no learner acks
+        # one epoch twice, so at most one of them can gather a quorum.
+        self.accepted_from: dict[tuple[int, int], tuple[int, tuple[int, int]]] = {}
         self.committed: dict[int, Txn] = {}
         self.applied_last: dict[int, int] = {}
         self.acked_zxids: set[int] = set()
@@ -222,17 +225,23 @@ class World:
         self.roles[node.sid] = role
         self.trace(f"node {node.sid}: {role}")
 
-    def note_accepted(self, node: SimNode, epoch: int, leader: int, leader_term: tuple[int, int]) -> None:
-        """A learner accepted `epoch` from `leader` (in that leader node's incarnation and role term)."""
-        first = self.accepted_from.setdefault(epoch, (leader, leader_term))
+    def note_vouched(self, learner: int, epoch: int, leader: int, leader_term: tuple[int, int]) -> None:
+        """`leader` (in that node's incarnation and role term) got a fresh AckEpoch for `epoch` from
+        `learner`: one that may count towards establishing the epoch."""
+        first = self.accepted_from.setdefault((learner, epoch), (leader, leader_term))
         if first != (leader, leader_term):
-            self.fail(f"epoch {epoch} accepted from two leaders: node {first[0]} and node {leader} (by node {node.sid})")
+            self.fail(f"node {learner} vouched for epoch {epoch} to two leaders: node {first[0]} and node {leader}")
 
     def note_established(self, node: SimNode, leader: Any) -> None:
         epoch = leader.epoch
         other = self.leader_of_epoch.setdefault(epoch, node.sid)
         if other != node.sid:
             self.fail(f"two leaders established in epoch {epoch}: {other} and {node.sid}")
+        term = (node.incarnation, node.role_incarnation)
+        vouched = {sid for (sid, e), (by, t) in self.accepted_from.items() if e == epoch and (by, t) == (node.sid, term)}
+        voters = set(range(1, self.cfg.nodes + 1))
+        if len((vouched | {node.sid}) & voters) * 2 <= len(voters):
+            self.fail(f"node {node.sid} established epoch {epoch} with fresh acks from only {sorted(vouched)}")
         self.trace(f"node {node.sid}: established epoch {epoch}")
         disk = node.disk
         logged = {t.zxid: t for t in disk.log}

@@ -148,6 +148,24 @@ def test_establishment_needs_a_quorum_of_new_leader_acks_and_persists_current_ep
     assert sends(effects, A) == [q.UpToDate()] and sends(effects, B) == [q.UpToDate()]
 
 
+def test_a_learner_that_had_accepted_this_epoch_syncs_but_does_not_count_towards_establishing_it():
+    core = leader(voters=(1, 2, 3, 4, 5))
+    for to, sid in ((A, 2), (B, 3)):
+        core.learner_info(to, q.FollowerInfo(sid, 2, 0), observer=False)
+    core.take_effects()
+    core.from_learner(A, q.AckEpoch(2, 0))
+    core.from_learner(B, q.AckEpoch(2, 0, fresh=False))  # it vouched for epoch 3 to a rival already
+    core.take_effects()
+    core.from_learner(A, q.AckNewLeader(0))
+    core.from_learner(B, q.AckNewLeader(0))
+    assert not core.ready and core.take_effects() == []  # 1, 2 vouch; 3 does not: no quorum of 5
+    core.learner_info(C, q.FollowerInfo(4, 2, 0), observer=False)
+    core.from_learner(C, q.AckEpoch(2, 0))
+    core.take_effects()
+    core.from_learner(C, q.AckNewLeader(0))
+    assert core.ready
+
+
 def test_a_txn_commits_only_after_a_quorum_ack_and_the_leaders_own_fsync_in_zxid_order():
     core = established()
     core.write(WriteRequest(1, 7, 1, OpenSession(7, 10_000, b"p" * 16)))

@@ -64,6 +64,17 @@ def test_an_epoch_below_the_accepted_one_is_refused():
     assert "older than one accepted" in ends(core).reason
 
 
+def test_an_epoch_accepted_already_is_acked_as_not_vouching_for_it():
+    # Two prospective leaders may propose the same epoch (each from a quorum that had not accepted
+    # it); a learner that accepted it from one must not vouch for it again, or both could establish.
+    core = learner(accepted=E)
+    core.log_ready(z(3, 1))
+    core.take_effects()
+    core.from_leader(q.LeaderInfo(E))
+    assert core.take_effects() == [Send(q.AckEpoch(3, z(3, 1), fresh=False))]  # nothing persisted: no change
+    assert core.phase is Phase.SYNCING
+
+
 def test_new_leader_is_acknowledged_only_once_its_history_is_durable_and_current_epoch_written_first():
     core = learner()
     core.log_ready(z(3, 2))
