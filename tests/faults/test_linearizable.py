@@ -1,6 +1,6 @@
 """Linearizability under faults: clients on different nodes run get (after sync), set and
 versioned set (cas) on a few keys while the leader is killed and a follower is paused; the
-recorded history must be linearizable (tests/linearizability.py, Wing & Gong search)."""
+recorded history must be linearizable (bench/linearizability.py, Wing & Gong search)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from linearizability import Op, check
+from bench.linearizability import Op, check
 from zoomq.exceptions import BadVersionError, KazooException
 from zoomq.testing import ZoomqEnsemble, wait_for
 

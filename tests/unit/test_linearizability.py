@@ -7,7 +7,7 @@ import random
 import time
 
 import pytest
-from linearizability import CheckLimitExceeded, Op, check, describe_op
+from bench.linearizability import CheckLimitExceeded, Op, check, describe_op
 
 pytestmark = pytest.mark.timeout(60)
 
