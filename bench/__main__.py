@@ -10,6 +10,8 @@
 - `scale`: many znodes: memory per node, then recovery time after a restart (bench/scale.py).
 - `kazoo-suite`: kazoo's own test suite against a zoomq ensemble and Apache ZooKeeper
   (bench/kazoo_suite.py); the table goes to docs/compatibility.md.
+- `nemesis`: Jepsen-style faults (partitions, loss, kills, pauses, clock jumps) on an ensemble in
+  network namespaces, with workloads checked at the end (bench/nemesis/).
 
 Figures and their commands are in bench/RESULTS.md.
 """
@@ -21,6 +23,7 @@ import sys
 
 from bench import compare, failover, failover_zk, kazoo_suite, quick, scale
 from bench import run as run_cmd
+from bench.nemesis import run as nemesis_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--target", choices=("zoomq", "zookeeper"), default="zoomq")
     s = sub.add_parser("scale", help="many znodes: memory per node, recovery time after a restart")
     scale.add_arguments(s)
+    n = sub.add_parser("nemesis", help="faults on an ensemble in network namespaces; checks nothing acknowledged is lost")
+    nemesis_run.add_arguments(n)
     k = sub.add_parser("kazoo-suite", help="kazoo's own test suite against zoomq and/or Apache ZooKeeper, per-file table")
     kazoo_suite.add_arguments(k)
     args = parser.parse_args(argv)
@@ -50,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return failover_zk.run(args) if args.target == "zookeeper" else failover.run(args)
     if args.cmd == "scale":
         return scale.run(args)
+    if args.cmd == "nemesis":
+        return nemesis_run.run(args)
     if args.cmd == "kazoo-suite":
         return kazoo_suite.run(args)
     return 2
