@@ -36,6 +36,7 @@ MAX_BATCH = 512  # multiparts drained per socket per loop turn
 QUORUM_HWM = 1_000  # messages queued per learner channel, each way: a learner that falls behind is dropped
 CLIENT_HWM = 10_000  # replies queued per client connection: one that does not read them is let go
 MAX_POLL_MS = 500  # the loop wakes at least this often (parent-death check, stop flag)
+PEER_CONNECT_MS = 1_000  # a peer connect not answered within this is dropped and retried
 SNDHWM = 200_000
 _PR_SET_PDEATHSIG = 1
 
@@ -152,6 +153,10 @@ class Actor:
             from runtime import curve
 
             curve.connect_as(sock, curve.secret_pair(self.cfg.curve_secret_key), curve.peer_keys(self.cfg)[server_id])
+        # A connect whose SYN is lost (a partition, a dead host) is abandoned after PEER_CONNECT_MS and
+        # tried afresh, instead of waiting for the kernel's backed-off SYN retransmissions (1, 3, 7 s
+        # ...): a healed link is used again within about a second.
+        sock.setsockopt(zmq.CONNECT_TIMEOUT, PEER_CONNECT_MS)
         sock.connect(address)
 
     def add_socket(self, sock: zmq.Socket, handler: Callable[[list[Any], float], None], *, copy: bool = False) -> None:

@@ -58,7 +58,10 @@ class FollowerActor(Actor):
         self.secure_connect(self.dealer, f"tcp://{leader.host}:{leader.quorum_port}", leader.id)
         self.add_socket(self.dealer, self._on_leader_frames, copy=True)
         # A dead leader's process closes its connections: notice at once, not at the silence limit.
-        self.monitor = self.dealer.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        # Only a connection that completed its handshake counts: one closed before (a relay or a
+        # load balancer on the way that could not reach the leader) never opened, and zmq retries it.
+        self.handshaken = False
+        self.monitor = self.dealer.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
         self.add_socket(self.monitor, self._on_monitor, copy=True)
         self.log.info("following", leader=leader.id, observer=self.observer)
         self.on_batch_end(now)  # the core's first effects (asking the log for its end) go now
@@ -81,8 +84,12 @@ class FollowerActor(Actor):
 
     def _on_monitor(self, frames: list[bytes], now: float) -> None:
         event = zmq.utils.monitor.parse_monitor_message(frames)
-        if event["event"] == zmq.EVENT_DISCONNECTED and not self._stopping:
-            self.core.channel_broken("the connection to the leader closed")
+        if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.handshaken = True
+        elif event["event"] == zmq.EVENT_DISCONNECTED and not self._stopping:
+            if self.handshaken:
+                self.core.channel_broken("the connection to the leader closed")
+            self.handshaken = False
 
     def on_message(self, msg: Any, now: float) -> None:
         if isinstance(msg, Logged):

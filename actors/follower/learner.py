@@ -157,6 +157,9 @@ class Learner(RoleCore):
     def from_leader(self, msg: Any) -> None:
         if self.ended:
             return
+        if isinstance(msg, q.Dropped):
+            self._end("the leader dropped this learner", why=msg.reason)
+            return
         if not isinstance(msg, ACCEPTS[self.phase]):
             self._end("unexpected message from the leader", type=type(msg).__name__)
             return

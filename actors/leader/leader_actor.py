@@ -13,6 +13,7 @@ message after it is sent, and a Proposal's bytes are encoded once for every foll
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import queue
 import time
@@ -195,13 +196,15 @@ class LeaderActor(Actor):
         anything else is a channel we dropped, or a stranger: it times out and starts over."""
         channel = ChannelState(now, silence_s=self.cfg.sync_limit * self.tick_s, heartbeat_s=max(0.02, self.tick_s / 2))
         payload = channel.accept(rest, now)
-        if payload is None:
+        if payload is None:  # numbered past 0: a channel this leader dropped
+            self._tell_dropped(ident, ChannelState(now, silence_s=1.0, heartbeat_s=1.0))
             return False
         try:
             msg = self.peer_decoder.decode(payload)
         except msgspec.DecodeError:
             return False
         if not isinstance(msg, q.FollowerInfo):
+            self._tell_dropped(ident, channel)
             return False
         if msg.sid not in self.members or msg.sid == self.cfg.sid:
             self.log.warning("unknown_learner", sid=msg.sid)
@@ -265,6 +268,14 @@ class LeaderActor(Actor):
         except zmq.ZMQError as exc:  # its queue is full (it fell behind), or it is gone
             self._forget(ident)
             self.core.learner_lost(ident, "send queue full" if exc.errno == zmq.EAGAIN else "unreachable")
+
+    def _tell_dropped(self, ident: bytes, channel: ChannelState) -> None:
+        """A learner still talking on a channel this leader dropped starts over at once."""
+        if self.router is None:
+            return
+        payload = self.encoder.encode(q.Dropped("this leader no longer knows the channel"))
+        with contextlib.suppress(zmq.ZMQError):
+            self.router.send_multipart([ident, *channel.frame(payload)], zmq.NOBLOCK)
 
     def _forget(self, ident: bytes) -> None:
         self.channels.pop(ident, None)

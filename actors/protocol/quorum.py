@@ -141,5 +141,13 @@ class Inform(Peer, tag="inform"):
     entries: list[Entry]
 
 
+class Dropped(Peer, tag="dropped"):
+    """To a learner whose channel the leader no longer knows (it dropped it: silent, behind...):
+    start over now instead of waiting out its own timeouts. Sent on a fresh channel, so a learner
+    past its first message sees a sequence gap, which ends its role just the same."""
+
+    reason: str
+
+
 ToLeader = FollowerInfo | AckEpoch | AckNewLeader | Ack | Ping | WriteRequest | Touch | ProbeAck | OwnSession
-ToLearner = LeaderInfo | Trunc | Snap | Diff | NewLeader | UpToDate | Proposal | Commit | Inform | Ping | Probe
+ToLearner = LeaderInfo | Trunc | Snap | Diff | NewLeader | UpToDate | Proposal | Commit | Inform | Ping | Probe | Dropped

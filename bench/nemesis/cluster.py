@@ -9,15 +9,25 @@ leads, and for zoomq the PIDs of single actors.
 Clock jumps: when libfaketime is installed (Debian's `faketime`), every node runs under it with
 its offset read from `<dir>/faketime` (`+0` at rest); `jump_clock` writes a new offset there. Only
 the wall clock moves (FAKETIME_DONT_FAKE_MONOTONIC=1): a timeout that depended on it would show.
+
+Proxies (`proxy=True`): every host runs bench/nemesis/proxy.py, and every TCP link goes through the
+proxy of the host that opens it. In host i's namespace, node j's ports are reached at 127.0.1.j
+(the proxy listens there and forwards to j's real address), so node i's config names its peers by
+those addresses and the clients name the nodes the same way; `link()` then delays, slows or stalls
+the links to a host (the kernel here has no `tc netem`). The nftables faults still apply: the
+proxy's own connections leave from its host's address.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +44,15 @@ def faketime_lib() -> str | None:
     return next((lib for lib in FAKETIME_LIBS if Path(lib).exists()), None)
 
 
+def _readline(proc: subprocess.Popen, timeout: float) -> str:
+    """The first line a child prints, waiting at most `timeout`."""
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(timeout)
+    return out[0] if out else ""
+
+
 def tree(proc: psutil.Process) -> list[psutil.Process]:
     with contextlib.suppress(psutil.Error):
         return [proc, *proc.children(recursive=True)]
@@ -45,9 +64,13 @@ class Cluster:
 
     name = "?"
 
-    def __init__(self, lab: Lab, nodes: int, observers: int, workdir: Path, tick_ms: int, faketime: bool = True) -> None:
+    def __init__(self, lab: Lab, nodes: int, observers: int, workdir: Path, tick_ms: int, faketime: bool = True,
+                 proxy: bool = True) -> None:
         self.lab, self.n, self.observers, self.tick_ms = lab, nodes, observers, tick_ms
         self.workdir = workdir
+        self.proxied = proxy
+        self.proxies: dict[int | str, subprocess.Popen] = {}
+        self._sockets = Path(tempfile.mkdtemp(prefix="zqn-ctl-"))  # short paths: a Unix socket's is limited
         self.procs: dict[int, subprocess.Popen] = {}
         self.paused: set[int] = set()
         self.faketime = faketime_lib() if faketime else None
@@ -62,8 +85,46 @@ class Cluster:
     def node_dir(self, sid: int) -> Path:
         return self.workdir / f"node{sid}"
 
+    def peer_host(self, viewer: int | str, sid: int) -> str:
+        """How host `viewer` addresses node `sid`: through its proxy, or directly."""
+        return f"127.0.1.{sid}" if self.proxied and viewer != sid else self.lab.addr(sid)
+
     def address(self, sid: int) -> str:
-        return f"{self.lab.addr(sid)}:{CLIENT_PORT}"
+        return f"{self.peer_host('c', sid)}:{CLIENT_PORT}"
+
+    # --- proxies ---------------------------------------------------------------------------------
+
+    def _routes(self, host: int | str) -> list[str]:
+        ports = (CLIENT_PORT,) if host == "c" else (QUORUM_PORT, ELECTION_PORT)
+        return [f"127.0.1.{sid}:{port}={self.lab.addr(sid)}:{port}" for sid in self.sids if sid != host for port in ports]
+
+    def start_proxies(self, timeout: float = 30.0) -> None:
+        for host in self.lab.all_hosts():
+            argv = [sys.executable, "-m", "bench.nemesis.proxy", "--control", str(self._sockets / f"{host}.sock")]
+            for route in self._routes(host):
+                argv += ["--route", route]
+            proc = self.lab.popen(host, argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                                  cwd=Path(__file__).resolve().parents[2])
+            self.proxies[host] = proc
+        for host, proc in self.proxies.items():
+            line = _readline(proc, timeout)
+            if line.strip() != "ready":
+                raise RuntimeError(f"the proxy of host {host} did not start: {line!r}")
+
+    def link(self, host: int | str, peer: int | str = "*", **settings: object) -> None:
+        """Set how `host`'s proxy treats its links to `peer` ("*": all): delay_ms, jitter_ms,
+        bandwidth_bps, stall (bench/nemesis/proxy.py)."""
+        from bench.nemesis.proxy import control
+
+        target = "*" if peer == "*" else self.lab.addr(peer)
+        control(str(self._sockets / f"{host}.sock"), {"op": "set", "peer": target, **settings})
+
+    def clear_links(self) -> None:
+        from bench.nemesis.proxy import ProxyError, control
+
+        for host in self.proxies:
+            with contextlib.suppress(ProxyError):
+                control(str(self._sockets / f"{host}.sock"), {"op": "clear"})
 
     def hosts(self) -> list[str]:
         return [self.address(sid) for sid in self.sids]
@@ -139,6 +200,13 @@ class Cluster:
         for sid in self.sids:
             self.resume(sid)
             self.kill(sid)
+        for proc in self.proxies.values():
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(self._sockets, ignore_errors=True)
 
     def set_clock(self, sid: int, offset_s: float) -> None:
         """The node's wall clock runs `offset_s` seconds off (when libfaketime is there)."""
@@ -182,16 +250,18 @@ class Cluster:
 class ZoomqCluster(Cluster):
     name = "zoomq"
 
-    def __init__(self, lab: Lab, nodes: int, observers: int, workdir: Path, tick_ms: int, faketime: bool = True) -> None:
-        super().__init__(lab, nodes, observers, workdir, tick_ms, faketime)
+    def __init__(self, lab: Lab, nodes: int, observers: int, workdir: Path, tick_ms: int, faketime: bool = True,
+                 proxy: bool = True) -> None:
+        super().__init__(lab, nodes, observers, workdir, tick_ms, faketime, proxy)
         from zoomq.testing import to_toml
 
-        servers = [
-            {"id": sid, "host": lab.addr(sid), "quorum_port": QUORUM_PORT, "election_port": ELECTION_PORT,
-             "client_port": CLIENT_PORT, "role": "observer" if sid > nodes else "participant"}
-            for sid in self.sids
-        ]
         for sid in self.sids:
+            servers = [
+                {"id": other, "host": self.peer_host(sid, other), "quorum_port": QUORUM_PORT,
+                 "election_port": ELECTION_PORT, "client_port": CLIENT_PORT,
+                 "role": "observer" if other > nodes else "participant"}
+                for other in self.sids
+            ]
             cfg = {"sid": sid, "data_dir": str(self.node_dir(sid) / "data"), "client_host": lab.addr(sid),
                    "client_port": CLIENT_PORT, "tick_ms": tick_ms, "log_json": True, "servers": servers}
             (self.node_dir(sid) / "node.toml").write_text(to_toml(cfg))
@@ -227,10 +297,11 @@ class ZoomqCluster(Cluster):
 class ZooKeeperCluster(Cluster):
     name = "zookeeper"
 
-    def __init__(self, lab: Lab, nodes: int, observers: int, workdir: Path, tick_ms: int, faketime: bool = True) -> None:
+    def __init__(self, lab: Lab, nodes: int, observers: int, workdir: Path, tick_ms: int, faketime: bool = True,
+                 proxy: bool = True) -> None:
         # Under libfaketime the JVM answers in seconds instead of milliseconds (every clock read goes
         # through it): ZooKeeper runs on the true clock, and its clock-jump faults are skipped.
-        super().__init__(lab, nodes, observers, workdir, tick_ms, faketime=False)
+        super().__init__(lab, nodes, observers, workdir, tick_ms, faketime=False, proxy=proxy)
         from bench.targets import INSTALL_HINT, zookeeper_classpath
 
         classpath = zookeeper_classpath()
@@ -251,7 +322,7 @@ class ZooKeeperCluster(Cluster):
                 cfg["peerType"] = "observer"
             for other in self.sids:
                 suffix = ":observer" if other > nodes else ""
-                cfg[f"server.{other}"] = f"{lab.addr(other)}:{QUORUM_PORT}:{ELECTION_PORT}{suffix}"
+                cfg[f"server.{other}"] = f"{self.peer_host(sid, other)}:{QUORUM_PORT}:{ELECTION_PORT}{suffix}"
             (self.node_dir(sid) / "zoo.cfg").write_text("".join(f"{k}={v}\n" for k, v in cfg.items()))
 
     def argv(self, sid: int) -> list[str]:

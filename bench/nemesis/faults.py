@@ -12,6 +12,9 @@
 | pause-leader / pause-follower | SIGSTOP of the node's process tree | SIGCONT |
 | kill-actor | SIGKILL of one actor process of a node (zoomq; its supervisor restarts it) | - |
 | clock-jump | one node's wall clock jumps by minutes, forwards or back (libfaketime) | back to true time |
+| delay | every link (peers and clients) 20-100 ms slower, with jitter (the proxies) | cleared |
+| slow-leader | the leader's links 100-300 ms slower with jitter and 256 KB/s | cleared |
+| stall-follower | a follower's links hold every byte (TCP stays open, nothing moves) | delivered |
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from bench.nemesis.cluster import Cluster
 WEIGHTS = {
     "isolate-leader": 3, "isolate-follower": 2, "partition": 2, "bridge": 1, "deaf-leader": 2, "mute-leader": 2,
     "loss": 1, "kill-leader": 3, "kill-follower": 2, "pause-leader": 2, "pause-follower": 1, "kill-actor": 2,
-    "clock-jump": 1,
+    "clock-jump": 1, "delay": 1, "slow-leader": 2, "stall-follower": 1,
 }
+LINK_KINDS = ("delay", "slow-leader", "stall-follower")
 KINDS = tuple(WEIGHTS)
 
 
@@ -40,6 +44,8 @@ def unsupported(cluster: Cluster, kind: str) -> str | None:
         return "a ZooKeeper node is one process"
     if kind == "clock-jump" and not cluster.faketime:
         return "no libfaketime under these nodes"
+    if kind in LINK_KINDS and not cluster.proxied:
+        return "the links have no proxy (--no-proxy)"
     return None
 
 
@@ -129,7 +135,32 @@ class Nemesis:
             c.set_clock(sid, offset)
             self._end.append(lambda: c.set_clock(sid, 0))
             return {"target": sid, "offset_s": offset}
+        if kind == "delay":
+            delay = self.rng.choice((20, 50, 100))
+            for host in everyone:
+                c.link(host, "*", delay_ms=delay, jitter_ms=delay / 2)
+            self._end.append(c.clear_links)
+            return {"target": "all", "delay_ms": delay}
+        if kind == "slow-leader":
+            sid = self._pick("leader")
+            delay = self.rng.choice((100, 200, 300))
+            settings = {"delay_ms": delay, "jitter_ms": delay / 3, "bandwidth_bps": 256 * 1024}
+            self._on_links_of(sid, settings)
+            return {"target": sid, "delay_ms": delay}
+        if kind == "stall-follower":
+            sid = self._pick("follower")
+            self._on_links_of(sid, {"stall": True})
+            return {"target": sid}
         raise ValueError(f"unknown fault kind {kind!r}")
+
+    def _on_links_of(self, sid: int, settings: dict[str, Any]) -> None:
+        """Both ends of every link of node `sid`: its own proxy to everyone, everyone's to it."""
+        c = self.cluster
+        c.link(sid, "*", **settings)
+        for host in self.lab.all_hosts():
+            if host != sid:
+                c.link(host, sid, **settings)
+        self._end.append(c.clear_links)
 
     def _split(self, sides: list[list[int]]) -> None:
         for i, side in enumerate(sides):
@@ -148,6 +179,8 @@ class Nemesis:
         """Whatever happened: every rule gone, every node running and resumed, clocks true."""
         self.end()
         self.lab.heal()
+        if self.cluster.proxied:
+            self.cluster.clear_links()
         for sid in self.cluster.sids:
             self.cluster.resume(sid)
             self.cluster.set_clock(sid, 0)

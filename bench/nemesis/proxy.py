@@ -40,7 +40,7 @@ log = logging.getLogger("nemesis.proxy")
 QUEUE_CAP = 4 * 1024 * 1024  # bytes one direction may queue before it stops reading its source
 CHUNK = 64 * 1024
 BURST_SECONDS = 0.05  # under a bandwidth limit, read at most this much transmission time at once
-CONNECT_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 1.0  # as the nodes' own peer connects (runtime/actor.py PEER_CONNECT_MS): the proxy hides nothing
 MAX_REPLY = 1024 * 1024
 LINK_FIELDS = {"delay_ms": float, "jitter_ms": float, "bandwidth_bps": float, "stall": bool}
 

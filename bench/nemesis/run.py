@@ -38,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tick-ms", type=int, default=1000)
     p.add_argument("--workloads", default=DEFAULT_WORKLOADS, help=f"name=clients,... (default {DEFAULT_WORKLOADS})")
     p.add_argument("--no-clock", action="store_true", help="no libfaketime under the nodes (and no clock jumps)")
+    p.add_argument("--no-proxy", action="store_true", help="links straight, without the delay proxy (and no link faults)")
     p.add_argument("--out", default="nemesis-out")
 
 
@@ -55,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     cls = ZooKeeperCluster if args.target == "zookeeper" else ZoomqCluster
     started = time.monotonic()
     with Lab(args.nodes + args.observers) as lab:
-        cluster = cls(lab, args.nodes, args.observers, out / "work", args.tick_ms, faketime=not args.no_clock)
+        cluster = cls(lab, args.nodes, args.observers, out / "work", args.tick_ms, faketime=not args.no_clock,
+                      proxy=not args.no_proxy)
         try:
             return _run(args, lab, cluster, out, workloads, duration, started)
         finally:
@@ -64,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, lab: Lab, cluster: Any, out: Path, workloads: dict[str, int], duration: float,
          started: float) -> int:
+    if cluster.proxied:
+        cluster.start_proxies()
     cluster.start_all()
     missing = cluster.wait_serving(90)
     if missing:

@@ -241,7 +241,9 @@ class SimNode:
                                  heartbeat_s=self.world.cfg.tick_ms / 2000.0)
             data = state.accept(payload, self.world.now)
             msg = _TO_LEADER.decode(data) if data is not None else None
-            if not isinstance(msg, q.FollowerInfo):
+            if not isinstance(msg, q.FollowerInfo):  # a channel this leader dropped: tell it, as the actor does
+                fresh = ChannelState(self.world.now, silence_s=1.0, heartbeat_s=1.0)
+                self.world.net.send(ch, self.sid, fresh.frame(_ENCODER.encode(q.Dropped("unknown channel"))))
                 return
             self.leader_channels[ch.b_tag] = (ch, state)
             ch.leader_term = (self.incarnation, self.role_incarnation)  # which leader this channel reached

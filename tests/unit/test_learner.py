@@ -75,6 +75,15 @@ def test_an_epoch_accepted_already_is_acked_as_not_vouching_for_it():
     assert core.phase is Phase.SYNCING
 
 
+def test_a_leader_that_dropped_this_learner_ends_its_role_in_any_phase():
+    for core in (learner(), synced()):
+        if core.phase is not Phase.ACKED:
+            core.log_ready(0)
+            core.take_effects()
+        core.from_leader(q.Dropped("unknown channel"))
+        assert "dropped this learner" in ends(core).reason
+
+
 def test_new_leader_is_acknowledged_only_once_its_history_is_durable_and_current_epoch_written_first():
     core = learner()
     core.log_ready(z(3, 2))
