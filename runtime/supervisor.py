@@ -137,6 +137,7 @@ class Supervisor:
         self.role: Role | None = None  # what the node serves as (ensemble); None = looking
         self.role_actor: str | None = None
         self._look_at: float | None = None  # when to (re)start an election
+        self._suspect = -1  # the leader whose following just failed (see _on_role_exit)
         self._zctx: zmq.Context | None = None
         self._inbox: zmq.Socket | None = None
         self._pushes: dict[str, zmq.Socket] = {}
@@ -337,7 +338,8 @@ class Supervisor:
             self._start_due(now)
             if self._look_at is not None and now >= self._look_at and "election" in self._children:
                 self._look_at = None
-                self._tell("election", Look())
+                self._tell("election", Look(self._suspect, self.cfg.sync_limit * self.cfg.tick_ms))
+                self._suspect = -1
             while self._failed_starts:
                 result = self._apply(self.policy.on_exit(self._failed_starts.pop(0), now), now)
                 if result is not None:
@@ -377,7 +379,10 @@ class Supervisor:
     # --- roles (ensemble) ---------------------------------------------------------------------
 
     def _on_role_exit(self, child: _Child, code: int, now: float, fields: dict[str, Any]) -> int | None:
-        """The role ended (or its actor crashed): look for a leader again."""
+        """The role ended (or its actor crashed): look for a leader again, not voting for the
+        leader this node just failed to follow for a while (actors/election/fle.py says why)."""
+        followed = self.role.leader if self.role is not None and self.role.state != "leading" else -1
+        self._suspect = followed if code == EXIT_ROLE_ENDED else -1
         self.role_actor = None
         self.role = None
         self._tell("session", Looking())

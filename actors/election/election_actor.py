@@ -57,6 +57,7 @@ class ElectionActor(Actor):
             self.secure_connect(sock, f"tcp://{server.host}:{server.election_port}", server.id)
             self.peers[server.id] = sock
         self.wants_log: float | None = None  # Hello sent, LogReady awaited (retry time)
+        self.look: Look | None = None  # the last Look: whom not to vote for, and how long
         self.resend_due: float | None = None
 
     # --- timers ---------------------------------------------------------------------------------
@@ -77,15 +78,18 @@ class ElectionActor(Actor):
 
     def on_message(self, msg: Any, now: float) -> None:
         if isinstance(msg, Look):
+            self.look = msg
             self._ask_log(now)
         elif isinstance(msg, LogReady):
             if self.wants_log is None:
                 return
             self.wants_log = None
             epoch = epochs.read_epoch(self.dir, "currentEpoch")
-            self.core.look(msg.last_zxid, epoch, now)
+            look = self.look or Look()
+            self.core.look(msg.last_zxid, epoch, now, suspect=look.suspect, suspect_s=look.suspect_ms / 1000.0)
             self.resend_due = now + RESEND_S
-            self.log.info("looking", round=self.core.round, zxid=fmt(msg.last_zxid), epoch=epoch)
+            self.log.info("looking", round=self.core.round, zxid=fmt(msg.last_zxid), epoch=epoch,
+                          **({"suspect": look.suspect} if look.suspect >= 0 else {}))
         elif isinstance(msg, Elected):
             self.core.serve(msg.state, msg.leader, msg.zxid, msg.epoch, msg.round)
             self.wants_log = self.resend_due = None

@@ -17,6 +17,13 @@ Rules, as ZooKeeper's FastLeaderElection:
   joins that leader once a quorum reports it and the leader itself says LEADING.
 - Observers never count as votes and never vote for themselves; they only learn the leader.
 - A node that is not looking answers every looking node with its settled vote.
+- Beyond ZooKeeper: `look(..., suspect=X, suspect_s=T)` after following X ended (X went silent, or
+  its sync failed) keeps this node from voting for X for T seconds. A leader that can send but not
+  receive (deaf) still wins every election on its better history, and the others follow it into
+  the same silence, round after round: without it, they elect one of themselves. Safety does not
+  depend on whom a node votes for (the new leader's discovery takes the newest history of a
+  quorum); once T passes, X is a candidate again, so no quorum is kept from forming for long.
+  Settled votes (a quorum already following X, X leading) are followed as always.
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ class Election:
         self.decide_at: float | None = None
         self.decided: Notification | None = None
         self.outbox: list[tuple[int | None, Notification]] = []
+        self.suspect: int = NO_LEADER  # a candidate this node does not vote for ...
+        self.suspect_until = 0.0  # ... until then
 
     @property
     def participant(self) -> bool:
@@ -63,8 +72,11 @@ class Election:
 
     # --- inputs ---------------------------------------------------------------------------------
 
-    def look(self, zxid: int, epoch: int, now: float) -> None:
-        """Start a new round with this node's history ending at (epoch, zxid)."""
+    def look(self, zxid: int, epoch: int, now: float, suspect: int = NO_LEADER, suspect_s: float = 0.0) -> None:
+        """Start a new round with this node's history ending at (epoch, zxid); `suspect`: the
+        leader whose following just failed, not voted for during `suspect_s`."""
+        if suspect != NO_LEADER and suspect != self.me:
+            self.suspect, self.suspect_until = suspect, now + suspect_s
         self.state = LOOKING
         self.round += 1
         self.received.clear()
@@ -103,9 +115,28 @@ class Election:
             self._from_settled(n)
 
     def tick(self, now: float) -> None:
-        """Decide if the finalize wait ended with no better vote."""
+        """Decide if the finalize wait ended with no better vote; end a suspicion that ran out."""
+        if self.suspect != NO_LEADER and now >= self.suspect_until:
+            self.suspect = NO_LEADER
+            if self.state == LOOKING and self.participant:
+                self._reconsider(now)
         if self.state == LOOKING and self.decide_at is not None and now >= self.decide_at:
             self._decide(self.vote, self.round)
+
+    def _eligible(self, n: Notification) -> bool:
+        return n.leader != NO_LEADER and n.leader != self.suspect
+
+    def _reconsider(self, now: float) -> None:
+        """The suspect is a candidate again: take the best vote of this round."""
+        best = max((n for n in self.received.values() if n.round == self.round and n.state == LOOKING
+                    and self._eligible(n)), key=lambda n: (n.epoch, n.zxid, n.leader), default=None)
+        if best is not None and better(best, self.vote):
+            self.vote = Notification(self.me, LOOKING, self.round, best.leader, best.zxid, best.epoch)
+            self.received[self.me] = self.vote
+            self.decide_at = None
+            self.broadcast()
+            if majority.reached(self._agree(self.received.values(), self.vote), self.voters):
+                self.decide_at = now + self.finalize_s
 
     # --- the rules --------------------------------------------------------------------------------
 
@@ -119,14 +150,14 @@ class Election:
             self.round = n.round
             self.received.clear()
             assert self.own is not None
-            best = n if better(n, self.own) else self.own
+            best = n if self._eligible(n) and better(n, self.own) else self.own
             self.vote = Notification(self.me, LOOKING, self.round, best.leader, best.zxid, best.epoch)
             self.decide_at = None
             self.broadcast()
         elif n.round < self.round:
             self.outbox.append((n.sid, self._current()))
             return
-        elif n.leader != NO_LEADER and better(n, self.vote):
+        elif self._eligible(n) and better(n, self.vote):
             self.vote = Notification(self.me, LOOKING, self.round, n.leader, n.zxid, n.epoch)
             self.decide_at = None
             self.broadcast()

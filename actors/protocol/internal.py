@@ -95,7 +95,11 @@ class Looking(Internal, tag="looking"):
 
 
 class Look(Internal, tag="look"):
-    """To the election actor: start an election round."""
+    """To the election actor: start an election round; `suspect`: the leader this node followed
+    until its role ended (-1: none), not voted for during `suspect_ms` (actors/election/fle.py)."""
+
+    suspect: int = -1
+    suspect_ms: int = 0
 
 
 class Elected(Internal, tag="elected"):

@@ -63,6 +63,7 @@ class SimNode:
         self.up = True
         self.log = SimLog(self)
         self.election = Election(self.sid, self.voters, self.observers, finalize_s=0.05)
+        self.suspect: tuple[int, float] = (-1, 0.0)  # as the supervisor's Look says it
         self.election_resend: float | None = None
         self.election_wants_log = False
         self.role: Leader | Learner | None = None
@@ -124,7 +125,9 @@ class SimNode:
     def _election_message(self, msg: Any) -> None:
         if isinstance(msg, LogReady) and self.election_wants_log:
             self.election_wants_log = False
-            self.election.look(msg.last_zxid, self.disk.epochs["currentEpoch"], self.world.now)
+            suspect, suspect_s = self.suspect
+            self.suspect = (-1, 0.0)
+            self.election.look(msg.last_zxid, self.disk.epochs["currentEpoch"], self.world.now, suspect, suspect_s)
             self.election_resend = self.world.now + RESEND_S
             self._flush_election()
 
@@ -175,6 +178,8 @@ class SimNode:
 
     def _end_role(self, reason: str) -> None:
         self.world.trace(f"node {self.sid}: role ended: {reason}")
+        followed = self.role.leader if isinstance(self.role, Learner) else -1
+        self.suspect = (followed, self.world.cfg.sync_limit * self.world.cfg.tick_ms / 1000.0)
         self.role = None
         if self.learner_channel is not None:
             self.world.net.close(self.learner_channel[0], "role ended")

@@ -221,3 +221,34 @@ def test_partition_heals_and_everyone_agrees():
     net.look(5)
     net.run()
     assert net.states()[5] == (FOLLOWING, 4)
+
+
+def test_a_leader_whose_following_failed_is_not_voted_for_while_suspected():
+    # Node 3 can send but not receive (deaf): 1 and 2 hear its better vote, 3 hears nothing.
+    net = Net([1, 2, 3])
+    for sid in (1, 2):
+        net.nodes[sid].look(5, 1, net.now, suspect=3, suspect_s=10.0)
+    net.look(3, zxid=9, epoch=1)  # the newest history: without the suspicion, 1 and 2 would follow it
+    deaf_inbox = net.nodes[3]
+    original = deaf_inbox.receive
+    deaf_inbox.receive = lambda n, now: None  # 3 hears nothing
+    net.run()
+    assert net.states()[1] == (FOLLOWING, 2) and net.states()[2] == (LEADING, 2)
+    assert net.nodes[3].state == LOOKING
+    deaf_inbox.receive = original
+    net.nodes[3].broadcast()  # its election actor resends while looking
+    net.run()  # 3 hears again: the settled 1 and 2 bring it in as a follower
+    assert net.states()[3] == (FOLLOWING, 2)
+
+
+def test_a_suspicion_runs_out_and_the_suspect_is_a_candidate_again():
+    net = Net([1, 2, 3])
+    net.down.add(2)  # 1 and 3 alone: no quorum without 3
+    net.nodes[1].look(5, 1, net.now, suspect=3, suspect_s=1.0)
+    net.look(3, zxid=9, epoch=1)
+    net.run(rounds=10)  # 1 still refuses 3, 3 refuses 1's older history: nobody decides
+    assert net.nodes[1].state == LOOKING and net.nodes[1].vote.leader == 1
+    net.now = 1.5  # the suspicion ran out: at its next tick 1 votes for 3, and they decide
+    net.nodes[1].tick(net.now)
+    net.run()
+    assert net.states() == {1: (FOLLOWING, 3), 3: (LEADING, 3)}
