@@ -18,7 +18,7 @@ import zmq
 
 from actors.election.fle import Election
 from actors.log import epochs
-from actors.protocol.internal import Elected, Hello, Look, LogReady
+from actors.protocol.internal import Elected, Hello, LogReady, Look
 from actors.protocol.quorum import LOOKING, Notification
 from actors.protocol.zxid import fmt
 from runtime.actor import Actor
