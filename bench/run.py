@@ -91,6 +91,10 @@ def add_arguments(p: argparse.ArgumentParser, target_flag: bool = True) -> None:
     p.add_argument("--client", choices=("native", "kazoo"), default="native",
                    help="zoomq's own client, or kazoo through zoomq's ZooKeeper-protocol port (ZooKeeper is always driven by kazoo)")
     p.add_argument("--session-timeout", type=float, default=30.0, help="client session timeout, s")
+    p.add_argument("--layout", choices=("local", "netns"), default="local",
+                   help="local: every node on 127.0.0.1; netns: each node on its own network host (root; bench/nemesis)")
+    p.add_argument("--link-delay-ms", type=float, default=0.0,
+                   help="with --layout netns: delay added to every peer and client link (jitter: a fifth of it)")
     p.add_argument("--json", metavar="FILE", default=None, help="write the result as JSON to FILE")
 
 
@@ -102,7 +106,12 @@ def run_once(target_name: str, opts: argparse.Namespace, progress: Progress | No
     """Start the target, load it, stop it; the result dict (see the module docstring)."""
     say = progress or (lambda fraction, text: None)
     say(0.0, f"{target_name}: starting {opts.nodes + opts.observers} node(s)")
-    target = make_target(target_name, opts.nodes, opts.observers, opts.tick_ms, client=getattr(opts, "client", "native"))
+    if getattr(opts, "layout", "local") == "netns":
+        from bench.nemesis.layout import NetnsTarget
+
+        target: Target = NetnsTarget(target_name, opts.nodes, opts.observers, opts.tick_ms, opts.link_delay_ms)
+    else:
+        target = make_target(target_name, opts.nodes, opts.observers, opts.tick_ms, client=getattr(opts, "client", "native"))
     try:
         target.start(timeout=120.0)
         result = measure(target, opts, say)
@@ -131,12 +140,18 @@ def _client_specs(target: Target, opts: argparse.Namespace, endpoint: str) -> li
 class _Clients:
     """The client processes and the PULL socket they report to."""
 
-    def __init__(self, specs_for: Callable[[str], list[dict[str, Any]]]) -> None:
+    def __init__(self, specs_for: Callable[[str], list[dict[str, Any]]], prefix: list[str] | None = None,
+                 endpoint: str | None = None) -> None:
+        """`prefix`: what runs each client process (e.g. `ip netns exec NS`); `endpoint`: where
+        they report (default: a free tcp://127.0.0.1 port)."""
         self.ctx = zmq.Context()
         self.pull = self.ctx.socket(zmq.PULL)
         self.pull.setsockopt(zmq.LINGER, 0)
-        port = self.pull.bind_to_random_port("tcp://127.0.0.1")
-        self.specs = specs_for(f"tcp://127.0.0.1:{port}")
+        if endpoint is None:
+            endpoint = f"tcp://127.0.0.1:{self.pull.bind_to_random_port('tcp://127.0.0.1')}"
+        else:
+            self.pull.bind(endpoint)
+        self.specs = specs_for(endpoint)
         self.logdir = Path(tempfile.mkdtemp(prefix="bench-clients-"))
         self.procs: list[subprocess.Popen[bytes]] = []
         self.messages: dict[str, dict[int, dict[str, Any]]] = {"ready": {}, "result": {}}
@@ -147,7 +162,7 @@ class _Clients:
                 log = open(self.logdir / f"client{spec['id']}.log", "wb")  # noqa: SIM115 - the child owns it
                 try:
                     self.procs.append(subprocess.Popen(
-                        [sys.executable, "-m", "bench.loadgen", json.dumps(spec)], cwd=REPO_ROOT, env=env,
+                        [*(prefix or []), sys.executable, "-m", "bench.loadgen", json.dumps(spec)], cwd=REPO_ROOT, env=env,
                         stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True,
                     ))
                 finally:
@@ -246,7 +261,8 @@ def server_version(target: Target) -> str | None:
 
 def measure(target: Target, opts: argparse.Namespace, say: Progress) -> dict[str, Any]:
     """Load a started target with the clients of `opts` and return the result."""
-    clients = _Clients(lambda endpoint: _client_specs(target, opts, endpoint))
+    clients = _Clients(lambda endpoint: _client_specs(target, opts, endpoint),
+                       prefix=getattr(target, "client_prefix", list)(), endpoint=getattr(target, "report_endpoint", lambda: None)())
     n = len(clients.procs)
     try:
         clients.wait_for("ready", READY_TIMEOUT_S, lambda k: say(0.02, f"{target.name}: {k}/{n} clients ready"))

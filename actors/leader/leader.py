@@ -116,6 +116,7 @@ class LearnerState:
     phase: LearnerPhase = LearnerPhase.INFO
     newleader_zxid: int = 0
     vouches: bool = True  # its AckEpoch was fresh: it may count towards establishing this epoch
+    chose_epoch: bool = False  # among the quorum whose FollowerInfo chose the epoch
 
 
 class Leader(RoleCore):
@@ -321,6 +322,8 @@ class Leader(RoleCore):
         newest = max([self.accepted_epoch, self.current_epoch, epoch_of(self.last_logged)]
                      + [p.accepted_epoch for p in self.learners.values()])
         self._set_epoch(newest + 1)
+        for peer in self.learners.values():
+            peer.chose_epoch = True
         self.phase = Phase.SYNC
         self.log.info("new_epoch", epoch=self.epoch, learners=sorted(voters_in))
         for peer in self.learners.values():
@@ -338,8 +341,12 @@ class Leader(RoleCore):
             self._send(peer, q.LeaderInfo(self.epoch))
 
     def _on_ack_epoch(self, peer: LearnerState, msg: q.AckEpoch) -> None:
+        # A learner of the quorum that chose the epoch must not be ahead of this leader (the election
+        # should have picked it: as ZooKeeper, give up). One that joins later and is ahead holds only
+        # what no quorum logged (that quorum intersects every quorum that did): it is truncated.
         peer.vouches = msg.fresh
-        if not self.ready and msg.fresh and (msg.current_epoch, msg.last_zxid) > (self.current_epoch, self.last_logged):
+        ahead = (msg.current_epoch, msg.last_zxid) > (self.current_epoch, self.last_logged)
+        if not self.ready and msg.fresh and peer.chose_epoch and ahead:
             self._end("a learner has a newer history than this leader", sid=peer.sid, zxid=fmt(msg.last_zxid))
             return
         peer.last_zxid = msg.last_zxid

@@ -103,8 +103,9 @@ class Cluster:
             argv = [sys.executable, "-m", "bench.nemesis.proxy", "--control", str(self._sockets / f"{host}.sock")]
             for route in self._routes(host):
                 argv += ["--route", route]
-            proc = self.lab.popen(host, argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                                  cwd=Path(__file__).resolve().parents[2])
+            with open(self.workdir / f"proxy-{host}.log", "ab") as log:  # the child keeps its own copy
+                proc = self.lab.popen(host, argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                                      text=True, cwd=Path(__file__).resolve().parents[2])
             self.proxies[host] = proc
         for host, proc in self.proxies.items():
             line = _readline(proc, timeout)

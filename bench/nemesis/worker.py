@@ -370,8 +370,27 @@ def setup(spec: dict[str, Any]) -> int:
     return 0
 
 
+def wait_sessions_gone(spec: dict[str, Any], timeout: float = 45.0) -> None:
+    """The workloads' sessions closed, or will expire if their Close did not get through: wait
+    (at most `timeout`, past any session timeout) until their ephemerals are gone."""
+    client = client_class(spec["target"])(hosts=",".join(spec["hosts"]), timeout=10.0)
+    deadline = time.monotonic() + timeout
+    try:
+        client.start(timeout=30)
+        while time.monotonic() < deadline:
+            client.sync("/eph")
+            if not client.get_children("/eph"):
+                return
+            time.sleep(0.5)  # polling the ensemble's own expiry, with a deadline
+    except Exception:  # noqa: BLE001 - the per-node reads below report what is wrong
+        return
+    finally:
+        Worker.close(client)
+
+
 def final(spec: dict[str, Any]) -> int:
     """What each node holds now (a client on that node alone, after a sync), into final.json."""
+    wait_sessions_gone(spec)
     result: dict[str, Any] = {}
     cls = client_class(spec["target"])
     for host in spec["hosts"]:

@@ -110,6 +110,19 @@ def test_a_learner_with_a_newer_history_ends_an_unestablished_leadership():
     assert "newer history" in core.take_effects()[-1].reason
 
 
+def test_a_learner_ahead_that_joins_after_the_epoch_was_chosen_is_truncated_not_a_reason_to_give_up():
+    # 5 voters: 1, 2, 3 chose the epoch; 4 (a mute ex-leader with proposals nobody else logged,
+    # passed over by the election) joins later, ahead of this leader.
+    core = leader(voters=(1, 2, 3, 4, 5), history=[txn(2, 1)])
+    for to, sid in ((A, 2), (B, 3)):
+        core.learner_info(to, q.FollowerInfo(sid, 2, z(2, 1)), observer=False)
+    core.take_effects()
+    core.learner_info(C, q.FollowerInfo(4, 2, z(2, 6)), observer=False)
+    core.from_learner(C, q.AckEpoch(2, z(2, 6)))
+    effects = core.take_effects()
+    assert not core.ended and sends(effects, C) == [q.LeaderInfo(3), q.Trunc(z(2, 1)), q.NewLeader(3, z(2, 1))]
+
+
 def test_a_learner_behind_gets_a_diff_one_ahead_a_trunc_one_older_than_the_window_a_snap():
     history = [txn(2, i) for i in range(1, 6)]
     core = leader(voters=(1, 2, 3, 4), history=history, base=z(2, 2))
