@@ -57,11 +57,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from actors.protocol import majority
 from actors.leader.prep import Prep
 from actors.leader.proposer import Proposer
 from actors.leader.sessions import SessionTracker
 from actors.leader.sync import PreparedSync
+from actors.protocol import majority
 from actors.protocol import quorum as q
 from actors.protocol.effects import Drop, PersistEpoch, PrepareSync, RoleCore, Send, Tell
 from actors.protocol.internal import (

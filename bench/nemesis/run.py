@@ -208,12 +208,14 @@ def plot(out: Path, history: list[dict[str, Any]], faults: list[dict[str, Any]])
     buckets: dict[int, list[float]] = {}
     for r in done:
         buckets.setdefault(int(r["t1"] - t0), []).append(r["t1"] - r["t0"])
+    every = range(min(buckets), max(buckets) + 1)  # a second with nothing acknowledged shows as 0
     xs = sorted(buckets)
     fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(12, 6))
-    ax1.plot(xs, [len(buckets[x]) for x in xs], lw=0.8)
+    ax1.plot(list(every), [len(buckets.get(x, ())) for x in every], lw=0.8)
     ax1.set_ylabel("acked ops / s")
-    ax2.plot(xs, [sorted(buckets[x])[len(buckets[x]) // 2] * 1000 for x in xs], lw=0.8, label="p50")
-    ax2.plot(xs, [max(buckets[x]) * 1000 for x in xs], lw=0.5, label="max")
+    ax2.plot(xs, [sorted(buckets[x])[len(buckets[x]) // 2] * 1000 for x in xs], lw=0.8, marker=".", ms=2, ls="",
+             label="p50")
+    ax2.plot(xs, [max(buckets[x]) * 1000 for x in xs], lw=0, marker=".", ms=2, label="max")
     ax2.set_yscale("log")
     ax2.set_ylabel("latency (ms)")
     ax2.set_xlabel("s")
