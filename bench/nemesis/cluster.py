@@ -336,10 +336,10 @@ class ZooKeeperCluster(Cluster):
         """`srvr`'s Mode, asked from inside the node's own namespace."""
         if not self.alive(sid) or sid in self.paused:
             return None
-        code = ("from bench.targets import zk_mode;"
-                f"print(zk_mode({self.lab.addr(sid)!r}, {CLIENT_PORT}, timeout=1.0) or '')")
+        script = f"exec 3<>/dev/tcp/{self.lab.addr(sid)}/{CLIENT_PORT} && echo srvr >&3 && timeout 1 cat <&3"
         try:
-            out = self.lab.run(sid, [sys.executable, "-c", code]).strip()
+            out = self.lab.run(sid, ["timeout", "2", "bash", "-c", script])
         except Exception:  # noqa: BLE001 - not answering is an answer here
             return None
-        return out or None
+        mode = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Mode:")), "")
+        return mode or None

@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     for name in ("history.jsonl", "faults.jsonl", "final.json", "stop"):
         (out / name).unlink(missing_ok=True)
     workloads = {k: int(v) for k, v in (item.split("=") for item in args.workloads.split(",") if item)}
-    duration = args.faults * (args.fault_s + args.rest_s) + args.rest_s
+    # The workers stop when the harness says so (the stop file); this deadline is only a backstop,
+    # well past the schedule's own length (finding the leader, restarting nodes take time too).
+    duration = 3 * (args.faults * (args.fault_s + args.rest_s) + args.rest_s) + 60
     cls = ZooKeeperCluster if args.target == "zookeeper" else ZoomqCluster
     started = time.monotonic()
     with Lab(args.nodes + args.observers) as lab:
