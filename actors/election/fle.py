@@ -23,7 +23,8 @@ Rules, as ZooKeeper's FastLeaderElection:
   the same silence, round after round: without it, they elect one of themselves. Safety does not
   depend on whom a node votes for (the new leader's discovery takes the newest history of a
   quorum); once T passes, X is a candidate again, so no quorum is kept from forming for long.
-  Settled votes (a quorum already following X, X leading) are followed as always.
+  Nor does it join X on settled votes meanwhile: a leader that just gave up still reports LEADING
+  for a moment, and its ex-followers' FOLLOWING votes with it; joining them again made a loop.
 """
 
 from __future__ import annotations
@@ -174,6 +175,8 @@ class Election:
             self.settled[n.sid] = n
             if n.round == self.round:
                 self.received[n.sid] = n
+        if n.leader == self.suspect:
+            return  # its election actor may still say LEADING after its role ended: not joined blindly
         leader_ok = n.leader == self.me or (n.leader in self.settled and self.settled[n.leader].state == LEADING)
         if not leader_ok:
             return

@@ -252,3 +252,13 @@ def test_a_suspicion_runs_out_and_the_suspect_is_a_candidate_again():
     net.nodes[1].tick(net.now)
     net.run()
     assert net.states() == {1: (FOLLOWING, 3), 3: (LEADING, 3)}
+
+
+def test_stale_settled_votes_for_a_suspect_are_not_joined():
+    net = Net([1, 2, 3])
+    net.nodes[1].look(5, 1, net.now, suspect=3, suspect_s=10.0)
+    for sid in (2, 3):  # 3 still says LEADING and 2 FOLLOWING it, from before 3's leadership ended
+        net.nodes[sid].serve(LEADING if sid == 3 else FOLLOWING, 3, 5, 1, 1)
+    net.nodes[1].broadcast()
+    net.run()
+    assert net.nodes[1].state == LOOKING
