@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -139,8 +140,6 @@ class Cluster:
         raise NotImplementedError
 
     def env(self, sid: int) -> dict[str, str]:
-        import os
-
         env = dict(os.environ)
         if self.faketime:
             env.update(LD_PRELOAD=self.faketime, FAKETIME_TIMESTAMP_FILE=str(self.node_dir(sid) / "faketime"),

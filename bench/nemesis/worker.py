@@ -181,30 +181,26 @@ class Worker:
         self.close(client)
 
     def seq(self, c: int, hosts: str, rng: random.Random) -> None:
-        client = self.connect(hosts)
-        n = 0
-        while client is not None and not self.done():
-            n += 1
-            value = f"{c}-{n}"
-            t0 = time.monotonic()
-            r, out = self.call(client.create_async("/seq/s-", value.encode(), sequence=True))
-            self.record("seq", c, "create", t0, r, v=value, path=out if r == "ok" else None)
-            if r == "info":
-                self.wait_connected(client)
-        self.close(client)
+        self._creates(c, hosts, "seq", "create", "/seq/s-", lambda: 0.0)
 
     def produce(self, c: int, hosts: str, rng: random.Random) -> None:
+        # producers a little slower than consumers
+        self._creates(c, hosts, "queue", "put", "/queue/q-", lambda: rng.uniform(0, 0.02))
+
+    def _creates(self, c: int, hosts: str, workload: str, op: str, prefix: str, pause: Callable[[], float]) -> None:
+        """Sequential creates under `prefix`, each with a unique value, one at a time."""
         client = self.connect(hosts)
         n = 0
         while client is not None and not self.done():
             n += 1
             value = f"{c}-{n}"
             t0 = time.monotonic()
-            r, _ = self.call(client.create_async("/queue/q-", value.encode(), sequence=True))
-            self.record("queue", c, "put", t0, r, v=value)
+            r, out = self.call(client.create_async(prefix, value.encode(), sequence=True))
+            self.record(workload, c, op, t0, r, v=value, **({"path": out if r == "ok" else None} if workload == "seq" else {}))
             if r == "info":
                 self.wait_connected(client)
-            self.stopping.wait(rng.uniform(0, 0.02))  # producers a little slower than consumers
+            if wait := pause():
+                self.stopping.wait(wait)
         self.close(client)
 
     def consume(self, c: int, hosts: str, rng: random.Random) -> None:
