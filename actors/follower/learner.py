@@ -133,7 +133,7 @@ class Learner(RoleCore):
                 self.logged(last_zxid)
             return
         # The log actor restarted and lost appends we sent: start over from a clean sync.
-        self._end("the log actor restarted", last_zxid=fmt(last_zxid))
+        self._end("the log is missing appends (lost on the way, or its actor restarted)", last_zxid=fmt(last_zxid))
 
     def logged(self, zxid: int) -> None:
         if self.phase is Phase.STARTING or zxid <= self.last_logged:
@@ -199,6 +199,11 @@ class Learner(RoleCore):
                 self._append(msg.txns)
             self.log.info("sync_diff", txns=len(msg.txns))
         elif isinstance(msg, q.NewLeader):
+            if msg.zxid > self.appended:
+                # Everything through NEWLEADER comes before it on the channel: a leader that names
+                # more than it sent would leave this learner waiting for txns that never come.
+                self._end("NEWLEADER is past what the leader sent", zxid=fmt(msg.zxid), appended=fmt(self.appended))
+                return
             self.newleader = msg
             self._maybe_ack_new_leader()
         elif isinstance(msg, q.UpToDate):

@@ -154,6 +154,7 @@ class Leader(RoleCore):
         self.held: deque[tuple[int, Marker]] = deque()  # (the probe that must be answered, marker)
         self.owners: dict[int, int] = {}  # session -> the connection that owns it
         self.recent: deque[Txn] = deque(maxlen=RECENT_COMMITS)  # the latest committed txns, in order
+        self.released = 0  # the last txn's zxid whose commit went out (to learners and the session actor)
         self._out: list[Any] = []
 
     def set_time(self, now: float, wall_ms: int) -> None:
@@ -353,7 +354,11 @@ class Leader(RoleCore):
         self._synchronize(peer)
 
     def _sync_point(self) -> int:
-        return self.last_logged if self.proposer is None else self.proposer.committed_zxid
+        """Where a synchronization ends: the last commit sent out. Not the proposer's commit
+        point, which acks earlier in this batch may have moved past it: the txns between would
+        reach the learner neither in its DIFF (not released yet) nor as proposals (no longer
+        outstanding), and it would wait for them forever."""
+        return self.last_logged if self.proposer is None else self.released
 
     def _synchronize(self, peer: LearnerState) -> None:
         """Ask for the learner's synchronization to be read (off the loop): PrepareSync."""
@@ -411,6 +416,7 @@ class Leader(RoleCore):
         self._out.append(PersistEpoch("currentEpoch", self.epoch))
         last = self.last_logged
         self.proposer = Proposer(me=self.sid, voters=self.voters, committed_zxid=last)
+        self.released = last
         for peer in self.learners.values():
             if not peer.observer and peer.phase in (LearnerPhase.ACKED, LearnerPhase.ACTIVE):
                 self.proposer.logged(peer.sid, peer.newleader_zxid)
@@ -434,7 +440,7 @@ class Leader(RoleCore):
 
     def hello(self) -> None:
         if self.proposer is not None:
-            self._out.append(Tell("session", SyncPoint(zxid=self.proposer.committed_zxid, epoch=self.epoch, role=self.role)))
+            self._out.append(Tell("session", SyncPoint(zxid=self.released, epoch=self.epoch, role=self.role)))
 
     def touch(self, sessions: list[int]) -> None:
         now_ms = self._now_ms
@@ -499,7 +505,10 @@ class Leader(RoleCore):
         done = self.proposer.take_committed()
         if not done:
             return
-        self.recent.extend(e for e in done if isinstance(e, Txn))
+        txns = [e for e in done if isinstance(e, Txn)]
+        if txns:
+            self.recent.extend(txns)
+            self.released = txns[-1].zxid
         self._out.append(Tell("session", Committed(entries=done)))
         commit = inform = None
         for peer in streaming:

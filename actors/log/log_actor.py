@@ -49,6 +49,10 @@ class LogActor(Actor):
         if isinstance(msg, Append):
             if self.txnlog.append(msg.txns):
                 self.dirty = True
+            if self.txnlog.gap_opened:  # appends were lost on the way: the sender must know at once
+                self.txnlog.sync()
+                self.dirty = False
+                self.tell(self.reply_to, LogReady(sid=self.cfg.sid, last_zxid=self.txnlog.last_zxid))
         elif isinstance(msg, Hello):
             self.txnlog.sync()
             self.tell(msg.reply_to or self.reply_to, LogReady(sid=self.cfg.sid, last_zxid=self.txnlog.last_zxid))

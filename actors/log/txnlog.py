@@ -80,6 +80,8 @@ class TxnLog:
         self.roll_bytes = roll_bytes
         self.log = log
         self.last_zxid = 0
+        self.gap_opened = False  # the last append hit a hole that the one before did not: say so once
+        self._refusing = False
         self._file: Any = None
         self._file_bytes = 0
         self._new_file = False
@@ -122,15 +124,20 @@ class TxnLog:
         """Buffered append of the txns after `last_zxid` (earlier ones are skipped); returns how many.
 
         The log never has a hole: a txn that does not directly follow the last one (its messages
-        were lost, e.g. with a previous log actor) stops the append there; the sender learns the
-        durable end from LogReady and sends the missing txns again."""
+        were lost, e.g. with a previous log actor) stops the append there, and `gap_opened` says
+        that a hole began (once, not for every later append): the log actor then tells the sender
+        its durable end (LogReady), and the sender sends the missing txns again or starts over."""
         n = 0
+        self.gap_opened = False
         for txn in txns:
             if txn.zxid <= self.last_zxid:
                 continue
             if not follows(self.last_zxid, txn.zxid):
-                self.log.warning("log_gap_refused", last=hex(self.last_zxid), got=hex(txn.zxid))
+                if not self._refusing:
+                    self.log.warning("log_gap_refused", last=hex(self.last_zxid), got=hex(txn.zxid))
+                    self.gap_opened = self._refusing = True
                 break
+            self._refusing = False
             if self._file is None or self._roll_next or self._file_bytes >= self.roll_bytes:
                 self._open(txn.zxid)
             frame = records.encode(self._encoder.encode(txn))

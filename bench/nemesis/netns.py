@@ -56,8 +56,8 @@ def missing_requirements(need_nft: bool = True) -> str | None:
     return None
 
 
-def _run(argv: Sequence[str], stdin: str | None = None) -> str:
-    proc = subprocess.run(list(argv), input=stdin, capture_output=True, text=True, timeout=30, check=False)
+def _run(argv: Sequence[str], stdin: str | None = None, timeout: float = 30) -> str:
+    proc = subprocess.run(list(argv), input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise LabError(f"{' '.join(argv)}: {proc.stderr.strip() or proc.stdout.strip() or proc.returncode}")
     return proc.stdout
@@ -202,8 +202,8 @@ class Lab:
         """Start `argv` inside host `host`'s namespace (`ip netns exec` execs it: the PID is argv's)."""
         return subprocess.Popen(["ip", "netns", "exec", self.ns(host), *argv], **kwargs)  # type: ignore[call-overload]
 
-    def run(self, host: int | str, argv: Sequence[str], stdin: str | None = None) -> str:
-        return _run(["ip", "netns", "exec", self.ns(host), *argv], stdin=stdin)
+    def run(self, host: int | str, argv: Sequence[str], stdin: str | None = None, timeout: float = 30) -> str:
+        return _run(["ip", "netns", "exec", self.ns(host), *argv], stdin=stdin, timeout=timeout)
 
     # --- network faults (nftables in a host's namespace) -------------------------------------------
 

@@ -10,6 +10,7 @@ every check passes. Needs root, iproute2 and nftables; says why and exits 77 oth
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 from bench.nemesis import checks
 from bench.nemesis.cluster import ZooKeeperCluster, ZoomqCluster
 from bench.nemesis.faults import Nemesis, available, schedule
-from bench.nemesis.netns import Lab, missing_requirements
+from bench.nemesis.netns import Lab, LabError, missing_requirements
 
 SKIPPED = 77
 DEFAULT_WORKLOADS = "register=4,seq=2,queue=1,lock=2,eph=2"
@@ -112,7 +113,10 @@ def _run(args: argparse.Namespace, lab: Lab, cluster: Any, out: Path, workloads:
         worker_log.close()
     end = time.monotonic()
     missing = cluster.wait_serving(90)
-    lab.run("c", [*worker_cmd, "final"]) if not missing else None
+    if not missing:
+        # waits for the workloads' sessions to end (past a session timeout), then reads every node
+        with contextlib.suppress(LabError, subprocess.TimeoutExpired):
+            lab.run("c", [*worker_cmd, "final"], timeout=300)
     return report(out, cluster, faults, end, args, missing)
 
 

@@ -55,6 +55,7 @@ class SimNode:
         self.up = False
         self.factories = world.factories  # the core classes (mutants swap them)
         self.quiet = QUIET
+        self._batch_open = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -232,7 +233,10 @@ class SimNode:
             if data is None:
                 role.channel_broken("sequence gap")
             else:
-                role.from_leader(_TO_LEARNER.decode(data))
+                msg = _TO_LEARNER.decode(data)
+                if isinstance(msg, q.NewLeader) and msg.zxid > role.appended:
+                    self.world.fail(f"node {self.sid}: NEWLEADER {msg.zxid:#x} past what the leader sent ({role.appended:#x})")
+                role.from_leader(msg)
             self._role_effects()
             return
         # the leader's end
@@ -302,7 +306,29 @@ class SimNode:
         ch, state = self.learner_channel
         self.world.net.send(ch, self.sid, state.frame(_ENCODER.encode(msg)))
 
+    BATCH_P = 0.25  # how often an input opens a batch that later inputs join before its effects go
+
     def _role_effects(self) -> None:
+        """The role's effects after an input. As the real actor, which takes every message waiting
+        in its sockets and only then carries out the effects (runtime/actor.py), an input now and
+        then waits for the inputs that come in the next few milliseconds (acks, a synchronization
+        read) before anything is sent: a core must not assume it is flushed after each input."""
+        if self.role is None or self._batch_open:
+            return
+        rng = self.world.batch_rng
+        if rng.random() >= self.BATCH_P:
+            self._flush_role()
+            return
+        self._batch_open = True
+
+        def batch_end() -> None:
+            self._batch_open = False
+            if self.up:
+                self._flush_role()
+
+        self.world.at(self.world.now + rng.uniform(0.0001, 0.003), batch_end, f"batch end {self.sid}", owner=self.sid)
+
+    def _flush_role(self) -> None:
         role = self.role
         if role is None:
             return
@@ -374,7 +400,7 @@ class SimNode:
                 role.channel_broken("leader silent")
             elif state.heartbeat_due(now) and role.phase is not LearnerPhaseOfCore.STARTING:
                 self._send_learner(q.Ping())
-        self._role_effects()
+        self._flush_role()  # the actor's timers run at the end of its batch, its effects go with them
 
     # --- clients ------------------------------------------------------------------------------
 

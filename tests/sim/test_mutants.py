@@ -68,6 +68,14 @@ class NoTrunc(Leader):
         super().sync_ready(to, prepared)
 
 
+class SyncToCommitPoint(Leader):
+    """Ends a learner's synchronization at the proposer's commit point, which acks earlier in the
+    same batch may have moved past the last commit sent out (the nemesis found this one)."""
+
+    def _sync_point(self) -> int:
+        return self.last_logged if self.proposer is None else self.proposer.committed_zxid
+
+
 class ReleaseBeforeFsync(Learner):
     """Passes commits to its session actor before its own log has them durable."""
 
@@ -109,6 +117,7 @@ def _slow_disk(world) -> None:  # fsyncs slow enough that crashes land between w
     ("a new epoch not above every accepted one", Factories(leader=EpochNotAboveAccepted), None),
     ("no TRUNC of an uncommitted tail", Factories(leader=NoTrunc), _slow_disk),
     ("a commit released before the local fsync", Factories(learner=ReleaseBeforeFsync), _slow_disk),
+    ("a NEWLEADER past the txns sent", Factories(leader=SyncToCommitPoint), None),
     ("a write re-sent with a new xid", Factories(client=RenumberingClient), None),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_the_simulator_catches_a_planted_bug(mutant, factories, setup):

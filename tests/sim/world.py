@@ -84,6 +84,7 @@ class World:
         self.cfg = cfg or SimConfig()
         self.factories = factories or Factories()
         self.rng = random.Random(seed)
+        self.batch_rng = random.Random(seed ^ 0xBA7C4)  # which inputs a node's actor takes in one batch
         self.faults = FaultSettings()
         self.now = 0.0
         self.wall_offset_ms = 1_700_000_000_000

@@ -368,3 +368,28 @@ def test_a_learners_synchronization_is_read_off_the_loop_and_what_commits_meanwh
     sent = sends(core.take_effects(), B)
     assert [type(m).__name__ for m in sent] == ["Diff", "NewLeader"]
     assert [t.zxid for t in sent[0].txns] == [z(3, 1), z(3, 2)] and sent[1] == q.NewLeader(3, z(3, 2))
+
+
+def test_a_commit_decided_in_the_same_batch_as_a_learners_sync_still_reaches_that_learner():
+    """Found by the nemesis: acks that commit (3, 3) arrive in the batch that also hands back B's
+    synchronization read. B must get (3, 3) in its DIFF or as a proposal, and a NEWLEADER it can
+    reach; before, NEWLEADER named (3, 3) while neither carried it, and B waited forever."""
+    core = with_session(established())
+    history = list(core.recent)
+    core.learner_info(B, q.FollowerInfo(3, 3, 0), observer=False)
+    core.from_learner(B, q.AckEpoch(2, 0))
+    Leader.take_effects(core)  # B's read (up to (3, 1)) is under way
+    core.write(WriteRequest(1, 7, 2, p.Create(2, "/one", b"", OPEN_ACL_UNSAFE)))
+    core.logged(z(3, 2))
+    core.from_learner(A, q.Ack(z(3, 2)))
+    Leader.take_effects(core)  # (3, 2) committed and released
+    core.write(WriteRequest(1, 7, 3, p.Create(3, "/two", b"", OPEN_ACL_UNSAFE)))
+    Leader.take_effects(core)  # (3, 3) proposed to A
+    core.logged(z(3, 3))  # one batch: the acks that commit (3, 3), then B's read
+    core.from_learner(A, q.Ack(z(3, 3)))
+    core.sync_ready(B, prepare(MemoryHistory(history), 0, z(3, 1)))
+    sent = sends(core.take_effects(), B)
+    carried = [t.zxid for m in sent if isinstance(m, q.Diff | q.Proposal) for t in m.txns]
+    newleader = next(m for m in sent if isinstance(m, q.NewLeader))
+    assert carried == [z(3, 1), z(3, 2), z(3, 3)]
+    assert newleader.zxid in carried

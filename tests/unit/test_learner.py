@@ -207,7 +207,7 @@ def test_a_restarted_log_that_lost_appends_ends_the_role_and_one_that_kept_them_
     assert core.take_effects()[-1] == Send(q.Ack(z(E, 2)))
     core.from_leader(q.Proposal([txn(E, 3)]))
     core.log_ready(z(E, 2))  # restarted, and txn 3 was lost with it
-    assert ends(core).reason == "the log actor restarted"
+    assert ends(core).reason.startswith("the log is missing appends")
 
 
 def test_a_log_holding_txns_this_learner_never_wrote_ends_the_role():
@@ -247,3 +247,12 @@ def test_a_probe_is_answered_at_once_by_a_learner_that_follows():
     core = synced(voting=True)
     core.from_leader(q.Probe(4))
     assert core.take_effects() == [Send(q.ProbeAck(4))]
+
+
+def test_a_newleader_past_what_the_leader_sent_ends_the_role_instead_of_waiting_forever():
+    core = learner(True)
+    core.log_ready(z(3, 4))
+    core.from_leader(q.LeaderInfo(E))
+    core.from_leader(q.Diff([txn(3, 5)]))
+    core.from_leader(q.NewLeader(E, z(3, 7)))  # (3, 6) and (3, 7) were never sent
+    assert ends(core).reason == "NEWLEADER is past what the leader sent"
