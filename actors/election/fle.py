@@ -12,7 +12,8 @@ Rules, as ZooKeeper's FastLeaderElection:
 - Rounds (`round`, ZooKeeper's logical clock): a notification from a newer round resets what was
   received and re-votes; one from an older round is answered with our vote so its sender catches up.
 - A LOOKING participant that sees a quorum of participants (itself included) vote for its
-  current vote waits `finalize_s` for a better vote before deciding.
+  current vote waits `finalize_s` for a better vote before deciding; beyond ZooKeeper, it decides
+  at once when every participant (but a suspect, below) votes for it: none can have a better one.
 - Notifications from nodes already FOLLOWING/LEADING tell of a running ensemble: a looking node
   joins that leader once a quorum reports it and the leader itself says LEADING.
 - Observers never count as votes and never vote for themselves; they only learn the leader.
@@ -136,8 +137,7 @@ class Election:
             self.received[self.me] = self.vote
             self.decide_at = None
             self.broadcast()
-            if majority.reached(self._agree(self.received.values(), self.vote), self.voters):
-                self.decide_at = now + self.finalize_s
+            self._count(now)
 
     # --- the rules --------------------------------------------------------------------------------
 
@@ -164,11 +164,19 @@ class Election:
             self.broadcast()
         self.received[n.sid] = n
         self.received[self.me] = self.vote
-        if majority.reached(self._agree(self.received.values(), self.vote), self.voters):
-            if self.decide_at is None:
-                self.decide_at = now + self.finalize_s
-        else:
+        self._count(now)
+
+    def _count(self, now: float) -> None:
+        """A quorum for our vote: wait `finalize_s` for a better one, unless every voter but the
+        suspect already backs it (each votes for the best it has seen, its own history included,
+        so no better vote can come but the suspect's, which is not taken)."""
+        agree = self._agree(self.received.values(), self.vote)
+        if not majority.reached(agree, self.voters):
             self.decide_at = None
+        elif agree >= self.voters - {self.suspect}:
+            self._decide(self.vote, self.round)
+        elif self.decide_at is None:
+            self.decide_at = now + self.finalize_s
 
     def _from_settled(self, n: Notification) -> None:
         if n.sid in self.voters:

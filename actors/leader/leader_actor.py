@@ -46,11 +46,18 @@ class DiskHistory:
     def __init__(self, directory: Path, log: Any) -> None:
         self.dir = directory
         self.log = log
+        self._last: tuple[int, tuple[int, list[Txn]]] | None = None  # (upto, window) last read
 
     def window(self, upto: int) -> tuple[int, list[Txn]]:
+        """Read on the sync thread only. The learners of a new leader all ask for the same `upto`
+        (its log's end): the window is read once for all of them."""
+        if self._last is not None and self._last[0] == upto:
+            return self._last[1]
         snaps = [z for z, _ in snapshot.list_snapshots(self.dir) if z <= upto]
         base = snaps[0] if snaps else 0
-        return base, list(read_txns(self.dir, base, upto))
+        found = (base, list(read_txns(self.dir, base, upto)))
+        self._last = (upto, found)
+        return found
 
     def snapshot(self, upto: int) -> bytes:
         return load_state(self.dir, upto=upto, log=self.log).to_snapshot()

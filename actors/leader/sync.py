@@ -52,7 +52,10 @@ class History(Protocol):
 
 def prepare(history: History, learner_last: int, upto: int) -> PreparedSync:
     """Read what synchronizing a learner whose log ends at `learner_last` takes. The slow part of
-    a learner's synchronization: the shell runs it away from the leader's loop."""
+    a learner's synchronization: the shell runs it away from the leader's loop. A learner already
+    at `upto` (after a failover, most are) needs nothing read."""
+    if learner_last == upto:
+        return PreparedSync(upto, SyncPlan("diff", upto), [])
     base, txns = history.window(upto)
     plan = plan_sync(learner_last, base, [t.zxid for t in txns], upto)
     if plan.kind == "snap":

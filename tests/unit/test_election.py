@@ -262,3 +262,22 @@ def test_stale_settled_votes_for_a_suspect_are_not_joined():
     net.nodes[1].broadcast()
     net.run()
     assert net.nodes[1].state == LOOKING
+
+
+def test_every_voter_backing_the_vote_decides_without_the_finalize_wait():
+    node = Election(1, frozenset({1, 2, 3}))
+    node.look(0, 0, 0.0)
+    node.receive(Notification(2, LOOKING, 1, 3, 0, 0), 0.0)  # 1 and 2 for 3: a quorum, 3 not heard yet
+    assert node.state == LOOKING and node.decide_at == pytest.approx(0.2)
+    node.receive(Notification(3, LOOKING, 1, 3, 0, 0), 0.01)  # all three: no better vote can come
+    assert node.state == FOLLOWING and node.vote.leader == 3
+
+
+def test_every_voter_but_the_suspect_backing_the_vote_decides_at_once():
+    node = Election(1, frozenset({1, 2, 3, 4, 5}))
+    node.look(0, 0, 0.0, suspect=5, suspect_s=10.0)
+    node.receive(Notification(2, LOOKING, 1, 4, 0, 0), 0.0)
+    node.receive(Notification(3, LOOKING, 1, 4, 0, 0), 0.0)
+    assert node.state == LOOKING  # 1, 2, 3 for 4: a quorum, waiting for 4 (or a better vote)
+    node.receive(Notification(4, LOOKING, 1, 4, 0, 0), 0.01)
+    assert node.state == FOLLOWING and node.vote.leader == 4

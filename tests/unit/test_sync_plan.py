@@ -2,7 +2,7 @@
 
 import pytest
 
-from actors.leader.sync import SyncPlan, plan_sync
+from actors.leader.sync import SyncPlan, plan_sync, prepare
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -53,3 +53,15 @@ def test_truncation_below_every_windowed_txn_goes_to_the_base():
 def test_txns_beyond_sync_to_are_not_part_of_the_plan():
     # The leader has logged E2+3 but not committed it: sync covers E2+2 only.
     assert plan_sync(E2 + 3, 0, [E2 + 1, E2 + 2, E2 + 3], E2 + 2) == SyncPlan("trunc", E2 + 2)
+
+
+def test_a_learner_already_at_the_sync_point_needs_nothing_read():
+    class Unreadable:
+        def window(self, upto):
+            raise AssertionError("read")
+
+        def snapshot(self, upto):
+            raise AssertionError("read")
+
+    prepared = prepare(Unreadable(), E1 + 5, E1 + 5)
+    assert prepared.plan == SyncPlan("diff", E1 + 5) and prepared.txns == [] and prepared.snapshot is None
