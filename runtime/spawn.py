@@ -1,7 +1,10 @@
 """Process entry point of one actor: `python -m runtime.spawn ACTOR CONFIG_JSON RUN_DIR`.
 
 The supervisor starts every actor this way (a fresh interpreter: no inherited sockets or threads),
-so that each actor is its own process with its own PID, restartable on its own.
+so that each actor is its own process with its own PID, restartable on its own. In an ensemble it
+also keeps one `python -m runtime.spawn standby CONFIG_JSON RUN_DIR` waiting: the next role actor
+(leader, follower or observer) is that process, told its name on stdin, so that a leader change
+does not wait for an interpreter to start and import the role's modules.
 """
 
 from __future__ import annotations
@@ -27,12 +30,30 @@ ACTORS = {
 }
 
 
+STANDBY = "standby"
+ROLES = ("leader", "follower", "observer")
+
+
 def command(actor: str, config_path: str, run_dir: str) -> list[str]:
-    """The argv that starts `actor`."""
+    """The argv that starts `actor` (or, with STANDBY, a process ready to become a role actor)."""
     return [sys.executable, "-m", "runtime.spawn", actor, config_path, run_dir]
 
 
+def standby(config_path: str, run_dir: str) -> int:
+    """A role actor started ahead of time: the interpreter is up and the role modules are imported;
+    the supervisor writes the actor's name to stdin when an election ends (EOF: not needed)."""
+    die_with_parent()
+    for name in ROLES:
+        importlib.import_module(ACTORS[name].partition(":")[0])
+    name = sys.stdin.readline().strip()
+    if name not in ROLES:
+        return 0
+    return main([name, config_path, run_dir])
+
+
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == STANDBY:
+        return standby(*argv[1:])
     die_with_parent()
     actor_name, config_path, run_dir = argv
     cfg = from_json(Path(config_path).read_bytes())

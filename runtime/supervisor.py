@@ -62,6 +62,7 @@ EXIT_DATA_DIR_IN_USE = 4  # another supervisor holds <data_dir>/zoomq.pid
 DEFAULT_ACTORS = ("log", "leader", "session")
 ENSEMBLE_ACTORS = ("log", "session", "election")
 ROLE_ACTORS = ("leader", "follower", "observer")
+STANDBY_DELAY_S = 1.0  # after a role actor starts, the next standby starts (not competing with it)
 MAX_WAIT_S = 1.0  # the loop wakes at least this often, whatever happens
 NO_PIDFD_WAIT_S = 0.2  # ... and this often when the kernel has no pidfd_open
 STATS_EVERY_S = 2.0  # refresh of per-actor CPU/RSS in status.json
@@ -159,6 +160,11 @@ class Supervisor:
         self._pid_path: Path | None = None
         self._own_run_dir = False
         self._status_path: Path | None = None
+        # A role actor started ahead of time (runtime/spawn.py `standby`): ensembles with the stock
+        # actor command only (a test's own argv builder starts every actor itself).
+        self._use_standby = self.ensemble and argv is spawn.command
+        self._standby: subprocess.Popen[bytes] | None = None
+        self._standby_at: float | None = None
 
     # --- public -------------------------------------------------------------------------------
 
@@ -287,6 +293,8 @@ class Supervisor:
     def _cleanup(self) -> None:
         with contextlib.suppress(Exception):
             self._stop_children(list(self._children.values()))
+        with contextlib.suppress(Exception):
+            self._drop_standby()
         self._state = "stopped"
         if self._zctx is not None:
             for sock in [*self._pushes.values(), *([self._inbox] if self._inbox is not None else [])]:
@@ -336,6 +344,8 @@ class Supervisor:
                     if result is not None:
                         return result
             self._start_due(now)
+            if self._standby_at is not None and now >= self._standby_at and self._state == "running":
+                self._start_standby(now)
             if self._look_at is not None and now >= self._look_at and "election" in self._children:
                 self._look_at = None
                 self._tell("election", Look(self._suspect, self.cfg.sync_limit * self.cfg.tick_ms))
@@ -354,6 +364,8 @@ class Supervisor:
             dues.append(self._look_at)
         if self._node_restart_at is not None:
             dues.append(self._node_restart_at)
+        if self._standby_at is not None:
+            dues.append(self._standby_at)
         dues.append(self._stats_due)
         for due in dues:
             wait = min(wait, due - now)
@@ -467,6 +479,7 @@ class Supervisor:
                 self.role = None
                 self._look_at = None
                 self._stop_children(list(self._children.values()))
+                self._drop_standby()
                 self._node_restart_at = time.monotonic() + delay
                 self._write_status()
             case GiveUp(reason=reason):
@@ -475,6 +488,7 @@ class Supervisor:
                 self._state = "giving_up"
                 self._pending.clear()
                 self._stop_children(list(self._children.values()))
+                self._drop_standby()
                 return EXIT_GAVE_UP
         return None
 
@@ -508,18 +522,21 @@ class Supervisor:
             self.role = None
             self.role_actor = None
             self._look_at = now
+            self._standby_at = now + STANDBY_DELAY_S if self._use_standby else None
         if len(self._children) == len(self.actors):
             self._state = "running"
         self._write_status()
 
     def _start(self, name: str, now: float) -> None:
-        argv = self.argv(name, self.config_path, self.run_dir)
-        try:
-            popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, close_fds=True)
-        except OSError as exc:
-            self.log.error("actor_start_failed", name=name, error=str(exc), argv=argv)
-            self._failed_starts.append(name)  # handled like an exit on the next loop turn
-            return
+        popen = self._take_standby(name, now) if name in ROLE_ACTORS else None
+        if popen is None:
+            argv = self.argv(name, self.config_path, self.run_dir)
+            try:
+                popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, close_fds=True)
+            except OSError as exc:
+                self.log.error("actor_start_failed", name=name, error=str(exc), argv=argv)
+                self._failed_starts.append(name)  # handled like an exit on the next loop turn
+                return
         pidfd = None
         if self._has_pidfd:
             try:
@@ -533,6 +550,57 @@ class Supervisor:
         self.log.info("actor_started", name=name, pid=popen.pid)
         if self._state == "running":
             self._write_status()
+
+    # --- the standby role actor ---------------------------------------------------------------
+
+    def _take_standby(self, name: str, now: float) -> subprocess.Popen[bytes] | None:
+        """The waiting standby, told to become `name`; None if there is none alive."""
+        if not self._use_standby:
+            return None
+        self._standby_at = now + STANDBY_DELAY_S
+        popen, self._standby = self._standby, None
+        if popen is None or popen.poll() is not None:
+            return None
+        try:
+            assert popen.stdin is not None
+            popen.stdin.write(f"{name}\n".encode())
+            popen.stdin.close()
+        except OSError:  # it died just now: start the actor afresh
+            self._reap(popen)
+            return None
+        return popen
+
+    def _start_standby(self, now: float) -> None:
+        self._standby_at = None
+        if self._standby is not None and self._standby.poll() is None:
+            return
+        argv = spawn.command(spawn.STANDBY, self.config_path, self.run_dir)
+        try:
+            self._standby = subprocess.Popen(argv, stdin=subprocess.PIPE, close_fds=True)
+        except OSError as exc:
+            self.log.warning("standby_start_failed", error=str(exc))
+            self._standby_at = now + MAX_WAIT_S * 10
+
+    def _drop_standby(self) -> None:
+        popen, self._standby = self._standby, None
+        self._standby_at = None
+        if popen is not None:
+            with contextlib.suppress(OSError):
+                assert popen.stdin is not None
+                popen.stdin.close()  # EOF: it exits of itself
+            self._reap(popen)
+
+    def _reap(self, popen: subprocess.Popen[bytes]) -> None:
+        if popen.poll() is None:
+            with contextlib.suppress(OSError):
+                popen.terminate()
+        try:
+            popen.wait(self.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                popen.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                popen.wait(self.stop_timeout_s)
 
     def _forget(self, child: _Child) -> None:
         self._children.pop(child.name, None)
@@ -552,6 +620,7 @@ class Supervisor:
         self._pending.clear()
         self._node_restart_at = None
         self._stop_children(list(self._children.values()))
+        self._drop_standby()
         return EXIT_OK
 
     # --- stopping processes -------------------------------------------------------------------

@@ -177,6 +177,7 @@ class ZoomqServer:
         except psutil.Error:
             return {}
         pids: dict[str, int] = {}
+        roles: dict[int, str] | None = None
         for proc in children:
             try:
                 if proc.status() == psutil.STATUS_ZOMBIE:
@@ -187,7 +188,13 @@ class ZoomqServer:
             if "runtime.spawn" in cmdline:
                 at = cmdline.index("runtime.spawn")
                 if at + 1 < len(cmdline):
-                    pids[cmdline[at + 1]] = proc.pid
+                    name = cmdline[at + 1]
+                    if name == "standby":  # started ahead of time: which role it became, if any
+                        if roles is None:
+                            roles = {a.get("pid"): n for n, a in self.status().get("actors", {}).items()}
+                        name = roles.get(proc.pid, "")
+                    if name:
+                        pids[name] = proc.pid
         return pids
 
     # --- lifecycle ----------------------------------------------------------------------------

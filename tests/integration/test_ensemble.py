@@ -3,8 +3,10 @@ roles, replication, reads on every node, sessions that move between nodes."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
+import psutil
 import pytest
 
 from zoomq import Client
@@ -118,3 +120,34 @@ def test_status_reports_every_actor_and_the_role_actor(ens):
         role = ens.role_of(node)
         assert {"log", "session", "election", role} <= set(actors), actors
         assert all(a["pid"] for a in actors.values())
+
+
+def _standbys(node) -> list[psutil.Process]:
+    idle = []
+    for proc in psutil.Process(node.pid).children():
+        with contextlib.suppress(psutil.Error):
+            if "standby" in proc.cmdline() and proc.pid not in node.actor_pids().values():
+                idle.append(proc)
+    return idle
+
+
+def test_a_role_actor_is_a_process_started_ahead_of_time_and_another_waits_for_the_next_role(ens):
+    """Leader changes do not wait for an interpreter: each node keeps one standby process that
+    becomes the next role actor (runtime/spawn.py), and starts another after it is taken."""
+    for node in ens.nodes:
+        wait_for(lambda node=node: len(_standbys(node)) == 1, 30, "one standby per node")
+    follower = next(n for n in ens.nodes if ens.role_of(n) == "follower")
+    waiting = _standbys(follower)[0]
+    role_pid = follower.actor_pids()["follower"]
+    psutil.Process(role_pid).kill()  # the role ends: the node looks again and takes up a role
+    wait_for(lambda: follower.actor_pids().get("follower") not in (None, role_pid), 30, "a new follower actor")
+    assert follower.actor_pids()["follower"] == waiting.pid  # the standby became it
+    wait_for(lambda: len(_standbys(follower)) == 1 and _standbys(follower)[0].pid != waiting.pid, 30, "a new standby")
+    client = Client(hosts=follower.hosts)
+    client.start(timeout=20)
+    try:
+        client.ensure_path("/standby-check")  # a write through the node the new role actor serves
+        assert client.exists("/standby-check")
+    finally:
+        client.stop()
+        client.close()
