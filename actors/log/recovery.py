@@ -12,6 +12,12 @@ from actors.session.tree import DataTree
 
 
 def load_state(directory: Path, *, upto: int | None = None, log: Any) -> DataTree:
+    return load_state_counted(directory, upto=upto, log=log)[0]
+
+
+def load_state_counted(directory: Path, *, upto: int | None = None, log: Any) -> tuple[DataTree, int]:
+    """The state, and how many logged txns were replayed on top of its snapshot (what the next
+    snapshot would save a restart from replaying)."""
     directory = Path(directory)
     snap = load_newest_valid(directory, log) if directory.exists() else None
     if snap is not None and (upto is None or snap[0] <= upto):
@@ -20,7 +26,7 @@ def load_state(directory: Path, *, upto: int | None = None, log: Any) -> DataTre
         tree = DataTree()
     replayed = catch_up(tree, directory, upto, log) if directory.exists() else 0
     log.info("state_loaded", snapshot=fmt(snap[0]) if snap else None, replayed=replayed, zxid=fmt(tree.last_zxid))
-    return tree
+    return tree, replayed
 
 
 def catch_up(tree: DataTree, directory: Path, upto: int | None, log: Any) -> int:

@@ -23,7 +23,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from actors.gateway import GATEWAY_ENDPOINT, GATEWAY_RID_PREFIX
 from actors.log import snapshot as snapshots
-from actors.log.recovery import catch_up, load_state
+from actors.log.recovery import catch_up, load_state_counted
 from actors.protocol.effects import Tell
 from actors.protocol.internal import Snapshotted, SyncPoint
 from actors.protocol.zxid import fmt
@@ -138,10 +138,14 @@ class SessionActor(Actor):
         snapshot installed past the tree) or caught up from the log."""
         tree = self.core.tree
         newer = [z for z, _ in snapshots.list_snapshots(self.dir) if tree.last_zxid < z <= zxid]
+        # Txns replayed count towards the next snapshot as txns applied do: a node that restarts
+        # often would otherwise never reach snapshot_every, and replay its whole log at each start.
         if self.core.needs_reload(bool(newer)):
-            return load_state(self.dir, upto=zxid, log=self.log)
+            tree, replayed = load_state_counted(self.dir, upto=zxid, log=self.log)
+            self.core.applied_since_snapshot = replayed
+            return tree
         if zxid > tree.last_zxid:
-            catch_up(tree, self.dir, zxid, self.log)
+            self.core.applied_since_snapshot += catch_up(tree, self.dir, zxid, self.log)
         return tree
 
     # --- outputs ------------------------------------------------------------------------------

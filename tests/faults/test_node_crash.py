@@ -76,3 +76,27 @@ def test_restart_recovers_from_snapshot_plus_log_and_purges_old_files(tmp_path):
         # been finished as the node stopped, before its purge).
         snaps = list(version_dir.glob("snapshot.*"))
         assert 1 <= len(snaps) <= 3, snaps
+
+
+def test_a_node_that_restarts_before_snapshot_every_still_snapshots_what_it_replays(tmp_path):
+    """The txns a restart replays count towards the next snapshot: a node killed more often than
+    snapshot_every txns apart used to replay its whole log at every start and never purge it."""
+    data_dir = tmp_path / "data"
+    version_dir = data_dir / "version-1"
+    port = None
+    for round_ in range(3):
+        with ZoomqServer(data_dir=data_dir, port=port, snapshot_every=100) as server:
+            port = server.port
+            zk = server.client()
+            for i in range(60):  # fewer than snapshot_every per life of the node
+                zk.create(f"/r{round_}-{i}", b"x")
+            zk.stop()
+            if round_ == 0:
+                assert not list(version_dir.glob("snapshot.*"))
+            server.kill()  # SIGKILL: no snapshot at shutdown either
+    with ZoomqServer(data_dir=data_dir, port=port, snapshot_every=100) as server:
+        zk = server.client()
+        zk.create("/after", b"x")  # the replayed 180 are past snapshot_every: the next commit snapshots
+        wait_for(lambda: list(version_dir.glob("snapshot.*")), timeout=30, what="a snapshot")
+        assert len(zk.get_children("/")) >= 181
+        zk.stop()
