@@ -62,6 +62,9 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     max_children_listed: int = 1_000_000
     snapshot_every: int = 100_000  # txns between snapshots
     snapshot_retain: int = 3  # newest snapshots (and the logs they need) kept by purge
+    # Ensembles: the role actor started ahead of time also reads the state, so that a new leader
+    # only catches up from the log (costs that process a copy of the tree until a role is taken).
+    standby_preload: bool = True
     log_roll_bytes: int = 64 * 1024 * 1024
     container_check_ms: int = 60_000  # how often containers and TTL nodes are checked
     restart_max: int = 5  # more than this many restarts of one node ...

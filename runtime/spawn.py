@@ -9,6 +9,9 @@ does not wait for an interpreter to start and import the role's modules.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import importlib
 import os
 import sys
@@ -40,15 +43,38 @@ def command(actor: str, config_path: str, run_dir: str) -> list[str]:
 
 
 def standby(config_path: str, run_dir: str) -> int:
-    """A role actor started ahead of time: the interpreter is up and the role modules are imported;
-    the supervisor writes the actor's name to stdin when an election ends (EOF: not needed)."""
+    """A role actor started ahead of time: the interpreter is up, the role modules are imported and
+    the state is read from disk (a leader then only catches up from the log; the preload is
+    checked against the disk first, see actors/log/recovery.py `resume_state`). The supervisor
+    writes the actor's name to stdin when an election ends (EOF: not needed)."""
     die_with_parent()
     for name in ROLES:
         importlib.import_module(ACTORS[name].partition(":")[0])
+    cfg = from_json(Path(config_path).read_bytes())
+    if cfg.standby_preload:
+        from actors.leader import leader_actor
+        from actors.log.recovery import load_state
+
+        log = logs.configure(node=cfg.sid, actor="standby", level=cfg.log_level, json=cfg.log_json)
+        leader_actor.PRELOADED = load_state(Path(cfg.data_dir) / "version-1", log=log)
     name = sys.stdin.readline().strip()
     if name not in ROLES:
         return 0
+    if name != "leader":
+        _drop_preload()
     return main([name, config_path, run_dir])
+
+
+def _drop_preload() -> None:
+    """A follower or observer has no use for the tree: give its memory back."""
+    from actors.leader import leader_actor
+
+    if leader_actor.PRELOADED is None:
+        return
+    leader_actor.PRELOADED = None
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def main(argv: list[str]) -> int:

@@ -27,7 +27,7 @@ import zmq.utils.monitor
 from actors.leader.leader import Leader, Phase
 from actors.leader.sync import prepare
 from actors.log import epochs, snapshot
-from actors.log.recovery import load_state
+from actors.log.recovery import load_state, resume_state
 from actors.log.txnlog import read_txns
 from actors.protocol import quorum as q
 from actors.protocol.effects import Drop, EndRole, PersistEpoch, PrepareSync, Send, Tell
@@ -38,6 +38,7 @@ from runtime.channel import ChannelState
 from runtime.roles import EXIT_ROLE_ENDED
 
 LOG_HELLO_RETRY_S = 1.0
+PRELOADED: Any = None  # the state a standby process read before it became this leader (runtime/spawn.py)
 
 
 class DiskHistory:
@@ -159,10 +160,19 @@ class LeaderActor(Actor):
         elif isinstance(msg, Hello):
             self.core.hello()
         elif isinstance(msg, LogReady):
-            tree = load_state(self.dir, upto=msg.last_zxid, log=self.log) if self.core.phase is Phase.STARTING else None
+            tree = self._load(msg.last_zxid) if self.core.phase is Phase.STARTING else None
             self.core.log_ready(msg.last_zxid, tree)
         else:
             self.log.warning("unexpected_message", type=type(msg).__name__)
+
+    def _load(self, upto: int) -> Any:
+        """The state through `upto`: the tree this process preloaded as a standby (caught up from
+        the log), or read whole."""
+        global PRELOADED  # noqa: PLW0603 - handed over once, from runtime/spawn.py's standby
+        tree, PRELOADED = PRELOADED, None
+        if tree is not None:
+            tree = resume_state(tree, self.dir, upto=upto, log=self.log)
+        return tree if tree is not None else load_state(self.dir, upto=upto, log=self.log)
 
     def _on_monitor(self, frames: list[bytes], now: float) -> None:
         event = zmq.utils.monitor.parse_monitor_message(frames)

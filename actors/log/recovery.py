@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from actors.log.snapshot import load_newest_valid
+from actors.log.snapshot import list_snapshots, load_newest_valid
 from actors.log.txnlog import read_txns
 from actors.protocol.zxid import fmt
 from actors.session.tree import DataTree
@@ -36,3 +36,19 @@ def catch_up(tree: DataTree, directory: Path, upto: int | None, log: Any) -> int
         tree.apply(txn, results=False)
         n += 1
     return n
+
+
+def resume_state(tree: DataTree, directory: Path, *, upto: int, log: Any) -> DataTree | None:
+    """`tree`, read from this disk earlier (a standby role actor's preload), caught up through
+    `upto`; None if the disk moved under it in a way a catch-up cannot follow: the txn it ends
+    with was truncated away, or a snapshot newer than it appeared (a leader's SNAP installed, whose
+    history below may differ). The caller then reads the state whole."""
+    directory = Path(directory)
+    last = tree.last_zxid
+    if last > upto or any(z > last for z, _ in list_snapshots(directory)):
+        return None
+    if last and not any(t.zxid == last for t in read_txns(directory, last - 1, last)):
+        return None
+    replayed = catch_up(tree, directory, upto, log)
+    log.info("state_loaded", preloaded=fmt(last), replayed=replayed, zxid=fmt(tree.last_zxid))
+    return tree

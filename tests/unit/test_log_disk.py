@@ -8,7 +8,7 @@ import pytest
 import structlog
 
 from actors.log import epochs, records, snapshot
-from actors.log.recovery import load_state
+from actors.log.recovery import load_state, resume_state
 from actors.log.txnlog import TxnLog, list_logs, read_txns
 from actors.protocol.txn import CreateTxn, SetDataTxn, Txn
 from actors.session.tree import DataTree
@@ -183,4 +183,26 @@ def test_the_log_refuses_a_hole_and_keeps_what_came_before(tmp_path):
     assert log.append([t((2 << 32) + 1)]) == 1  # the first txn of a new epoch follows any end
     log.sync()
     assert [x.zxid for x in read_txns(tmp_path)] == [e1 + 1, e1 + 2, e1 + 3, e1 + 4, e1 + 5, (2 << 32) + 1]
+    log.close()
+
+
+def test_a_preloaded_state_is_caught_up_unless_the_disk_moved_under_it(tmp_path):
+    log = write(tmp_path, range(1, 11))
+    preloaded = load_state(tmp_path, log=LOG)
+    log.append([create(z) for z in range(11, 16)])
+    log.sync()
+    resumed = resume_state(preloaded, tmp_path, upto=15, log=LOG)
+    assert resumed is not None and resumed.last_zxid == 15
+    assert resumed.to_snapshot() == load_state(tmp_path, log=LOG).to_snapshot()
+
+    stale = load_state(tmp_path, log=LOG)  # through 15; then 14 and 15 are truncated away and
+    log.truncate_after(13)  # a new epoch's txns follow: a catch-up would apply them on top of 14, 15
+    log.append([create((2 << 32) + 1, "e2")])
+    log.sync()
+    assert resume_state(stale, tmp_path, upto=(2 << 32) + 1, log=LOG) is None
+    assert resume_state(load_state(tmp_path, log=LOG), tmp_path, upto=(2 << 32) + 1, log=LOG) is not None
+
+    older = load_state(tmp_path, upto=12, log=LOG)  # a snapshot newer than it appears (SNAP installed)
+    snapshot.write_snapshot(tmp_path, 13, load_state(tmp_path, upto=13, log=LOG).to_snapshot())
+    assert resume_state(older, tmp_path, upto=(2 << 32) + 1, log=LOG) is None
     log.close()
