@@ -65,6 +65,10 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # Ensembles: the role actor started ahead of time also reads the state, so that a new leader
     # only catches up from the log (costs that process a copy of the tree until a role is taken).
     standby_preload: bool = True
+    # How many of its latest txns a leader synchronizes a learner from without reading its log
+    # (ZooKeeper's commitLogCount); a learner further behind gets the log after the newest
+    # snapshot (DIFF) or the snapshot (SNAP). At most 20000.
+    sync_memory_txns: int = 20_000
     log_roll_bytes: int = 64 * 1024 * 1024
     container_check_ms: int = 60_000  # how often containers and TTL nodes are checked
     restart_max: int = 5  # more than this many restarts of one node ...
@@ -127,6 +131,8 @@ def load(path: str | Path | None = None, **overrides: Any) -> NodeConfig:
         raise ConfigError("tick_ms must be > 0 and min session timeout <= max")
     if cfg.super_digest and (cfg.super_digest.count(":") != 1 or not all(cfg.super_digest.split(":"))):
         raise ConfigError("super_digest must look like user:BASE64(SHA1(user:password))")
+    if cfg.sync_memory_txns < 0:
+        raise ConfigError("sync_memory_txns must be >= 0")
     if cfg.init_limit <= 0 or cfg.sync_limit <= 0:
         raise ConfigError("init_limit and sync_limit must be > 0 (ticks)")
     if cfg.servers:

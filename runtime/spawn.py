@@ -52,11 +52,14 @@ def standby(config_path: str, run_dir: str) -> int:
         importlib.import_module(ACTORS[name].partition(":")[0])
     cfg = from_json(Path(config_path).read_bytes())
     if cfg.standby_preload:
+        from collections import deque
+
         from actors.leader import leader_actor
         from actors.log.recovery import load_state
 
         log = logs.configure(node=cfg.sid, actor="standby", level=cfg.log_level, json=cfg.log_json)
-        leader_actor.PRELOADED = load_state(Path(cfg.data_dir) / "version-1", log=log)
+        tail: deque = deque(maxlen=leader_actor.RECENT_COMMITS)
+        leader_actor.PRELOADED = (load_state(Path(cfg.data_dir) / "version-1", log=log, tail=tail), tail)
     name = sys.stdin.readline().strip()
     if name not in ROLES:
         return 0

@@ -60,7 +60,7 @@ from typing import Any
 from actors.leader.prep import Prep
 from actors.leader.proposer import Proposer
 from actors.leader.sessions import SessionTracker
-from actors.leader.sync import PreparedSync
+from actors.leader.sync import PreparedSync, plan_sync
 from actors.protocol import majority
 from actors.protocol import quorum as q
 from actors.protocol.effects import Drop, PersistEpoch, PrepareSync, RoleCore, Send, Tell
@@ -123,9 +123,10 @@ class Leader(RoleCore):
     def __init__(
         self, *, sid: int, voters: frozenset[int], ensemble: bool, accepted_epoch: int, current_epoch: int,
         tick_ms: int, init_limit: int, container_check_ms: int, max_data_bytes: int, now: float,
-        log: Any,
+        log: Any, sync_memory_txns: int = RECENT_COMMITS,
     ) -> None:
         self.sid = sid
+        self.sync_memory_txns = min(sync_memory_txns, RECENT_COMMITS)  # 0: always read the log
         self.voters = voters
         self.ensemble = ensemble
         self.role = "leader" if ensemble else "standalone"
@@ -220,12 +221,16 @@ class Leader(RoleCore):
 
     # --- this node's log ----------------------------------------------------------------------
 
-    def log_ready(self, last_zxid: int, tree: Any) -> None:
+    def log_ready(self, last_zxid: int, tree: Any, tail: list[Txn] | None = None) -> None:
+        """`tail`: the last txns of this node's log through last_zxid, in order, if the shell read
+        them loading the state: learners whose log ends within them are synchronized from memory."""
         if self.phase is not Phase.STARTING:
             self._log_restarted(last_zxid)
             return
         self.last_logged = last_zxid
         self.tree = tree
+        if tail and tail[-1].zxid == last_zxid:
+            self.recent.extend(tail)
         if not self.ensemble:
             self._set_epoch(max(self.accepted_epoch, self.current_epoch, epoch_of(last_zxid)) + 1)
             self._establish()
@@ -361,9 +366,29 @@ class Leader(RoleCore):
         return self.last_logged if self.proposer is None else self.released
 
     def _synchronize(self, peer: LearnerState) -> None:
-        """Ask for the learner's synchronization to be read (off the loop): PrepareSync."""
+        """From memory when the latest txns cover the learner's end; else ask for it to be read
+        (off the loop): PrepareSync."""
         peer.phase = LearnerPhase.PREPARING
-        self._out.append(PrepareSync(peer.to, peer.last_zxid, self._sync_point()))
+        upto = self._sync_point()
+        prepared = self._from_memory(peer.last_zxid, upto)
+        if prepared is not None:
+            self.sync_ready(peer.to, prepared)
+        else:
+            self._out.append(PrepareSync(peer.to, peer.last_zxid, upto))
+
+    def _from_memory(self, learner_last: int, upto: int) -> PreparedSync | None:
+        """The synchronization to `upto` out of `recent`, if it reaches from the learner's end
+        (or the first txn kept) through `upto`: a reconnecting learner is seldom further behind,
+        and reading the log from the last snapshot on took seconds with a long log."""
+        recent = self.recent
+        kept = min(len(recent), self.sync_memory_txns)
+        if not kept or learner_last < recent[-kept].zxid or recent[-1].zxid < upto:
+            return None
+        txns = [t for t in list(recent)[-kept:] if t.zxid <= upto]
+        plan = plan_sync(learner_last, txns[0].zxid, [t.zxid for t in txns[1:]], upto)
+        if plan.kind == "snap":
+            return None
+        return PreparedSync(upto, plan, [t for t in txns if t.zxid > plan.common])
 
     def sync_ready(self, to: bytes, prepared: PreparedSync) -> None:
         """DIFF / TRUNC / SNAP up to what was read, the txns committed since from memory, then

@@ -17,6 +17,7 @@ import contextlib
 import os
 import queue
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import msgspec
 import zmq
 import zmq.utils.monitor
 
-from actors.leader.leader import Leader, Phase
+from actors.leader.leader import RECENT_COMMITS, Leader, Phase
 from actors.leader.sync import prepare
 from actors.log import epochs, snapshot
 from actors.log.recovery import load_state, resume_state
@@ -38,7 +39,7 @@ from runtime.channel import ChannelState
 from runtime.roles import EXIT_ROLE_ENDED
 
 LOG_HELLO_RETRY_S = 1.0
-PRELOADED: Any = None  # the state a standby process read before it became this leader (runtime/spawn.py)
+PRELOADED: Any = None  # (tree, tail) a standby process read before it became this leader (runtime/spawn.py)
 
 
 class DiskHistory:
@@ -80,6 +81,7 @@ class LeaderActor(Actor):
             sid=cfg.sid, voters=voters, ensemble=self.ensemble, accepted_epoch=epochs.read_epoch(self.dir, "acceptedEpoch"),
             current_epoch=epochs.read_epoch(self.dir, "currentEpoch"), tick_ms=cfg.tick_ms, init_limit=cfg.init_limit,
             container_check_ms=cfg.container_check_ms, max_data_bytes=cfg.max_data_bytes, now=now, log=self.log,
+            sync_memory_txns=cfg.sync_memory_txns,
         )
         # Learners' synchronizations are read on a thread of their own (one at a time), so that the
         # broadcast to the others goes on; a result wakes the loop through an inproc pair.
@@ -160,19 +162,26 @@ class LeaderActor(Actor):
         elif isinstance(msg, Hello):
             self.core.hello()
         elif isinstance(msg, LogReady):
-            tree = self._load(msg.last_zxid) if self.core.phase is Phase.STARTING else None
-            self.core.log_ready(msg.last_zxid, tree)
+            if self.core.phase is Phase.STARTING:
+                tree, tail = self._load(msg.last_zxid)
+                self.core.log_ready(msg.last_zxid, tree, list(tail))
+            else:
+                self.core.log_ready(msg.last_zxid, None)
         else:
             self.log.warning("unexpected_message", type=type(msg).__name__)
 
-    def _load(self, upto: int) -> Any:
-        """The state through `upto`: the tree this process preloaded as a standby (caught up from
-        the log), or read whole."""
+    def _load(self, upto: int) -> tuple[Any, deque[Txn]]:
+        """The state through `upto` and the latest txns replayed (the core synchronizes learners
+        from them): the tree this process preloaded as a standby, caught up from the log, or the
+        state read whole."""
         global PRELOADED  # noqa: PLW0603 - handed over once, from runtime/spawn.py's standby
-        tree, PRELOADED = PRELOADED, None
-        if tree is not None:
-            tree = resume_state(tree, self.dir, upto=upto, log=self.log)
-        return tree if tree is not None else load_state(self.dir, upto=upto, log=self.log)
+        preloaded, PRELOADED = PRELOADED, None
+        if preloaded is not None:
+            tree, tail = preloaded
+            if resume_state(tree, self.dir, upto=upto, log=self.log, tail=tail) is not None:
+                return tree, tail
+        tail = deque(maxlen=RECENT_COMMITS)
+        return load_state(self.dir, upto=upto, log=self.log, tail=tail), tail
 
     def _on_monitor(self, frames: list[bytes], now: float) -> None:
         event = zmq.utils.monitor.parse_monitor_message(frames)

@@ -393,3 +393,28 @@ def test_a_commit_decided_in_the_same_batch_as_a_learners_sync_still_reaches_tha
     newleader = next(m for m in sent if isinstance(m, q.NewLeader))
     assert carried == [z(3, 1), z(3, 2), z(3, 3)]
     assert newleader.zxid in carried
+
+
+def test_a_learner_whose_end_is_in_the_loaded_tail_is_synchronized_from_memory():
+    history = [txn(2, i) for i in range(1, 6)]
+    core = ScriptedLeader(sid=1, voters=frozenset((1, 2, 3)), ensemble=True, accepted_epoch=2, current_epoch=2,
+                          tick_ms=100, init_limit=10, container_check_ms=60_000, max_data_bytes=1 << 20,
+                          now=0.0, log=structlog.get_logger())
+    core.history = MemoryHistory([], 0)  # nothing readable: only memory can answer
+    core.set_time(0.0, 1_000)
+    tree = DataTree()
+    for t in history:
+        tree.apply(t)
+    core.log_ready(z(2, 5), tree, history[1:])  # the shell kept the last four txns it replayed
+    core.learner_info(A, q.FollowerInfo(2, 2, z(2, 3)), observer=False)
+    Leader.take_effects(core)
+    core.from_learner(A, q.AckEpoch(2, z(2, 3)))
+    effects = Leader.take_effects(core)
+    assert not [e for e in effects if isinstance(e, PrepareSync)]
+    sent = sends(effects, A)
+    assert [type(m).__name__ for m in sent] == ["Diff", "NewLeader"]
+    assert [t.zxid for t in sent[0].txns] == [z(2, 4), z(2, 5)]
+    core.learner_info(B, q.FollowerInfo(3, 2, z(2, 1)), observer=False)  # older than the tail: read
+    Leader.take_effects(core)
+    core.from_learner(B, q.AckEpoch(2, z(2, 1)))
+    assert [e for e in Leader.take_effects(core) if isinstance(e, PrepareSync)] == [PrepareSync(B, z(2, 1), z(2, 5))]

@@ -65,3 +65,11 @@ def test_a_learner_already_at_the_sync_point_needs_nothing_read():
 
     prepared = prepare(Unreadable(), E1 + 5, E1 + 5)
     assert prepared.plan == SyncPlan("diff", E1 + 5) and prepared.txns == [] and prepared.snapshot is None
+
+
+def test_a_negative_sync_memory_window_is_a_config_error():
+    from runtime.config import ConfigError, load
+
+    with pytest.raises(ConfigError, match="sync_memory_txns"):
+        load(None, sync_memory_txns=-1)
+    assert load(None, sync_memory_txns=0).sync_memory_txns == 0
