@@ -566,7 +566,7 @@ class Supervisor:
             popen.stdin.write(f"{name}\n".encode())
             popen.stdin.close()
         except OSError:  # it died just now: start the actor afresh
-            self._reap(popen)
+            self._stop_children([_Child(spawn.STANDBY, popen, None)])
             return None
         return popen
 
@@ -588,19 +588,7 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 assert popen.stdin is not None
                 popen.stdin.close()  # EOF: it exits of itself
-            self._reap(popen)
-
-    def _reap(self, popen: subprocess.Popen[bytes]) -> None:
-        if popen.poll() is None:
-            with contextlib.suppress(OSError):
-                popen.terminate()
-        try:
-            popen.wait(self.stop_timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(OSError):
-                popen.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                popen.wait(self.stop_timeout_s)
+            self._stop_children([_Child(spawn.STANDBY, popen, None)])
 
     def _forget(self, child: _Child) -> None:
         self._children.pop(child.name, None)

@@ -52,6 +52,7 @@ Rules:
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
@@ -221,7 +222,7 @@ class Leader(RoleCore):
 
     # --- this node's log ----------------------------------------------------------------------
 
-    def log_ready(self, last_zxid: int, tree: Any, tail: list[Txn] | None = None) -> None:
+    def log_ready(self, last_zxid: int, tree: Any, tail: deque[Txn] | list[Txn] | None = None) -> None:
         """`tail`: the last txns of this node's log through last_zxid, in order, if the shell read
         them loading the state: learners whose log ends within them are synchronized from memory."""
         if self.phase is not Phase.STARTING:
@@ -384,7 +385,7 @@ class Leader(RoleCore):
         kept = min(len(recent), self.sync_memory_txns)
         if not kept or learner_last < recent[-kept].zxid or recent[-1].zxid < upto:
             return None
-        txns = [t for t in list(recent)[-kept:] if t.zxid <= upto]
+        txns = [t for t in itertools.islice(recent, len(recent) - kept, None) if t.zxid <= upto]
         plan = plan_sync(learner_last, txns[0].zxid, [t.zxid for t in txns[1:]], upto)
         if plan.kind == "snap":
             return None

@@ -164,7 +164,7 @@ class LeaderActor(Actor):
         elif isinstance(msg, LogReady):
             if self.core.phase is Phase.STARTING:
                 tree, tail = self._load(msg.last_zxid)
-                self.core.log_ready(msg.last_zxid, tree, list(tail))
+                self.core.log_ready(msg.last_zxid, tree, tail)
             else:
                 self.core.log_ready(msg.last_zxid, None)
         else:
