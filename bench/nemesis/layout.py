@@ -1,9 +1,10 @@
 """`python -m bench run|compare --layout netns`: the benchmark's targets on separate network hosts.
 
 The same namespaces as the nemesis (netns.py, cluster.py): a node per namespace with its own
-address, the load generators in the clients' namespace, every link through the delay proxy, which
-`--link-delay-ms` turns into a LAN-like delay (with a fifth of it as jitter) on every peer and
-client link. The load generators report over an ipc:// socket (a file: reachable from any
+address, the load generators in the clients' namespace. With `--link-delay-ms`, every link goes
+through the delay proxy, which adds a LAN-like delay (with a fifth of it as jitter) on every peer
+and client link; without it the links are straight (a proxy in Python would cost the nodes CPU of
+their own on a small machine). The load generators report over an ipc:// socket (a file: reachable from any
 namespace). No fault is injected: this is for scale-out figures (3 vs 5 participants, observers).
 """
 
@@ -36,9 +37,10 @@ class NetnsTarget(Target):
     def start(self, timeout: float = 60.0) -> NetnsTarget:
         self.lab.create()
         cls = ZooKeeperCluster if self.name == "zookeeper" else ZoomqCluster
-        self.cluster = cls(self.lab, self.n, self.observers, self.workdir, self.tick_ms, faketime=False, proxy=True)
-        self.cluster.start_proxies()
+        self.cluster = cls(self.lab, self.n, self.observers, self.workdir, self.tick_ms, faketime=False,
+                           proxy=bool(self.link_delay_ms))
         if self.link_delay_ms:
+            self.cluster.start_proxies()
             for host in self.lab.all_hosts():
                 self.cluster.link(host, "*", delay_ms=self.link_delay_ms, jitter_ms=self.link_delay_ms / 5)
         self.cluster.start_all()

@@ -79,17 +79,24 @@ def test_a_harness_stopped_mid_run_tears_down_its_namespaces_and_processes(tmp_p
             proc.wait(timeout=10)
 
 
-def test_the_benchmark_runs_against_nodes_on_separate_network_hosts(tmp_path):
+@pytest.mark.parametrize("delay_ms,observers", [("1", 0), (None, 1)], ids=["proxied", "straight+observer"])
+def test_the_benchmark_runs_against_nodes_on_separate_network_hosts(tmp_path, delay_ms, observers):
     before = namespaces()
     out = tmp_path / "run.json"
+    link = ["--link-delay-ms", delay_ms] if delay_ms else []
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "run", "--layout", "netns", "--link-delay-ms", "1", "--nodes", "3",
-         "--workload", "set", "--clients", "1", "--depth", "8", "--duration", "1", "--warmup", "0.5",
-         "--tick-ms", "500", "--json", str(out)],
+        [sys.executable, "-m", "bench", "run", "--layout", "netns", *link, "--nodes", "3",
+         "--observers", str(observers), "--workload", "set", "--clients", "1", "--depth", "8", "--duration", "1",
+         "--warmup", "0.5", "--tick-ms", "500", "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=200, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["ops"] > 0 and result["errors_total"] == 0
-    assert {n["hosts"].split(":")[0] for n in result["nodes_detail"]} == {"127.0.1.1", "127.0.1.2", "127.0.1.3"}
+    hosts = [n["hosts"].split(":")[0] for n in result["nodes_detail"]]
+    if delay_ms:  # every link through the host's proxy, which listens on 127.0.1.<sid>
+        assert set(hosts) == {"127.0.1.1", "127.0.1.2", "127.0.1.3"}
+    else:  # straight to each node's own address on the bridge
+        assert len(set(hosts)) == 3 + observers and not any(h.startswith("127.") for h in hosts)
+    assert sorted(n["role"] for n in result["nodes_detail"]).count("observer") == observers
     assert result["server_cpu_s"] > 0
     assert namespaces() <= before
