@@ -37,6 +37,7 @@ QUORUM_HWM = 1_000  # messages queued per learner channel, each way: a learner t
 CLIENT_HWM = 10_000  # replies queued per client connection: one that does not read them is let go
 MAX_POLL_MS = 500  # the loop wakes at least this often (parent-death check, stop flag)
 PEER_CONNECT_MS = 1_000  # a peer connect not answered within this is dropped and retried
+UNACKED_LIMIT_MS = 1_000  # a connection whose sent data stays unacknowledged this long is replaced
 SNDHWM = 200_000
 _PR_SET_PDEATHSIG = 1
 
@@ -57,6 +58,16 @@ def set_peer_options(sock: zmq.Socket, hwm: int) -> None:
     sock.setsockopt(zmq.RCVHWM, hwm)
     if sock.socket_type == zmq.ROUTER:
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+
+
+def limit_unacked(sock: zmq.Socket, ms: int = UNACKED_LIMIT_MS) -> None:
+    """Replace a TCP connection whose sent data has gone unacknowledged for `ms` (Linux's
+    TCP_USER_TIMEOUT): ZeroMQ closes it and connects afresh, a connect tried every PEER_CONNECT_MS.
+    Without it, a connection that lived through a partition goes on retransmitting on the
+    kernel's backoff (0.2, 0.4, 0.8, 1.6 s, ... longer the longer the partition) and carries nothing
+    for up to that long after the partition healed. For channels where a closed connection costs
+    nothing (election votes are re-sent while looking)."""
+    sock.setsockopt(zmq.TCP_MAXRT, ms)
 
 
 def source_fd(frame: Any) -> int | None:

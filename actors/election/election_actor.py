@@ -21,7 +21,7 @@ from actors.log import epochs
 from actors.protocol.internal import Elected, Hello, LogReady, Look
 from actors.protocol.quorum import LOOKING, Notification
 from actors.protocol.zxid import fmt
-from runtime.actor import Actor
+from runtime.actor import Actor, limit_unacked
 
 RESEND_S = 0.2
 HELLO_RETRY_S = 1.0
@@ -54,6 +54,7 @@ class ElectionActor(Actor):
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.SNDHWM, PEER_HWM)
             sock.setsockopt(zmq.IDENTITY, str(cfg.sid).encode())
+            limit_unacked(sock)  # votes flow again as soon as a partition heals
             self.secure_connect(sock, f"tcp://{server.host}:{server.election_port}", server.id)
             self.peers[server.id] = sock
         self.wants_log: float | None = None  # Hello sent, LogReady awaited (retry time)
