@@ -3,9 +3,9 @@
 The same namespaces as the nemesis (netns.py, cluster.py): a node per namespace with its own
 address, the load generators in the clients' namespace. With `--link-delay-ms`, every link goes
 through the delay proxy, which adds a LAN-like delay (with a fifth of it as jitter) on every peer
-and client link; without it the links are straight (a proxy in Python would cost the nodes CPU of
-their own on a small machine). The load generators report over an ipc:// socket (a file: reachable from any
-namespace). No fault is injected: this is for scale-out figures (3 vs 5 participants, observers).
+and client link; without it the links are straight (a proxy in Python would take CPU from the
+nodes on a small machine). The load generators report over an ipc:// socket (a file: reachable
+from any namespace). No fault is injected: this is for scale-out figures (3 vs 5 participants, observers).
 """
 
 from __future__ import annotations
