@@ -269,6 +269,8 @@ class Learner(RoleCore):
     # --- the session actor --------------------------------------------------------------------
 
     def local(self, msg: Any) -> None:
+        if isinstance(msg, WriteRequest | OwnSession) and msg.epoch and msg.epoch != self.epoch:
+            return  # queued for the role actor before this one: the session actor failed it already
         if isinstance(msg, WriteRequest):
             if self.phase is Phase.SERVING:
                 self._out.append(Send(msg))

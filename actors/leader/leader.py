@@ -473,13 +473,24 @@ class Leader(RoleCore):
         for session_id in sessions:
             self.tracker.touch(session_id, now_ms)
 
+    def _stale(self, msg: WriteRequest | OwnSession) -> bool:
+        """Sent while the sender's node followed an earlier leader (it sat queued for a role
+        actor that ended): its session actor has already failed it, and a resume that old must not
+        take a session from the connection that resumed it since."""
+        return msg.epoch != 0 and msg.epoch != self.epoch
+
     def own(self, msg: OwnSession) -> None:
-        if msg.conn:
+        if self._stale(msg):
+            self.log.info("stale_request_dropped", session=hex(msg.session_id), epoch=msg.epoch)
+        elif msg.conn:
             self.owners[msg.session_id] = msg.conn
 
     def write(self, req: WriteRequest) -> None:
         if self.prep is None or not self.ready:
             return  # the session actor fails it when this leader announces itself
+        if self._stale(req):
+            self.log.info("stale_request_dropped", session=hex(req.session_id), epoch=req.epoch)
+            return
         if req.conn:
             owner = self.owners.setdefault(req.session_id, req.conn)
             if owner != req.conn and not isinstance(req.op, OpenSession):

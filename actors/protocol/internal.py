@@ -39,6 +39,9 @@ class WriteRequest(Internal, tag="wreq"):
     # The client connection the session is bound to there (ZooKeeper's session owner): a request
     # through a connection that no longer owns the session is answered SESSIONMOVED. 0 = unchecked.
     conn: int = 0
+    # The leader's epoch the session actor was synchronized with when it sent this (0 = unchecked):
+    # a request queued for a role actor that has since ended must not reach the next leader.
+    epoch: int = 0
 
 
 class OwnSession(Internal, tag="own"):
@@ -48,6 +51,7 @@ class OwnSession(Internal, tag="own"):
     origin: int
     session_id: int
     conn: int
+    epoch: int = 0  # as WriteRequest.epoch: a resume heard by an older leader must not move it now
 
 
 class Touch(Internal, tag="touch"):

@@ -465,7 +465,8 @@ class SessionCore:
             passwd = self.random_bytes(PASSWD_BYTES)
             conn = self._new_conn()
             self.connecting[session_id] = (rid, ids, timeout, passwd, conn)
-            self._tell(WriteRequest(self.sid, session_id, 0, OpenSession(session_id, timeout, passwd), conn=conn))
+            self._tell(WriteRequest(self.sid, session_id, 0, OpenSession(session_id, timeout, passwd), conn=conn,
+                                       epoch=self.epoch))
             return
         info = tree.sessions.get(req.session_id)
         if info is None or info.passwd != req.passwd:
@@ -474,7 +475,7 @@ class SessionCore:
             return
         conn = self._new_conn()
         self._bind_session(req.session_id, rid, info.timeout_ms, info.passwd, ids, conn)
-        self._tell(OwnSession(self.sid, req.session_id, conn))  # the newest connection owns it
+        self._tell(OwnSession(self.sid, req.session_id, conn, self.epoch))  # the newest connection owns it
         self.touched.add(req.session_id)
         self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, info.timeout_ms, req.session_id, info.passwd, False,
                                                         tree.last_zxid, tree.last_cxid(req.session_id))))
@@ -539,7 +540,8 @@ class SessionCore:
         item = Pending(msg.xid, msg, is_write=True)
         session.pending.append(item)
         session.writes[msg.xid] = item
-        self._tell(WriteRequest(self.sid, session.session_id, msg.xid, msg, session.auth, conn=session.conn))
+        self._tell(WriteRequest(self.sid, session.session_id, msg.xid, msg, session.auth, conn=session.conn,
+                                       epoch=self.epoch))
 
     def _check_write(self, msg: Any) -> int:
         """Cheap checks done here so that garbage never reaches the leader."""

@@ -339,6 +339,24 @@ def test_the_newest_connection_owns_a_session_and_the_others_get_session_moved()
         ("Txn", 1, 0), ("Marker", 2, -118), ("Txn", 2, 0)]  # /a (before the move), SESSIONMOVED, /c
 
 
+def test_requests_stamped_with_an_earlier_leaders_epoch_are_dropped():
+    """A resume or write that sat queued for a role actor that ended (its node followed the
+    previous leader) must not take the session from the connection that resumed it since: the
+    client would be told its own session moved."""
+    from actors.protocol.internal import OwnSession
+
+    core = leader(voters=(1,), ensemble=False)
+    core.write(WriteRequest(1, 7, 0, OpenSession(7, 10_000, b"p" * 16), conn=11, epoch=3))
+    core.logged(z(3, 1))
+    core.take_effects()
+    core.own(OwnSession(2, 7, 22, epoch=2))  # heard by the previous leader's follower, delivered late
+    core.write(WriteRequest(2, 7, 1, p.Create(1, "/old", b"", OPEN_ACL_UNSAFE), conn=22, epoch=2))
+    core.write(WriteRequest(1, 7, 2, p.Create(2, "/a", b"", OPEN_ACL_UNSAFE), conn=11, epoch=3))
+    core.logged(z(3, 2))
+    entries = [e for batch in committed(core.take_effects()) for e in batch]
+    assert [(type(e).__name__, e.cxid, getattr(e, "err", 0)) for e in entries] == [("Txn", 2, 0)]
+
+
 def test_after_a_leader_change_the_first_connection_heard_from_owns_the_session():
     core = with_session(established())
     core.owners.clear()  # what a new leader knows of owners

@@ -8,7 +8,7 @@ import structlog
 from actors.follower.learner import Learner, Phase
 from actors.protocol import quorum as q
 from actors.protocol.effects import EndRole, InstallSnapshot, PersistEpoch, Send, Tell
-from actors.protocol.internal import Append, Committed, Hello, LeaderUp, SyncPoint, Touch, Truncate, WriteRequest
+from actors.protocol.internal import Append, Committed, Hello, LeaderUp, OwnSession, SyncPoint, Touch, Truncate, WriteRequest
 from actors.protocol.txn import CreateTxn, Marker, Txn
 from zoomq import protocol as p
 
@@ -256,3 +256,14 @@ def test_a_newleader_past_what_the_leader_sent_ends_the_role_instead_of_waiting_
     core.from_leader(q.Diff([txn(3, 5)]))
     core.from_leader(q.NewLeader(E, z(3, 7)))  # (3, 6) and (3, 7) were never sent
     assert ends(core).reason == "NEWLEADER is past what the leader sent"
+
+
+def test_local_requests_from_an_earlier_epoch_are_not_forwarded():
+    core = synced()
+    core.from_leader(q.UpToDate())
+    core.take_effects()
+    stale = [WriteRequest(2, 7, 1, p.Sync(1, "/"), conn=5, epoch=E - 1), OwnSession(2, 7, 5, epoch=E - 1)]
+    current = [WriteRequest(2, 7, 2, p.Sync(2, "/"), conn=6, epoch=E), OwnSession(2, 7, 6, epoch=E)]
+    for msg in stale + current:
+        core.local(msg)
+    assert core.take_effects() == [Send(msg) for msg in current]
