@@ -15,7 +15,8 @@ Rules, as ZooKeeper's FastLeaderElection:
   current vote waits `finalize_s` for a better vote before deciding; beyond ZooKeeper, it decides
   at once when every participant (but a suspect, below) votes for it: none can have a better one.
 - Notifications from nodes already FOLLOWING/LEADING tell of a running ensemble: a looking node
-  joins that leader once a quorum reports it and the leader itself says LEADING.
+  joins that leader once a quorum reports it and the leader itself says LEADING. Reported as the
+  leader itself, a node takes it only for this round's own candidacy (not its previous life's).
 - Observers never count as votes and never vote for themselves; they only learn the leader.
 - A node that is not looking answers every looking node with its settled vote.
 - Beyond ZooKeeper: `look(..., suspect=X, suspect_s=T)` after following X ended (X went silent, or
@@ -185,7 +186,16 @@ class Election:
                 self.received[n.sid] = n
         if n.leader == self.suspect:
             return  # its election actor may still say LEADING after its role ended: not joined blindly
-        leader_ok = n.leader == self.me or (n.leader in self.settled and self.settled[n.leader].state == LEADING)
+        if n.leader == self.me:
+            # Settled votes for this node back a leadership of an earlier incarnation of it (it
+            # restarted, or its leadership ended) unless they are for this round's own candidacy:
+            # ZooKeeper's checkLeader compares the rounds; the history is compared too, since a
+            # restarted node's round counts again from 1. Taken, it would lead nobody until
+            # init_limit ran out, while its ex-followers elected another leader.
+            own = self.own
+            leader_ok = own is not None and n.round == self.round and (n.epoch, n.zxid) == (own.epoch, own.zxid)
+        else:
+            leader_ok = n.leader in self.settled and self.settled[n.leader].state == LEADING
         if not leader_ok:
             return
         if majority.reached(self._agree(self.settled.values(), n), self.voters) or (

@@ -165,6 +165,22 @@ def test_settled_votes_without_the_leader_saying_leading_are_not_followed():
     assert (node.state, node.vote.leader) == (FOLLOWING, 1)
 
 
+def test_a_restarted_leader_does_not_take_its_old_followers_votes_as_its_own_election():
+    """Node 2 led (epoch 2) and restarted; 1 and 3 have not noticed yet and still report FOLLOWING
+    2 with the vote that elected it. Taking that, 2 would lead nobody until init_limit ran out."""
+    node = Election(2, frozenset({1, 2, 3}))
+    node.look(0x2_00000006, 2, 0.0)  # a fresh process: round 1
+    for sid in (1, 3):
+        node.receive(Notification(sid, FOLLOWING, 1, 2, 0x1_0000000D, 1), 0.0)
+    assert node.state == LOOKING
+    # this round's candidacy, backed by followers that decided before this node did: taken
+    fresh = Election(2, frozenset({1, 2, 3}))
+    fresh.look(0x2_00000006, 2, 0.0)
+    fresh.receive(Notification(3, FOLLOWING, 1, 2, 0x2_00000006, 2), 0.0)
+    fresh.receive(Notification(1, FOLLOWING, 1, 2, 0x2_00000006, 2), 0.0)
+    assert (fresh.state, fresh.vote.leader) == (LEADING, 2)
+
+
 def test_observer_learns_the_leader_and_never_counts():
     net = Net([1, 2], observers=[3])
     for sid in (1, 2, 3):
