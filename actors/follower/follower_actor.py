@@ -55,14 +55,16 @@ class FollowerActor(Actor):
         self.dealer = self.ctx.socket(zmq.DEALER)
         set_peer_options(self.dealer, QUORUM_HWM)
         self.dealer.setsockopt(zmq.IDENTITY, f"{cfg.sid}-{os.getpid()}-{os.urandom(4).hex()}".encode())
-        self.secure_connect(self.dealer, f"tcp://{leader.host}:{leader.quorum_port}", leader.id)
-        self.add_socket(self.dealer, self._on_leader_frames, copy=True)
         # A dead leader's process closes its connections: notice at once, not at the silence limit.
         # Only a connection that completed its handshake counts: one closed before (a relay or a
         # load balancer on the way that could not reach the leader) never opened, and zmq retries it.
+        # The monitor is attached before the connect: a handshake done before it would go unseen,
+        # and the leader's death with it (noticed only when the leader fell silent).
         self.handshaken = False
         self.monitor = self.dealer.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
         self.add_socket(self.monitor, self._on_monitor, copy=True)
+        self.secure_connect(self.dealer, f"tcp://{leader.host}:{leader.quorum_port}", leader.id)
+        self.add_socket(self.dealer, self._on_leader_frames, copy=True)
         self.log.info("following", leader=leader.id, observer=self.observer)
         self.on_batch_end(now)  # the core's first effects (asking the log for its end) go now
 
@@ -111,7 +113,9 @@ class FollowerActor(Actor):
         self.channel.silence_s = self.core.silence_s
         if self.channel.dead(now):
             self.core.channel_broken("leader silent" if self.core.phase is Phase.SERVING else "synchronization timed out")
-        elif self.channel.heartbeat_due(now) and self.core.phase is not Phase.STARTING:
+        elif self.channel.heartbeat_due(now) and self.channel.out_seq:
+            # Only after FollowerInfo went (the channel's first message, as the leader requires):
+            # queued by the core in this batch, it is sent at the batch's end, after this.
             self._send(q.Ping())
 
     # --- effects ------------------------------------------------------------------------------
