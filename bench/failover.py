@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         writer = threading.Thread(target=write, daemon=True)
         writer.start()
         for _ in range(args.runs):
+            # Each kill hits a settled ensemble: the node restarted after the previous kill has its
+            # standby role actor ready (what a node has within about 2 s of starting).
+            ens.wait_standbys(120)
             n = len(acked)
             wait_for(lambda n=n: len(acked) >= n + 200, 60, "writes before the kill")
             victim = ens.followers()[0] if on_leader else ens.leader()

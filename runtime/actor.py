@@ -37,6 +37,7 @@ QUORUM_HWM = 1_000  # messages queued per learner channel, each way: a learner t
 CLIENT_HWM = 10_000  # replies queued per client connection: one that does not read them is let go
 MAX_POLL_MS = 500  # the loop wakes at least this often (parent-death check, stop flag)
 PEER_CONNECT_MS = 1_000  # a peer connect not answered within this is dropped and retried
+IPC_RECONNECT_MS = 5  # an intra-node connection retries its peer's socket path this often
 UNACKED_LIMIT_MS = 1_000  # a connection whose sent data stays unacknowledged this long is replaced
 SNDHWM = 200_000
 _PR_SET_PDEATHSIG = 1
@@ -47,6 +48,13 @@ def set_socket_options(sock: zmq.Socket) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, SNDHWM)
     sock.setsockopt(zmq.RCVHWM, SNDHWM)
+
+
+def set_ipc_reconnect(sock: zmq.Socket) -> None:
+    """An intra-node connection follows its peer's restart within IPC_RECONNECT_MS: ZeroMQ's
+    default (100 ms) delayed a new role actor's first exchange with the log and session actors
+    by that much in every leader change. Retrying a local socket path costs next to nothing."""
+    sock.setsockopt(zmq.RECONNECT_IVL, IPC_RECONNECT_MS)
 
 
 def set_peer_options(sock: zmq.Socket, hwm: int) -> None:
@@ -197,6 +205,7 @@ class Actor:
             if sock is None:
                 sock = self.ctx.socket(zmq.PUSH)
                 set_socket_options(sock)
+                set_ipc_reconnect(sock)
                 sock.connect(ipc_address(self.run_dir, dest))
                 self._peers[dest] = sock
             try:

@@ -20,6 +20,7 @@ from pathlib import Path
 from runtime import logs
 from runtime.actor import die_with_parent
 from runtime.config import from_json
+from runtime.files import write_atomic
 
 # actor name -> "module:Class". The supervisor's role sets name actors from this table.
 ACTORS = {
@@ -34,6 +35,7 @@ ACTORS = {
 
 
 STANDBY = "standby"
+STANDBY_READY = "standby.ready"  # in the run dir: the pid of the standby whose preload is done
 ROLES = ("leader", "follower", "observer")
 
 
@@ -60,6 +62,8 @@ def standby(config_path: str, run_dir: str) -> int:
         log = logs.configure(node=cfg.sid, actor="standby", level=cfg.log_level, json=cfg.log_json)
         tail: deque = deque(maxlen=leader_actor.RECENT_COMMITS)
         leader_actor.PRELOADED = (load_state(Path(cfg.data_dir) / "version-1", log=log, tail=tail), tail)
+    with contextlib.suppress(OSError):  # seen by the supervisor's status (and the tools that wait on it)
+        write_atomic(Path(run_dir) / STANDBY_READY, str(os.getpid()).encode(), durable=False)
     name = sys.stdin.readline().strip()
     if name not in ROLES:
         return 0

@@ -48,7 +48,7 @@ import zmq
 
 from actors.protocol.internal import Elected, InternalMsg, Look, Looking
 from runtime import logs, spawn
-from runtime.actor import ipc_address
+from runtime.actor import ipc_address, set_ipc_reconnect
 from runtime.config import NodeConfig, to_json
 from runtime.files import write_atomic
 from runtime.restart_policy import GiveUp, RestartActor, RestartAll, RestartPolicy
@@ -206,9 +206,13 @@ class Supervisor:
             role, leader = "looking", None
         else:
             role, leader = {"leading": "leader", "following": "follower", "observing": "observer"}[self.role.state], self.role.leader
+        standby = self._standby
+        standby_pid = standby.pid if standby is not None and standby.poll() is None else None
         return {
             "pid": os.getpid(),
             "state": self._state,
+            # the next role actor, started ahead of time; ready: its interpreter is up and its state read
+            "standby": {"pid": standby_pid, "ready": standby_pid is not None and self._standby_ready(standby_pid)},
             "role": role,
             "leader": leader,
             "sid": self.cfg.sid,
@@ -460,6 +464,7 @@ class Supervisor:
             sock = self._zctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.SNDHWM, 1000)
+            set_ipc_reconnect(sock)
             sock.connect(ipc_address(self.run_dir, dest))
             self._pushes[dest] = sock
         with contextlib.suppress(zmq.Again):
@@ -580,6 +585,12 @@ class Supervisor:
         except OSError as exc:
             self.log.warning("standby_start_failed", error=str(exc))
             self._standby_at = now + MAX_WAIT_S * 10
+
+    def _standby_ready(self, pid: int) -> bool:
+        try:
+            return (Path(self.run_dir) / spawn.STANDBY_READY).read_text() == str(pid)
+        except OSError:
+            return False
 
     def _drop_standby(self) -> None:
         popen, self._standby = self._standby, None

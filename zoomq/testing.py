@@ -168,6 +168,20 @@ class ZoomqServer:
         except (OSError, ValueError):
             return {}
 
+    def standby_ready(self) -> bool:
+        """Whether this ensemble node's next role actor waits ready (started ahead of time, its
+        state read): a leader change on this node then starts no interpreter."""
+        if self.run_dir is None or not self.running:
+            return False
+        try:
+            pid = int((self.run_dir / "standby.ready").read_text())
+            proc = psutil.Process(pid)
+            alive = proc.ppid() == self.pid and proc.status() != psutil.STATUS_ZOMBIE
+        except (OSError, ValueError, psutil.Error):
+            return False
+        roles = {a.get("pid") for a in self.status().get("actors", {}).values()}
+        return alive and pid not in roles  # not already the role actor it became
+
     def actor_pids(self) -> dict[str, int]:
         """{actor name: pid} of the supervisor's live actor processes."""
         if not self.running:
@@ -511,6 +525,10 @@ class ZoomqEnsemble:
         leader = self.leader(timeout, exclude)
         leader.wait_ready(timeout)
         return leader
+
+    def wait_standbys(self, timeout: float = 60.0) -> None:
+        """Until every running node has its standby role actor ready (see ZoomqServer.standby_ready)."""
+        wait_for(lambda: all(n.standby_ready() for n in self.nodes if n.running), timeout=timeout, what="standby role actors ready")
 
     def followers(self) -> list[ZoomqServer]:
         return [n for n in self.nodes if n.running and self.role_of(n) == "follower"]

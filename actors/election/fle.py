@@ -11,6 +11,8 @@ Rules, as ZooKeeper's FastLeaderElection:
   is elected and ties go to the higher server id.
 - Rounds (`round`, ZooKeeper's logical clock): a notification from a newer round resets what was
   received and re-votes; one from an older round is answered with our vote so its sender catches up.
+  Beyond ZooKeeper, a vote of this round worse than ours is answered too: its sender has not seen
+  ours (it was still following when we broadcast it), and would wait for our resend otherwise.
 - A LOOKING participant that sees a quorum of participants (itself included) vote for its
   current vote waits `finalize_s` for a better vote before deciding; beyond ZooKeeper, it decides
   at once when every participant (but a suspect, below) votes for it: none can have a better one.
@@ -163,6 +165,10 @@ class Election:
             self.vote = Notification(self.me, LOOKING, self.round, n.leader, n.zxid, n.epoch)
             self.decide_at = None
             self.broadcast()
+        elif better(self.vote, n):
+            # Its vote is worse than ours: it has not seen ours (sent while it still followed, and
+            # answered then with its settled vote). Tell it now rather than at its next resend.
+            self.outbox.append((n.sid, self._current()))
         self.received[n.sid] = n
         self.received[self.me] = self.vote
         self._count(now)

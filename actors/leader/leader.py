@@ -254,6 +254,10 @@ class Leader(RoleCore):
             self._out.append(Tell("log", Append(txns=missing)))
 
     def logged(self, zxid: int) -> None:
+        if self.phase is Phase.STARTING:
+            # A previous role actor's append, durable before the log's end was asked for: the
+            # log answers in order, so LogReady (still to come) counts it.
+            return
         mine = self.proposer.last_proposed_zxid if self.proposer is not None else self.last_logged
         if zxid > mine:
             # Txns this leader never proposed reached its log (a previous role actor's appends):

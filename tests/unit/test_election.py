@@ -132,6 +132,25 @@ def test_newer_round_resets_received_votes_and_revotes():
     assert node.outbox and node.outbox[0][0] is None  # re-broadcast in the new round
 
 
+def test_a_vote_sent_while_the_peer_still_followed_is_answered_when_it_looks():
+    """After the leader (3) died, 2 looked first and broadcast its vote; 1, still following,
+    answered with its settled vote and forgot 2's. When 1 looks and votes for itself, 2 answers
+    at once, and both decide without waiting for a resend."""
+    two = Election(2, frozenset({1, 2, 3}))
+    two.look(0x1_00000005, 1, 0.0, suspect=3, suspect_s=5.0)
+    two.receive(Notification(1, FOLLOWING, 0, 3, 0x1_00000001, 1), 0.0)  # 1's answer: it still followed 3
+    two.outbox.clear()
+    two.receive(Notification(1, LOOKING, 1, 1, 0x1_00000005, 1), 0.01)  # 1 looks (same round), votes for itself
+    assert two.outbox == [(1, Notification(2, LOOKING, 1, 2, 0x1_00000005, 1))]
+    one = Election(1, frozenset({1, 2, 3}))
+    one.look(0x1_00000005, 1, 0.01, suspect=3, suspect_s=5.0)
+    one.receive(two.outbox[0][1], 0.02)
+    assert (one.state, one.vote.leader) == (FOLLOWING, 2)  # 1 and 2 back 2; 3 is the suspect
+    two.outbox.clear()
+    two.receive(one.outbox[-1][1], 0.02)
+    assert two.state == LEADING and two.outbox == []  # a vote as good as ours is not answered
+
+
 def test_a_better_vote_during_finalize_postpones_the_decision():
     node = Election(1, frozenset({1, 2, 3}))
     node.look(0, 0, 0.0)

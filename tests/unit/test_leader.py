@@ -271,6 +271,21 @@ def test_a_log_holding_txns_this_leader_never_proposed_ends_the_leadership():
     assert core.take_effects()[-1].reason == "the log holds txns this leader did not write"
 
 
+def test_a_previous_roles_append_reported_before_the_logs_end_is_ignored():
+    """The follower this node was appended z(2, 9) and ended; its Logged reached the new leader
+    before LogReady, which counts it (the log answers in order). Ending the leadership on it cost
+    an election, and the ex-follower, suspecting this node, kept a quorum from forming."""
+    core = ScriptedLeader(sid=1, voters=frozenset((1, 2, 3)), ensemble=True, accepted_epoch=2, current_epoch=2,
+                          tick_ms=100, init_limit=10, container_check_ms=60_000, max_data_bytes=1 << 20,
+                          now=0.0, log=structlog.get_logger())
+    core.history = MemoryHistory([], 0)
+    core.set_time(0.0, 1_000)
+    core.logged(z(2, 9))
+    assert core.take_effects() == []
+    core.log_ready(z(2, 9), DataTree())
+    assert not any(isinstance(e, EndRole) for e in core.take_effects())
+
+
 def test_a_session_asking_where_the_stream_stands_gets_the_commit_point():
     core = established()
     core.hello()
