@@ -142,7 +142,12 @@ def test_a_role_actor_is_a_process_started_ahead_of_time_and_another_waits_for_t
     psutil.Process(role_pid).kill()  # the role ends: the node looks again and takes up a role
     wait_for(lambda: follower.actor_pids().get("follower") not in (None, role_pid), 30, "a new follower actor")
     assert follower.actor_pids()["follower"] == waiting.pid  # the standby became it
+    assert not follower.standby_ready()  # the taken one no longer counts
     wait_for(lambda: len(_standbys(follower)) == 1 and _standbys(follower)[0].pid != waiting.pid, 30, "a new standby")
+    ens.wait_standbys(30)  # preloaded, and said so (runtime/spawn.py's standby.ready)
+    assert follower.standby_ready()
+    wait_for(lambda: follower.status().get("standby") == {"pid": _standbys(follower)[0].pid, "ready": True}, 30,
+             "status.json telling the standby is ready")
     client = Client(hosts=follower.hosts)
     client.start(timeout=20)
     try:
