@@ -181,7 +181,7 @@ class LeaderActor(Actor):
             if resume_state(tree, self.dir, upto=upto, log=self.log, tail=tail) is not None:
                 return tree, tail
         tail = deque(maxlen=RECENT_COMMITS)
-        return load_state(self.dir, upto=upto, log=self.log, tail=tail), tail
+        return load_state(self.dir, upto=upto, log=self.log, tail=tail, keep_data=False), tail
 
     def _on_monitor(self, frames: list[bytes], now: float) -> None:
         event = zmq.utils.monitor.parse_monitor_message(frames)

@@ -13,21 +13,22 @@ from actors.protocol.zxid import fmt
 from actors.session.tree import DataTree
 
 
-def load_state(directory: Path, *, upto: int | None = None, log: Any, tail: deque[Txn] | None = None) -> DataTree:
-    return load_state_counted(directory, upto=upto, log=log, tail=tail)[0]
+def load_state(directory: Path, *, upto: int | None = None, log: Any, tail: deque[Txn] | None = None,
+               keep_data: bool = True) -> DataTree:
+    return load_state_counted(directory, upto=upto, log=log, tail=tail, keep_data=keep_data)[0]
 
 
 def load_state_counted(directory: Path, *, upto: int | None = None, log: Any,
-                       tail: deque[Txn] | None = None) -> tuple[DataTree, int]:
+                       tail: deque[Txn] | None = None, keep_data: bool = True) -> tuple[DataTree, int]:
     """The state, and how many logged txns were replayed on top of its snapshot (what the next
     snapshot would save a restart from replaying). `tail` gets the txns replayed (a bounded deque
-    keeps the latest)."""
+    keeps the latest). `keep_data=False`: a tree without the values (DataTree's)."""
     directory = Path(directory)
     snap = load_newest_valid(directory, log) if directory.exists() else None
     if snap is not None and (upto is None or snap[0] <= upto):
-        tree = DataTree.from_snapshot(snap[1])
+        tree = DataTree.from_snapshot(snap[1], keep_data)
     else:
-        tree = DataTree()
+        tree = DataTree(keep_data)
     replayed = catch_up(tree, directory, upto, log, tail) if directory.exists() else 0
     log.info("state_loaded", snapshot=fmt(snap[0]) if snap else None, replayed=replayed, zxid=fmt(tree.last_zxid))
     return tree, replayed

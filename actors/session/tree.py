@@ -18,7 +18,7 @@ equal ACL lists share one list object (bounded intern table).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -55,7 +55,8 @@ ZOOKEEPER = "/zookeeper"
 QUOTA = "/zookeeper/quota"
 CONFIG = "/zookeeper/config"
 MAX_INTERNED_ACLS = 4096
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: nodes in chunks of SNAPSHOT_CHUNK (read one at a time); 1: one flat list (still read)
+SNAPSHOT_CHUNK = 4096
 RECENT_PER_SESSION = 256  # results remembered per session for re-sent requests (= client MAX_IN_FLIGHT)
 
 _NO_CHILDREN: frozenset[str] = frozenset()
@@ -160,6 +161,8 @@ class _NodeImage(msgspec.Struct, array_like=True, gc=False):
 
 
 class _Snapshot(msgspec.Struct, array_like=True):
+    """Format 1 (one flat list of nodes): what earlier versions wrote; read through _ChunkedSnapshot."""
+
     format: int
     last_zxid: int
     sessions: dict[int, SessionInfo]
@@ -168,9 +171,34 @@ class _Snapshot(msgspec.Struct, array_like=True):
     recent: dict[int, list[tuple[int, int, ReplyBody | None]]] = {}  # session -> [(cxid, zxid, body)]
 
 
+class _ChunkedSnapshot(msgspec.Struct, array_like=True):
+    """A snapshot as written (format 2) and as read (both formats): the nodes stay undecoded
+    (Raw views into the bytes) until the tree is built from them a chunk at a time, so that a
+    million decoded node images never live at once (nor fragment the heap the tree is left in)."""
+
+    format: int
+    last_zxid: int
+    sessions: dict[int, SessionInfo]
+    acls: list[list[ACL]]
+    nodes: list[msgspec.Raw]  # format 2: each an encoded list[_NodeImage]; format 1: each one _NodeImage
+    recent: dict[int, list[tuple[int, int, ReplyBody | None]]] = {}
+
+
 _snapshot_encoder = msgspec.msgpack.Encoder()
-_snapshot_decoder = msgspec.msgpack.Decoder(_Snapshot)
+_snapshot_decoder = msgspec.msgpack.Decoder(_ChunkedSnapshot)
+_chunk_decoder = msgspec.msgpack.Decoder(list[_NodeImage])
+_image_decoder = msgspec.msgpack.Decoder(_NodeImage)
 _digest_encoder = msgspec.msgpack.Encoder()
+
+
+def _images(snap: _ChunkedSnapshot) -> Iterator[_NodeImage]:
+    """The node images of a snapshot in order, decoded a chunk at a time (format 1: one by one)."""
+    if snap.format == 1:
+        for raw in snap.nodes:
+            yield _image_decoder.decode(raw)
+        return
+    for raw in snap.nodes:
+        yield from _chunk_decoder.decode(raw)
 
 
 def _split(path: str) -> tuple[str, str]:
@@ -185,8 +213,12 @@ class DataTree:
     events it causes, in the order they happen.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep_data: bool = True) -> None:
+        """`keep_data=False`: znode values are not kept (every `data` is None; the stat's
+        dataLength and the digest then do not describe the values). The leader's prep tree needs
+        versions, ACLs, owners and children only, and holds a million znodes in far less memory."""
         self._reset()
+        self.keep_data = keep_data
         # As ZooKeeper boots: the reserved subtree exists, added without counting as child creates.
         root = Znode(_EMPTY, self.intern_acl(OPEN_ACL_UNSAFE), 0, 0)
         self.nodes[ROOT] = root
@@ -357,7 +389,7 @@ class DataTree:
         if parent is None or not name:
             raise TreeInvariantError(f"create of {path!r} without parent at {zxid:#x}")
         owner = op.ephemeral_owner
-        node = Znode(op.data, self.intern_acl(op.acl), zxid, time_ms, owner)
+        node = Znode(op.data if self.keep_data else None, self.intern_acl(op.acl), zxid, time_ms, owner)
         nodes[path] = node
         kids = parent.children
         if kids is _NO_CHILDREN:
@@ -428,7 +460,8 @@ class DataTree:
         node = self.nodes.get(op.path)
         if node is None:
             raise TreeInvariantError(f"set of missing {op.path!r} at {zxid:#x}")
-        node.data = op.data
+        if self.keep_data:
+            node.data = op.data
         node.version = op.version
         node.mzxid = zxid
         node.mtime = time_ms
@@ -512,8 +545,12 @@ class DataTree:
     def to_snapshot(self) -> bytes:
         acl_index: dict[int, int] = {}
         acls: list[list[ACL]] = []
-        images = []
+        chunks: list[msgspec.Raw] = []
+        images: list[_NodeImage] = []
         for path, n in self.nodes.items():
+            if len(images) == SNAPSHOT_CHUNK:
+                chunks.append(msgspec.Raw(_snapshot_encoder.encode(images)))
+                images = []
             idx = acl_index.get(id(n.acl))
             if idx is None:
                 idx = acl_index[id(n.acl)] = len(acls)
@@ -535,28 +572,30 @@ class DataTree:
                 )
             )
         recent = {sid: [(cxid, z, body) for cxid, (z, body) in table.items()] for sid, table in self.recent.items()}
-        snap = _Snapshot(SNAPSHOT_FORMAT, self.last_zxid, self.sessions, acls, images, recent)
-        return _snapshot_encoder.encode(snap)
+        if images:
+            chunks.append(msgspec.Raw(_snapshot_encoder.encode(images)))
+        return _snapshot_encoder.encode(_ChunkedSnapshot(SNAPSHOT_FORMAT, self.last_zxid, self.sessions, acls, chunks, recent))
 
     @classmethod
-    def from_snapshot(cls, data: bytes) -> DataTree:
-        """Rebuild a tree from `to_snapshot` bytes. Raises msgspec.DecodeError or
-        TreeInvariantError on bytes that are not a consistent snapshot."""
+    def from_snapshot(cls, data: bytes, keep_data: bool = True) -> DataTree:
+        """Rebuild a tree from `to_snapshot` bytes (`keep_data` as the constructor's). Raises
+        msgspec.DecodeError or TreeInvariantError on bytes that are not a consistent snapshot."""
         snap = _snapshot_decoder.decode(data)
-        if snap.format != SNAPSHOT_FORMAT:
-            raise TreeInvariantError(f"snapshot format {snap.format} is not {SNAPSHOT_FORMAT}")
+        if snap.format not in (1, SNAPSHOT_FORMAT):
+            raise TreeInvariantError(f"snapshot format {snap.format} is not 1 or {SNAPSHOT_FORMAT}")
         tree = cls.__new__(cls)
         tree._reset()
+        tree.keep_data = keep_data
         tree.last_zxid = snap.last_zxid
         tree.sessions = dict(snap.sessions)
         tree.recent = {sid: {cxid: (z, body) for cxid, z, body in rows} for sid, rows in snap.recent.items()}
         acls = [tree.intern_acl(acl) for acl in snap.acls]
         nodes = tree.nodes
-        for image in snap.nodes:
+        for image in _images(snap):
             path = image.path
             if not 0 <= image.acl < len(acls):
                 raise TreeInvariantError(f"snapshot node {path!r} names ACL #{image.acl}")
-            node = Znode(image.data, acls[image.acl], image.czxid, image.ctime, image.ephemeral_owner)
+            node = Znode(image.data if keep_data else None, acls[image.acl], image.czxid, image.ctime, image.ephemeral_owner)
             node.mzxid = image.mzxid
             node.mtime = image.mtime
             node.version = image.version

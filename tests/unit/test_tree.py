@@ -346,8 +346,11 @@ def test_from_snapshot_refuses_inconsistent_bytes() -> None:
         DataTree.from_snapshot(b"\x00garbage")
     tree = DataTree()
     snap = msgspec.msgpack.decode(tree.to_snapshot())
-    orphan = list(snap[4][-1])
+    orphan = list(snap[4][-1][-1])  # the last node of the last chunk
     orphan[0] = "/no/parent"
-    snap[4].append(orphan)
+    snap[4][-1].append(orphan)
     with pytest.raises(TreeInvariantError, match="before its parent"):
+        DataTree.from_snapshot(msgspec.msgpack.encode(snap))
+    snap[4][-1][-1] = "not a node"  # a chunk that does not decode: refused like garbage
+    with pytest.raises(msgspec.DecodeError):
         DataTree.from_snapshot(msgspec.msgpack.encode(snap))
