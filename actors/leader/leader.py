@@ -409,7 +409,7 @@ class Leader(RoleCore):
         plan = prepared.plan
         if plan.kind == "snap":
             assert prepared.snapshot is not None
-            self._send(peer, q.Snap(prepared.upto, prepared.snapshot))
+            self._send(peer, q.Snap(prepared.snapshot_zxid, prepared.snapshot))
         elif plan.kind == "trunc":
             self._send(peer, q.Trunc(plan.common))
         txns = [*prepared.txns, *since]

@@ -61,8 +61,17 @@ class DiskHistory:
         self._last = (upto, found)
         return found
 
-    def snapshot(self, upto: int) -> bytes:
-        return load_state(self.dir, upto=upto, log=self.log).to_snapshot()
+    def snapshot(self, upto: int) -> tuple[int, bytes]:
+        """The newest snapshot file at or below `upto` as it is stored (a learner too far behind
+        gets it, then the log after it: a million znodes are not decoded and encoded again for
+        it); the state rebuilt at `upto` only if that file does not read back."""
+        base, _ = self.window(upto)
+        for zxid, path in snapshot.list_snapshots(self.dir):
+            if zxid == base:
+                stored = snapshot.read_snapshot(path)
+                if stored is not None:
+                    return stored
+        return upto, load_state(self.dir, upto=upto, log=self.log).to_snapshot()
 
 
 class LeaderActor(Actor):

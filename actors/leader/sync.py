@@ -38,6 +38,7 @@ class PreparedSync(msgspec.Struct, frozen=True):
     plan: SyncPlan
     txns: list[Txn]
     snapshot: bytes | None = None
+    snapshot_zxid: int = 0  # the state `snapshot` holds; `txns` follow it through `upto`
 
 
 class History(Protocol):
@@ -46,8 +47,9 @@ class History(Protocol):
     def window(self, upto: int) -> tuple[int, list[Txn]]:
         """(base, txns): the txns after the newest snapshot at or below `upto`, through `upto`."""
 
-    def snapshot(self, upto: int) -> bytes:
-        """The state at `upto`, as DataTree.to_snapshot bytes."""
+    def snapshot(self, upto: int) -> tuple[int, bytes]:
+        """(zxid, DataTree.to_snapshot bytes): a state at `zxid` <= `upto` from which the window's
+        txns lead to `upto` (the newest snapshot as stored: nothing to decode or rebuild)."""
 
 
 def prepare(history: History, learner_last: int, upto: int) -> PreparedSync:
@@ -59,7 +61,8 @@ def prepare(history: History, learner_last: int, upto: int) -> PreparedSync:
     base, txns = history.window(upto)
     plan = plan_sync(learner_last, base, [t.zxid for t in txns], upto)
     if plan.kind == "snap":
-        return PreparedSync(upto, plan, [], history.snapshot(upto))
+        at, data = history.snapshot(upto)  # then the txns after it: SNAP, then DIFF
+        return PreparedSync(upto, plan, [t for t in txns if t.zxid > at], data, at)
     return PreparedSync(upto, plan, [t for t in txns if t.zxid > plan.common])
 
 

@@ -57,8 +57,9 @@ class SimDisk:
         base = max(snaps) if snaps else 0
         return base, [t for t in self.log if base < t.zxid <= upto]
 
-    def snapshot(self, upto: int) -> bytes:
-        return self.state(upto).to_snapshot()
+    def snapshot(self, upto: int) -> tuple[int, bytes]:
+        base, _ = self.window(upto)  # the stored snapshot the window starts from, as the shell's
+        return (base, self.snapshots[base]) if base else (upto, self.state(upto).to_snapshot())
 
 
 class SimLog:

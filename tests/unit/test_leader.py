@@ -34,12 +34,12 @@ class MemoryHistory:
     def window(self, upto: int) -> tuple[int, list[Txn]]:
         return self.base, [t for t in self.txns if t.zxid <= upto]
 
-    def snapshot(self, upto: int) -> bytes:
+    def snapshot(self, upto: int) -> tuple[int, bytes]:
         tree = DataTree()
         for t in self.txns:
             if t.zxid <= upto:
                 tree.apply(t)
-        return tree.to_snapshot()
+        return upto, tree.to_snapshot()
 
 
 class ScriptedLeader(Leader):
@@ -133,7 +133,7 @@ def test_a_learner_behind_gets_a_diff_one_ahead_a_trunc_one_older_than_the_windo
     assert sends(core.take_effects(), A) == [q.Diff(history[3:]), q.NewLeader(3, z(2, 5))]
     core.from_learner(B, q.AckEpoch(1, z(2, 2) + 1000))  # a dead leader's uncommitted proposals... after the window
     core.from_learner(C, q.AckEpoch(2, z(2, 1)))  # older than the snapshot at (2, 2)
-    assert sends(core.take_effects(), C) == [q.Snap(z(2, 5), core.history.snapshot(z(2, 5))), q.NewLeader(3, z(2, 5))]
+    assert sends(core.take_effects(), C) == [q.Snap(*core.history.snapshot(z(2, 5))), q.NewLeader(3, z(2, 5))]
 
 
 def test_a_trunc_drops_what_the_new_leader_never_had():

@@ -73,3 +73,22 @@ def test_a_negative_sync_memory_window_is_a_config_error():
     with pytest.raises(ConfigError, match="sync_memory_txns"):
         load(None, sync_memory_txns=-1)
     assert load(None, sync_memory_txns=0).sync_memory_txns == 0
+
+
+def test_a_learner_behind_the_snapshot_gets_the_stored_snapshot_then_the_txns_after_it():
+    from actors.protocol.txn import CreateTxn, Txn
+    from zoomq.security import OPEN_ACL_UNSAFE
+
+    txns = [Txn(E1 + i, 0, 1, i, CreateTxn(f"/n{i}", b"", OPEN_ACL_UNSAFE)) for i in range(11, 14)]
+
+    class Stored:
+        def window(self, upto):
+            return E1 + 10, [t for t in txns if t.zxid <= upto]
+
+        def snapshot(self, upto):
+            return E1 + 10, b"the snapshot file at E1+10"
+
+    prepared = prepare(Stored(), E1 + 2, E1 + 13)
+    assert prepared.plan == SyncPlan("snap", E1 + 13)
+    assert (prepared.snapshot_zxid, prepared.snapshot) == (E1 + 10, b"the snapshot file at E1+10")
+    assert [t.zxid for t in prepared.txns] == [E1 + 11, E1 + 12, E1 + 13]
