@@ -4,16 +4,22 @@ One client creates `--znodes` znodes of `--value-size` bytes (`/scale/b<k>/n<i>`
 parent), `--depth` creates in flight. Then: the memory of every node (RSS and PSS of its process
 tree) and the size of its data dir. Then every node is stopped (SIGTERM; `--crash`: SIGKILL) and
 started again on the same data; the figure is the time from the start of the processes until
-each node serves the last znode created (a session on that node reads it).
+each node serves the last znode created (a session on that node reads it). `--wipe-follower`
+(3+ nodes) then stops a follower, wipes its data and starts it while a client of the leader
+creates znodes: its catch-up time (until it serves a znode created after its start), its memory
+then, and the writer's longest pause meanwhile.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
+import shutil
 import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -33,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--value-size", type=int, default=100)
     p.add_argument("--tick-ms", type=int, default=2000)
     p.add_argument("--crash", action="store_true", help="SIGKILL the nodes instead of stopping them")
+    p.add_argument("--wipe-follower", action="store_true",
+                   help="then (3+ nodes): stop a follower, wipe its data, start it while writes go on; time its catch-up")
     p.add_argument("--json", metavar="FILE", default=None)
 
 
@@ -101,6 +109,56 @@ def _serves(target_name: str, hosts: str, path: str, deadline: float) -> float:
     raise TimeoutError(f"{hosts} did not serve {path}: {last!r}")
 
 
+def _wipe_follower(args: argparse.Namespace, target: Target, value: bytes) -> dict[str, Any]:
+    """A follower stopped, its data wiped (the node's id kept), and started again while one client
+    of the leader creates znodes synchronously: the catch-up time (start until it serves a znode
+    created after its start; the leader must send the whole state, ZooKeeper's SNAP), the
+    follower's memory then, and the writer's longest pause meanwhile."""
+    follower = next(n for n in target.nodes() if n.role == "follower")
+    leader = target.leader()
+    target.stop_node(follower.sid)
+    for sub in ("version-1", "version-2"):  # zoomq's and ZooKeeper's; ZooKeeper's myid stays
+        shutil.rmtree(follower.data_dir / sub, ignore_errors=True)
+    zk = make_client(args.target, leader.hosts, 30.0)
+    zk.start(timeout=30)
+    zk.ensure_path("/wipe")
+    acked: list[tuple[float, str]] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        for i in range(10_000_000):
+            if stop.is_set():
+                return
+            path = zk.create(f"/wipe/w{i}", value)
+            acked.append((time.monotonic(), path))
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        started = time.monotonic()
+        target.launch_node(follower.sid)
+        deadline = started + 600
+        target.wait_node(follower.sid, timeout=600)
+        first_after = next((p for t, p in acked if t > started), None)
+        for _ in range(100_000):  # a znode created after the start: the follower followed on
+            if first_after is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+            first_after = next((p for t, p in acked if t > started), None)
+        if first_after is None:
+            raise TimeoutError("no write acknowledged since the follower started")
+        served = _serves(args.target, follower.hosts, first_after, deadline)
+    finally:
+        stop.set()
+        writer.join(60)
+        stop_client(zk)
+    during = [t for t, _ in acked if started <= t <= served]
+    gaps = [b - a for a, b in itertools.pairwise([started, *during, served])]
+    memory = next(m for m in _memory(target) if m["node"] == follower.label)
+    return {"node": follower.label, "catch_up_s": round(served - started, 2), "writes_meanwhile": len(during),
+            "longest_write_pause_s": round(max(gaps), 3), "rss_mib": memory["rss_mib"], "pss_mib": memory["pss_mib"]}
+
+
 def run(args: argparse.Namespace) -> int:
     if args.target == "zookeeper" and not zookeeper_available():
         print(INSTALL_HINT, file=sys.stderr)
@@ -129,13 +187,14 @@ def run(args: argparse.Namespace) -> int:
             target.wait_node(node.sid, timeout=max(1.0, deadline - time.monotonic()))
         recovered = {n.label: round(_serves(args.target, n.hosts, last, deadline) - t0, 3) for n in target.nodes()}
         after = _memory(target)
+        wiped = _wipe_follower(args, target, value) if args.wipe_follower and args.nodes >= 3 else None
     finally:
         target.stop()
     result = {
         "target": args.target, "nodes": args.nodes, "znodes": args.znodes, "value_size": args.value_size,
         "create_s": round(seconds, 2), "creates_per_s": round(args.znodes / seconds), "errors": errors,
         "memory_loaded": loaded, "restart": "SIGKILL" if args.crash else "stop",
-        "serving_after_restart_s": recovered, "memory_after_restart": after,
+        "serving_after_restart_s": recovered, "memory_after_restart": after, "wiped_follower": wiped,
     }
     print(f"{args.target}, {args.nodes} node(s): {args.znodes:,} znodes x {args.value_size} B created in {seconds:.1f} s "
           f"({result['creates_per_s']:,}/s, {errors} errors)")
@@ -144,6 +203,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  after {'SIGKILL' if args.crash else 'stop'} and start of every node, serving the last znode after: "
           + ", ".join(f"{k} {v:.2f} s" for k, v in recovered.items()))
     print("  memory after the restart: " + ", ".join(f"{m['node']} RSS {m['rss_mib']:.0f} (PSS {m['pss_mib']:.0f}) MiB" for m in after))
+    if wiped is not None:
+        print(f"  {wiped['node']} wiped and started while writes went on: serving after {wiped['catch_up_s']:.2f} s, "
+              f"RSS {wiped['rss_mib']:.0f} (PSS {wiped['pss_mib']:.0f}) MiB; {wiped['writes_meanwhile']} writes meanwhile, "
+              f"longest pause {wiped['longest_write_pause_s']:.3f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
