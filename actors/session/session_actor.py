@@ -2,7 +2,9 @@
 
 It owns what the core may not touch: the client port (a ROUTER on tcp, CURVE when configured),
 the gateway's ROUTER (ipc), their monitors (which connections are open: a ROUTER never says), the
-disk reads at a sync point (load the state, or catch up from the log), the snapshot writer (a
+disk reads at a sync point (load the state, or catch up from the log; at a start the state is
+read on a thread at once, alongside the role actor's own read, and taken up at the first sync
+point if the disk did not move under it), the snapshot writer (a
 forked child: a consistent copy at no pause beyond fork()), the clocks, and the process facts the
 admin words report. Every decision about a client's request is the core's.
 """
@@ -14,6 +16,7 @@ import os
 import platform
 import struct
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from actors.gateway import GATEWAY_ENDPOINT, GATEWAY_RID_PREFIX
 from actors.log import snapshot as snapshots
-from actors.log.recovery import catch_up, load_state_counted
+from actors.log.recovery import catch_up, load_state_counted, resume_state
 from actors.protocol.effects import Tell
 from actors.protocol.internal import Snapshotted, SyncPoint
 from actors.protocol.zxid import fmt
@@ -108,6 +111,17 @@ class SessionActor(Actor):
             peer_of=_peer_address, note_connection=self._note_connection, node_facts=self._node_facts,
         )
         self._carry_out()
+        # The state is read now, on a thread, while the role actor reads its own: the first sync
+        # point then only catches up (a million znodes: seconds saved from every start).
+        self._preload: list[Any] = []
+        self._preloader = threading.Thread(target=self._read_ahead, name="preload", daemon=True)
+        self._preloader.start()
+
+    def _read_ahead(self) -> None:
+        try:
+            self._preload.append(load_state_counted(self.dir, log=self.log))
+        except Exception as exc:  # noqa: BLE001 - the sync point reads the state itself then
+            self.log.warning("preload_failed", error=repr(exc)[:300])
 
     def next_deadline(self) -> float | None:
         return self.core.next_deadline()
@@ -141,12 +155,28 @@ class SessionActor(Actor):
         # Txns replayed count towards the next snapshot as txns applied do: a node that restarts
         # often would otherwise never reach snapshot_every, and replay its whole log at each start.
         if self.core.needs_reload(bool(newer)):
+            ahead = self._take_preload()
+            if ahead is not None:
+                tree, replayed = ahead
+                # Usable if the disk did not move under it: not past the sync point (a follower's
+                # uncommitted tail may be truncated), its last txn still logged, no newer snapshot.
+                if resume_state(tree, self.dir, upto=zxid, log=self.log) is not None:
+                    self.core.applied_since_snapshot = replayed  # (+ the few caught up just now)
+                    return tree
             tree, replayed = load_state_counted(self.dir, upto=zxid, log=self.log)
             self.core.applied_since_snapshot = replayed
             return tree
         if zxid > tree.last_zxid:
             self.core.applied_since_snapshot += catch_up(tree, self.dir, zxid, self.log)
         return tree
+
+    def _take_preload(self) -> tuple[Any, int] | None:
+        """The state read at the start (waiting for the read to end), once; None after that."""
+        thread, self._preloader = self._preloader, None
+        if thread is None:
+            return None
+        thread.join()
+        return self._preload.pop() if self._preload else None
 
     # --- outputs ------------------------------------------------------------------------------
 

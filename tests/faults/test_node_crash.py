@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests_support import Writer, check_writes, kill_actor
@@ -76,6 +78,11 @@ def test_restart_recovers_from_snapshot_plus_log_and_purges_old_files(tmp_path):
         # been finished as the node stopped, before its purge).
         snaps = list(version_dir.glob("snapshot.*"))
         assert 1 <= len(snaps) <= 3, snaps
+        # The session actor read the state as it started (alongside the leader's own read) and
+        # took it up at its sync point, instead of reading it again after the leader's.
+        loads = [json.loads(line) for line in again.log_text().splitlines()
+                 if '"state_loaded"' in line and '"session"' in line]
+        assert loads and "preloaded" in loads[-1], loads
 
 
 def test_a_node_that_restarts_before_snapshot_every_still_snapshots_what_it_replays(tmp_path):
