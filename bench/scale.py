@@ -27,6 +27,7 @@ from typing import Any
 
 from bench.loadgen import make_client, stop_client
 from bench.targets import INSTALL_HINT, TARGETS, Target, make_target, memory_mib, zookeeper_available
+from zoomq.testing import wait_for
 
 PER_PARENT = 1000
 
@@ -139,15 +140,10 @@ def _wipe_follower(args: argparse.Namespace, target: Target, value: bytes) -> di
         target.launch_node(follower.sid)
         deadline = started + 600
         target.wait_node(follower.sid, timeout=600)
-        first_after = next((p for t, p in acked if t > started), None)
-        for _ in range(100_000):  # a znode created after the start: the follower followed on
-            if first_after is not None or time.monotonic() >= deadline:
-                break
-            time.sleep(0.01)
-            first_after = next((p for t, p in acked if t > started), None)
-        if first_after is None:
-            raise TimeoutError("no write acknowledged since the follower started")
-        served = _serves(args.target, follower.hosts, first_after, deadline)
+        # a znode created after the start: served, the follower followed on
+        after = wait_for(lambda: acked and acked[-1][0] > started and acked[-1][1],
+                         max(1.0, deadline - time.monotonic()), "a write acknowledged since the follower started")
+        served = _serves(args.target, follower.hosts, after, deadline)
     finally:
         stop.set()
         writer.join(60)

@@ -171,10 +171,12 @@ class ZoomqServer:
     def standby_ready(self) -> bool:
         """Whether this ensemble node's next role actor waits ready (started ahead of time, its
         state read): a leader change on this node then starts no interpreter."""
+        from runtime.spawn import STANDBY_READY
+
         if self.run_dir is None or not self.running:
             return False
         try:
-            pid = int((self.run_dir / "standby.ready").read_text())
+            pid = int((self.run_dir / STANDBY_READY).read_text())
             proc = psutil.Process(pid)
             alive = proc.ppid() == self.pid and proc.status() != psutil.STATUS_ZOMBIE
         except (OSError, ValueError, psutil.Error):

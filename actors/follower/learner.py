@@ -41,7 +41,18 @@ from typing import Any
 
 from actors.protocol import quorum as q
 from actors.protocol.effects import InstallSnapshot, PersistEpoch, RoleCore, Send, Tell
-from actors.protocol.internal import Append, Committed, Hello, LeaderUp, OwnSession, SyncPoint, Touch, Truncate, WriteRequest
+from actors.protocol.internal import (
+    Append,
+    Committed,
+    Hello,
+    LeaderUp,
+    OwnSession,
+    SyncPoint,
+    Touch,
+    Truncate,
+    WriteRequest,
+    sent_in_another_epoch,
+)
 from actors.protocol.txn import Marker, Txn
 from actors.protocol.zxid import fmt
 
@@ -269,7 +280,7 @@ class Learner(RoleCore):
     # --- the session actor --------------------------------------------------------------------
 
     def local(self, msg: Any) -> None:
-        if isinstance(msg, WriteRequest | OwnSession) and msg.epoch and msg.epoch != self.epoch:
+        if isinstance(msg, WriteRequest | OwnSession) and sent_in_another_epoch(msg, self.epoch):
             return  # queued for the role actor before this one: the session actor failed it already
         if isinstance(msg, WriteRequest):
             if self.phase is Phase.SERVING:

@@ -75,6 +75,7 @@ from actors.protocol.internal import (
     SyncPoint,
     Touch,
     WriteRequest,
+    sent_in_another_epoch,
 )
 from actors.protocol.txn import CloseSessionTxn, CreateSessionTxn, Marker, Txn
 from actors.protocol.zxid import epoch_of, fmt, follows
@@ -477,14 +478,8 @@ class Leader(RoleCore):
         for session_id in sessions:
             self.tracker.touch(session_id, now_ms)
 
-    def _stale(self, msg: WriteRequest | OwnSession) -> bool:
-        """Sent while the sender's node followed an earlier leader (it sat queued for a role
-        actor that ended): its session actor has already failed it, and a resume that old must not
-        take a session from the connection that resumed it since."""
-        return msg.epoch != 0 and msg.epoch != self.epoch
-
     def own(self, msg: OwnSession) -> None:
-        if self._stale(msg):
+        if sent_in_another_epoch(msg, self.epoch):
             self.log.info("stale_request_dropped", session=hex(msg.session_id), epoch=msg.epoch)
         elif msg.conn:
             self.owners[msg.session_id] = msg.conn
@@ -492,7 +487,7 @@ class Leader(RoleCore):
     def write(self, req: WriteRequest) -> None:
         if self.prep is None or not self.ready:
             return  # the session actor fails it when this leader announces itself
-        if self._stale(req):
+        if sent_in_another_epoch(req, self.epoch):
             self.log.info("stale_request_dropped", session=hex(req.session_id), epoch=req.epoch)
             return
         if req.conn:

@@ -54,6 +54,13 @@ class OwnSession(Internal, tag="own"):
     epoch: int = 0  # as WriteRequest.epoch: a resume heard by an older leader must not move it now
 
 
+def sent_in_another_epoch(msg: WriteRequest | OwnSession, epoch: int) -> bool:
+    """Stamped by a session actor that followed another leader than the one of `epoch` (it sat
+    queued for a role actor that ended): that session actor has failed it already, and a resume
+    that old must not take a session from the connection that resumed it since."""
+    return msg.epoch != 0 and msg.epoch != epoch
+
+
 class Touch(Internal, tag="touch"):
     """Sessions that showed activity (requests or pings) since the last report."""
 

@@ -465,8 +465,8 @@ class SessionCore:
             passwd = self.random_bytes(PASSWD_BYTES)
             conn = self._new_conn()
             self.connecting[session_id] = (rid, ids, timeout, passwd, conn)
-            self._tell(WriteRequest(self.sid, session_id, 0, OpenSession(session_id, timeout, passwd), conn=conn,
-                                       epoch=self.epoch))
+            self._tell(WriteRequest(self.sid, session_id, 0, OpenSession(session_id, timeout, passwd),
+                                    conn=conn, epoch=self.epoch))
             return
         info = tree.sessions.get(req.session_id)
         if info is None or info.passwd != req.passwd:
@@ -540,8 +540,8 @@ class SessionCore:
         item = Pending(msg.xid, msg, is_write=True)
         session.pending.append(item)
         session.writes[msg.xid] = item
-        self._tell(WriteRequest(self.sid, session.session_id, msg.xid, msg, session.auth, conn=session.conn,
-                                       epoch=self.epoch))
+        self._tell(WriteRequest(self.sid, session.session_id, msg.xid, msg, session.auth,
+                                conn=session.conn, epoch=self.epoch))
 
     def _check_write(self, msg: Any) -> int:
         """Cheap checks done here so that garbage never reaches the leader."""
