@@ -1,14 +1,15 @@
 """The actor base: one process, its sockets, and a loop that handles messages in batches.
 
 Rules:
-- An actor's inbox is a PULL socket bound at `ipc://<run_dir>/<name>.ipc`; `tell(dest, msg)` queues
-  a message for another actor of the same node and `flush()` (after every batch) sends one
-  multipart per destination, one message per frame. Sends never block: a full or absent peer
-  drops the message with a log line; the protocols above resynchronise (ZeroMQ reconnect is not
-  delivery).
+- An actor's inbox is its bus (runtime/localbus.py: a Unix stream socket at
+  `<run_dir>/<name>.bus`); `tell(dest, msg)` queues a message for another actor of the same node
+  and `flush()` (after every batch) writes one batch per destination. Sends never block: a
+  message to an actor not up yet waits for it, a full queue drops with a log line; a peer's death
+  loses what it had not read and the protocols above resynchronise (a reconnect is not delivery).
 - The loop polls until the next deadline (`next_deadline()`), drains at most `MAX_BATCH` multiparts
-  per ready socket without blocking, dispatches them, calls `on_timer(now)` when the deadline
-  passed, then `on_batch_end()` and `flush()`. `now` is `time.monotonic()`, read once per batch.
+  per ready ZeroMQ socket without blocking and what the bus has, dispatches them, calls
+  `on_timer(now)` when the deadline passed, then `on_batch_end()` and `flush()`. `now` is
+  `time.monotonic()`, read once per batch.
 - A frame that does not decode is logged and dropped; the actor goes on.
 - SIGTERM (or a stop request, or the supervisor's death) ends the loop: `on_stop()`, sockets
   closed with LINGER 0, exit 0. An exception escaping a hook crashes the process (exit 1) so that
@@ -31,13 +32,13 @@ import zmq
 
 from actors.protocol.internal import InternalMsg
 from runtime.config import NodeConfig
+from runtime.localbus import LocalBus
 
 MAX_BATCH = 512  # multiparts drained per socket per loop turn
 QUORUM_HWM = 1_000  # messages queued per learner channel, each way: a learner that falls behind is dropped
 CLIENT_HWM = 10_000  # replies queued per client connection: one that does not read them is let go
 MAX_POLL_MS = 500  # the loop wakes at least this often (parent-death check, stop flag)
 PEER_CONNECT_MS = 1_000  # a peer connect not answered within this is dropped and retried
-IPC_RECONNECT_MS = 5  # an intra-node connection retries its peer's socket path this often
 UNACKED_LIMIT_MS = 1_000  # a connection whose sent data stays unacknowledged this long is replaced
 SNDHWM = 200_000
 _PR_SET_PDEATHSIG = 1
@@ -48,13 +49,6 @@ def set_socket_options(sock: zmq.Socket) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, SNDHWM)
     sock.setsockopt(zmq.RCVHWM, SNDHWM)
-
-
-def set_ipc_reconnect(sock: zmq.Socket) -> None:
-    """An intra-node connection follows its peer's restart within IPC_RECONNECT_MS: ZeroMQ's
-    default (100 ms) delayed a new role actor's first exchange with the log and session actors
-    by that much in every leader change. Retrying a local socket path costs next to nothing."""
-    sock.setsockopt(zmq.RECONNECT_IVL, IPC_RECONNECT_MS)
 
 
 def set_peer_options(sock: zmq.Socket, hwm: int) -> None:
@@ -116,15 +110,13 @@ class Actor:
         self._poller = zmq.Poller()
         self._handlers: dict[zmq.Socket, tuple[Callable[[list[Any], float], None], bool]] = {}
         self._outboxes: dict[str, list[bytes]] = {}
-        self._peers: dict[str, zmq.Socket] = {}
         self._stopping = False
         self.exit_code = 0
         self._parent = os.getppid()
         self._curve_auth: Any = None  # this process's ZAP handler, started by the first secure_bind
-        self.inbox = self.ctx.socket(zmq.PULL)
-        set_socket_options(self.inbox)
-        self.inbox.bind(ipc_address(run_dir, self.name))
-        self.add_socket(self.inbox, self._on_inbox, copy=True)
+        self.bus = LocalBus(run_dir, self.name, log, queue_limit=SNDHWM)
+        self._now = time.monotonic()
+        self._poller.register(self.bus.fileno(), zmq.POLLIN)
 
     # --- hooks (override) ---------------------------------------------------------------------
 
@@ -198,20 +190,12 @@ class Actor:
         self._outboxes.setdefault(dest, []).append(frame)
 
     def flush(self) -> None:
+        if not self._outboxes:
+            return
+        now = time.monotonic()
         for dest, frames in self._outboxes.items():
-            if not frames:
-                continue
-            sock = self._peers.get(dest)
-            if sock is None:
-                sock = self.ctx.socket(zmq.PUSH)
-                set_socket_options(sock)
-                set_ipc_reconnect(sock)
-                sock.connect(ipc_address(self.run_dir, dest))
-                self._peers[dest] = sock
-            try:
-                sock.send_multipart(frames, flags=zmq.NOBLOCK)
-            except zmq.Again:
-                self.log.warning("send_dropped", dest=dest, messages=len(frames))
+            if frames:
+                self.bus.send(dest, frames, now)
         self._outboxes = {}
 
     def stop(self) -> None:
@@ -225,14 +209,13 @@ class Actor:
 
     # --- loop ---------------------------------------------------------------------------------
 
-    def _on_inbox(self, frames: list[Any], now: float) -> None:
-        for frame in frames:
-            try:
-                msg = self.decoder.decode(frame)
-            except msgspec.DecodeError as exc:
-                self.log.warning("bad_internal_message", error=str(exc), size=len(frame))
-                continue
-            self.on_message(msg, now)
+    def _on_frame(self, frame: bytes) -> None:
+        try:
+            msg = self.decoder.decode(frame)
+        except msgspec.DecodeError as exc:
+            self.log.warning("bad_internal_message", error=str(exc), size=len(frame))
+            return
+        self.on_message(msg, self._now)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
@@ -243,6 +226,9 @@ class Actor:
         try:
             while not self._stopping:
                 deadline = self.next_deadline()
+                retry = self.bus.next_deadline()
+                if retry is not None and (deadline is None or retry < deadline):
+                    deadline = retry
                 timeout_ms = MAX_POLL_MS
                 if deadline is not None:
                     timeout_ms = max(0, min(MAX_POLL_MS, int((deadline - time.monotonic()) * 1000) + 1))
@@ -252,8 +238,12 @@ class Actor:
                     if exc.errno == zmq.EINTR or self._stopping:
                         continue
                     raise
-                now = time.monotonic()
+                now = self._now = time.monotonic()
+                bus_turn = retry is not None and now >= retry
                 for sock, _ in ready:
+                    if sock == self.bus.fileno():
+                        bus_turn = True
+                        continue
                     entry = self._handlers.get(sock)
                     if entry is None:  # removed by a handler earlier in this batch
                         continue
@@ -264,6 +254,8 @@ class Actor:
                         except zmq.Again:
                             break
                         handler(frames, now)
+                if bus_turn:
+                    self.bus.process(now, self._on_frame)
                 deadline = self.next_deadline()
                 if deadline is not None and now >= deadline:
                     self.on_timer(now)
@@ -275,8 +267,9 @@ class Actor:
         finally:
             self.on_stop()
             self.flush()
-            for sock in [*self._handlers, *self._peers.values()]:
+            for sock in self._handlers:
                 sock.close(linger=0)
+            self.bus.close()
             if self._curve_auth is not None:
                 self._curve_auth.stop()
         return self.exit_code

@@ -44,11 +44,10 @@ from typing import Any
 
 import msgspec
 import psutil
-import zmq
 
 from actors.protocol.internal import Elected, InternalMsg, Look, Looking
 from runtime import logs, spawn
-from runtime.actor import ipc_address, set_ipc_reconnect
+from runtime.localbus import LocalBus
 from runtime.config import NodeConfig, to_json
 from runtime.files import write_atomic
 from runtime.restart_policy import GiveUp, RestartActor, RestartAll, RestartPolicy
@@ -139,9 +138,7 @@ class Supervisor:
         self.role_actor: str | None = None
         self._look_at: float | None = None  # when to (re)start an election
         self._suspect = -1  # the leader whose following just failed (see _on_role_exit)
-        self._zctx: zmq.Context | None = None
-        self._inbox: zmq.Socket | None = None
-        self._pushes: dict[str, zmq.Socket] = {}
+        self._bus: LocalBus | None = None  # messages to and from the actors (ensembles only)
         self._inbox_decoder = msgspec.msgpack.Decoder(InternalMsg)
         self._encoder = msgspec.msgpack.Encoder()
         self._data_status_path: Path | None = None
@@ -263,11 +260,8 @@ class Supervisor:
         self._status_path = run_dir / "status.json"
         self._data_status_path = data_dir / "status.json"
         if self.ensemble:
-            self._zctx = zmq.Context()
-            self._inbox = self._zctx.socket(zmq.PULL)
-            self._inbox.setsockopt(zmq.LINGER, 0)
-            self._inbox.bind(ipc_address(self.run_dir, "supervisor"))
-            self._sel.register(self._inbox.getsockopt(zmq.FD), selectors.EVENT_READ, "inbox")
+            self._bus = LocalBus(self.run_dir, "supervisor", self.log, queue_limit=1_000)
+            self._sel.register(self._bus.fileno(), selectors.EVENT_READ, "inbox")
         self.log.info(
             "supervisor_started",
             pid=os.getpid(),
@@ -300,11 +294,11 @@ class Supervisor:
         with contextlib.suppress(Exception):
             self._drop_standby()
         self._state = "stopped"
-        if self._zctx is not None:
-            for sock in [*self._pushes.values(), *([self._inbox] if self._inbox is not None else [])]:
-                sock.close(linger=0)
-            self._zctx.term()
-            self._zctx = None
+        if self._bus is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(self._bus.fileno())
+            self._bus.close()
+            self._bus = None
         if self._own_run_dir and self.run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         elif self._status_path is not None:
@@ -371,6 +365,8 @@ class Supervisor:
         if self._standby_at is not None:
             dues.append(self._standby_at)
         dues.append(self._stats_due)
+        if self._bus is not None and (retry := self._bus.next_deadline()) is not None:
+            dues.append(retry)
         for due in dues:
             wait = min(wait, due - now)
         return max(0.0, wait)
@@ -417,22 +413,18 @@ class Supervisor:
         return self._apply(decision, now)
 
     def _drain_inbox(self) -> None:
-        """Messages from the actors (edge-triggered fd: read until empty, bounded)."""
-        if self._inbox is None:
+        """Messages from the actors, and queued ones to them written as room allows."""
+        if self._bus is not None:
+            self._bus.process(time.monotonic(), self._on_frame)
+
+    def _on_frame(self, frame: bytes) -> None:
+        try:
+            msg = self._inbox_decoder.decode(frame)
+        except msgspec.DecodeError:
+            self.log.warning("bad_internal_message", size=len(frame))
             return
-        for _ in range(10_000):
-            try:
-                frames = self._inbox.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            for frame in frames:
-                try:
-                    msg = self._inbox_decoder.decode(frame)
-                except msgspec.DecodeError:
-                    self.log.warning("bad_internal_message", size=len(frame))
-                    continue
-                if isinstance(msg, Elected):
-                    self._on_elected(msg)
+        if isinstance(msg, Elected):
+            self._on_elected(msg)
 
     def _on_elected(self, msg: Elected) -> None:
         if self._state in ("stopping", "restarting", "giving_up"):
@@ -457,18 +449,8 @@ class Supervisor:
         self._write_status()
 
     def _tell(self, dest: str, msg: Any) -> None:
-        if self._zctx is None:
-            return
-        sock = self._pushes.get(dest)
-        if sock is None:
-            sock = self._zctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.SNDHWM, 1000)
-            set_ipc_reconnect(sock)
-            sock.connect(ipc_address(self.run_dir, dest))
-            self._pushes[dest] = sock
-        with contextlib.suppress(zmq.Again):
-            sock.send(self._encoder.encode(msg), zmq.NOBLOCK)
+        if self._bus is not None:
+            self._bus.send(dest, [self._encoder.encode(msg)], time.monotonic())
 
     def _apply(self, decision: RestartActor | RestartAll | GiveUp, now: float) -> int | None:
         match decision:

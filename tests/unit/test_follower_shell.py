@@ -54,6 +54,7 @@ def test_follower_info_is_the_first_message_even_when_a_heartbeat_falls_due_in_t
         assert got == [(0, "FollowerInfo"), (1, "Ping")]
     finally:
         actor.on_stop()
-        for sock in [*actor._handlers, *actor._peers.values()]:
+        for sock in actor._handlers:
             sock.close(linger=0)
+        actor.bus.close()
         leader.close()
