@@ -170,6 +170,10 @@ class ZoomqTarget(Target):
             server.wait_ready(max(1.0, deadline - time.monotonic()))
         if self.ensemble is not None:
             self.leader(max(1.0, deadline - time.monotonic()))
+            # Measured as a node runs after its first seconds: with its standby role actor up (its
+            # start, an interpreter and imports, would otherwise fall into the measured window).
+            wait_for(lambda: all(s.standby_ready() for s in self.servers), timeout=max(1.0, deadline - time.monotonic()),
+                     what="standby role actors ready")
         return self
 
     def stop(self) -> None:
@@ -219,6 +223,8 @@ class ZoomqTarget(Target):
             status = json.loads((server.data_dir / "status.json").read_bytes())
             if status.get("pid") == server.pid:  # not a file left by an earlier run
                 pids = {name: a["pid"] for name, a in (status.get("actors") or {}).items() if a.get("pid")}
+                if standby := (status.get("standby") or {}).get("pid"):
+                    pids["standby"] = standby
         return {**server.actor_pids(), **pids}
 
     def processes(self) -> dict[str, psutil.Process]:
