@@ -77,7 +77,7 @@ from actors.protocol.internal import (
     WriteRequest,
     sent_in_another_epoch,
 )
-from actors.protocol.txn import CloseSessionTxn, CreateSessionTxn, Marker, Txn
+from actors.protocol.txn import OWNED_CXID, CloseSessionTxn, CreateSessionTxn, Marker, Txn
 from actors.protocol.zxid import epoch_of, fmt, follows
 from zoomq.exceptions import Codes
 
@@ -479,10 +479,16 @@ class Leader(RoleCore):
             self.tracker.touch(session_id, now_ms)
 
     def own(self, msg: OwnSession) -> None:
+        """The session now belongs to connection `msg.conn`; the resume is answered (a Marker in
+        the commit order) once this is decided, so that a client whose resume completed knows
+        its older connection's next write is refused (as ZooKeeper revalidates with the leader)."""
+        if self.prep is None or not self.ready:
+            return  # the session actor fails the resume when this leader announces itself
         if sent_in_another_epoch(msg, self.epoch):
             self.log.info("stale_request_dropped", session=hex(msg.session_id), epoch=msg.epoch)
         elif msg.conn:
             self.owners[msg.session_id] = msg.conn
+            self._propose(Marker(msg.session_id, OWNED_CXID, Codes.OK, owner=msg.conn))
 
     def write(self, req: WriteRequest) -> None:
         if self.prep is None or not self.ready:

@@ -96,13 +96,19 @@ class Txn(msgspec.Struct, array_like=True, frozen=True, tag="txn", tag_field="ta
 class Marker(msgspec.Struct, array_like=True, frozen=True, tag="marker", tag_field="tag"):
     """An ordered, unlogged answer to (session_id, cxid): err != 0, or a sync/failed-multi body.
     `replay` != 0: the request was a re-sent one already applied at that zxid; each node answers
-    it with the result its own tree remembers (DataTree.recent_result)."""
+    it with the result its own tree remembers (DataTree.recent_result).
+    cxid OWNED_CXID: no request; the leader took connection `owner` as the session's owner (an
+    OwnSession), and the session actor holding that connection completes its handshake."""
 
     session_id: int
     cxid: int
     err: int
     body: PathResult | MultiResult | None = None
     replay: int = 0
+    owner: int = 0
+
+
+OWNED_CXID = -1  # a Marker's cxid for "the session now belongs to connection `owner`" (never a client xid)
 
 
 Entry = Txn | Marker

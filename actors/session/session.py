@@ -19,9 +19,11 @@ Rules:
   gap. Forwarded writes that a new leader never saw are answered CONNECTIONLOSS.
 - In an ensemble, while the node does not serve, clients are refused (CONNECTIONLOSS), not held;
   a client that has seen a newer zxid than this node is turned away.
-- A session belongs to its newest connection: a resume tells the leader (OwnSession); what comes
-  through a connection whose session moved is answered SESSIONMOVED (SESSIONEXPIRED once the
-  session is gone).
+- A session belongs to its newest connection: a resume tells the leader (OwnSession) and is
+  answered (Connected) only when the leader's OWNED marker comes back in the commit order, so a
+  client whose resume completed knows that its older connection is refused from then on (as
+  ZooKeeper revalidates a session with the leader before answering); what comes through a
+  connection whose session moved is answered SESSIONMOVED (SESSIONEXPIRED once it is gone).
 - Bad client input gets a precise error code when there is an xid to answer; nothing crashes.
 """
 
@@ -51,7 +53,7 @@ from actors.protocol.internal import (
     Touch,
     WriteRequest,
 )
-from actors.protocol.txn import CloseSessionTxn, CreateSessionTxn, Marker, Txn
+from actors.protocol.txn import OWNED_CXID, CloseSessionTxn, CreateSessionTxn, Marker, Txn
 from actors.protocol.zxid import fmt, follows
 from actors.session import admin
 from actors.session.reads import CONNECTION_SCHEMES, read_result
@@ -126,6 +128,7 @@ class SessionCore:
         self.moved_rids: dict[bytes, int] = {}  # connection -> the session another connection took from it
         # session id -> (rid, the connection's identities, timeout, passwd, connection id)
         self.connecting: dict[int, tuple[bytes, list[Id], int, bytes, int]] = {}
+        self.resuming: dict[int, tuple[bytes, int]] = {}  # session -> (rid, conn) awaiting the leader's OWNED marker
         self.watches = WatchTable()
         self.out: dict[bytes, list[bytes]] = {}
         self.touched: set[int] = set()
@@ -238,6 +241,7 @@ class SessionCore:
             self.watches.drop_session(session.session_id)
         self.by_rid.clear()
         self.held.clear()
+        self.resuming.clear()
 
     def _fail_forwarded(self, code: int) -> None:
         """A new leader never saw our forwarded requests: their outcome is unknown to the client."""
@@ -249,6 +253,9 @@ class SessionCore:
         for session_id, (rid, *_rest) in list(self.connecting.items()):
             del self.connecting[session_id]
             self._reply(rid, 0, code)
+        for rid, _conn in self.resuming.values():
+            self._reply(rid, 0, code)  # the client connects again and resumes with the new leader
+        self.resuming.clear()
 
     # --- the commit stream --------------------------------------------------------------------
 
@@ -272,6 +279,9 @@ class SessionCore:
                 self._answer_marker(entry)
 
     def _answer_marker(self, marker: Marker) -> None:
+        if marker.cxid == OWNED_CXID:
+            self._owned(marker)
+            return
         session = self.sessions.get(marker.session_id)
         if session is None and marker.session_id in self.connecting:
             rid = self.connecting.pop(marker.session_id)[0]  # prep refused to open the session
@@ -287,6 +297,20 @@ class SessionCore:
         if marker.err == Codes.SESSIONMOVED and self.by_rid.get(session.rid) is session:
             del self.by_rid[session.rid]  # another connection owns the session now
             self._moved(session.rid, session.session_id)
+
+    def _owned(self, marker: Marker) -> None:
+        """The leader has the session's new owner: the resume through that connection is done."""
+        pending = self.resuming.get(marker.session_id)
+        if pending is None or pending[1] != marker.owner:
+            return  # another node's resume, or an older one of this session
+        rid = pending[0]
+        del self.resuming[marker.session_id]
+        session = self.by_rid.get(rid)
+        if session is None or session.session_id != marker.session_id:
+            return  # that connection went away meanwhile
+        self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, session.timeout_ms, session.session_id,
+                                                        session.passwd, False, self.tree.last_zxid,
+                                                        self.tree.last_cxid(session.session_id))))
 
     def _marker_reply(self, xid: int, marker: Marker) -> p.Reply:
         if not marker.replay:
@@ -477,8 +501,7 @@ class SessionCore:
         self._bind_session(req.session_id, rid, info.timeout_ms, info.passwd, ids, conn)
         self._tell(OwnSession(self.sid, req.session_id, conn, self.epoch))  # the newest connection owns it
         self.touched.add(req.session_id)
-        self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, info.timeout_ms, req.session_id, info.passwd, False,
-                                                        tree.last_zxid, tree.last_cxid(req.session_id))))
+        self.resuming[req.session_id] = (rid, conn)  # answered by _owned
 
     def _bind_session(self, session_id: int, rid: bytes, timeout_ms: int, passwd: bytes, ids: list[Id], conn: int) -> None:
         session = self.sessions.get(session_id)

@@ -10,7 +10,7 @@ from actors.protocol import quorum as q
 from actors.leader.sync import prepare
 from actors.protocol.effects import Drop, EndRole, PersistEpoch, PrepareSync, Send, Tell
 from actors.protocol.internal import Append, Committed, LeaderUp, OpenSession, SyncPoint, WriteRequest
-from actors.protocol.txn import CreateTxn, Txn
+from actors.protocol.txn import OWNED_CXID, CreateTxn, Txn
 from actors.session.tree import DataTree
 from zoomq import protocol as p
 from zoomq.security import OPEN_ACL_UNSAFE
@@ -351,7 +351,9 @@ def test_the_newest_connection_owns_a_session_and_the_others_get_session_moved()
     core.logged(z(3, 3))
     entries = [e for batch in committed(core.take_effects()) for e in batch]
     assert [(type(e).__name__, e.cxid, getattr(e, "err", 0)) for e in entries] == [
-        ("Txn", 1, 0), ("Marker", 2, -118), ("Txn", 2, 0)]  # /a (before the move), SESSIONMOVED, /c
+        ("Txn", 1, 0), ("Marker", OWNED_CXID, 0), ("Marker", 2, -118), ("Txn", 2, 0)]  # /a (before the move), SESSIONMOVED, /c
+    owned = entries[1]
+    assert (owned.session_id, owned.owner) == (7, 22)  # answers the resume through connection 22
 
 
 def test_requests_stamped_with_an_earlier_leaders_epoch_are_dropped():

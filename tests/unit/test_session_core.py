@@ -21,7 +21,7 @@ from actors.protocol.internal import (
     Touch,
     WriteRequest,
 )
-from actors.protocol.txn import CloseSessionTxn, CreateSessionTxn, CreateTxn, Marker, SetACLTxn, SetDataTxn, Txn
+from actors.protocol.txn import OWNED_CXID, CloseSessionTxn, CreateSessionTxn, CreateTxn, Marker, SetACLTxn, SetDataTxn, Txn
 from actors.session.session import SessionCore, digest_id
 from actors.session.tree import DataTree
 from runtime.config import NodeConfig, ServerEntry
@@ -168,6 +168,16 @@ def test_writes_a_new_leader_never_saw_are_answered_connectionloss():
     assert s.core.sessions[sid].writes == {}
 
 
+def test_a_resume_a_new_leader_never_saw_is_refused_and_tried_again():
+    s = Script(ensemble=True)
+    s.sync("follower")
+    first = s.open(A)
+    assert s.send(B, p.Connect(p.PROTOCOL_VERSION, s.zxid, 10_000, first.session_id, first.passwd)) == []
+    s.core.role_message(LeaderUp(2, "follower"), s.now)
+    (refused,) = s.out(B)
+    assert refused.err == Codes.CONNECTIONLOSS and s.core.resuming == {}
+
+
 def test_looking_forgets_every_connection():
     s = Script(ensemble=True)
     s.sync("follower")
@@ -183,10 +193,15 @@ def test_a_session_resumed_elsewhere_is_moved_then_expired_for_its_old_connectio
     s.sync()
     first = s.open(A)
     s.effects()
-    (resumed,) = s.send(B, p.Connect(p.PROTOCOL_VERSION, s.zxid, 10_000, first.session_id, first.passwd))
-    assert resumed.session_id == first.session_id and resumed.timeout_ms == 10_000
+    # The resume is answered once the leader has the new owner (its OWNED marker, in order).
+    assert s.send(B, p.Connect(p.PROTOCOL_VERSION, s.zxid, 10_000, first.session_id, first.passwd)) == []
     own = [m for m in s.effects() if isinstance(m, OwnSession)]
     assert len(own) == 1 and own[0].session_id == first.session_id
+    s.commit(Marker(first.session_id, OWNED_CXID, 0, owner=own[0].conn + 1))  # another connection's: not ours
+    assert s.out(B) == []
+    s.commit(Marker(first.session_id, OWNED_CXID, 0, owner=own[0].conn))
+    (resumed,) = s.out(B)
+    assert resumed.session_id == first.session_id and resumed.timeout_ms == 10_000
     (moved,) = s.send(A, p.Exists(1, "/"))
     assert moved.err == Codes.SESSIONMOVED
     s.commit(s.txn(first.session_id, 0, CloseSessionTxn()))
