@@ -342,6 +342,36 @@ class Operations:
     def transaction(self) -> TransactionRequest:
         return TransactionRequest(self)
 
+    # --- quotas (zoomq/quota.py; ZooKeeper's setquota / listquota / delquota) ----------------------
+
+    def set_quota(self, path: str, *, count: int | None = None, bytes: int | None = None,  # noqa: A002
+                  count_hard: int | None = None, bytes_hard: int | None = None) -> Any:
+        """Soft (`count`, `bytes`) and hard (`count_hard`, `bytes_hard`) limits on the subtree at
+        `path`: znodes (the path itself included) and data bytes. A write past a hard limit fails
+        with QuotaExceededError; past a soft one the leader logs it. Limits not given are kept."""
+        from zoomq import quota
+
+        return quota.set_quota(self, path, count=count, bytes=bytes, count_hard=count_hard, bytes_hard=bytes_hard)
+
+    def get_quota(self, path: str) -> Any:
+        """(QuotaLimits, QuotaUsage) of `path`'s quota, or None."""
+        from zoomq import quota
+
+        return quota.get_quota(self, path)
+
+    def list_quotas(self) -> Any:
+        """{path: (QuotaLimits, QuotaUsage)} for every quota."""
+        from zoomq import quota
+
+        return quota.list_quotas(self)
+
+    def delete_quota(self, path: str, *, count: bool = False, bytes: bool = False,  # noqa: A002
+                     count_hard: bool = False, bytes_hard: bool = False) -> bool:
+        """Drop the named limits of `path`'s quota, or all of it when none is named."""
+        from zoomq import quota
+
+        return quota.delete_quota(self, path, count=count, bytes=bytes, count_hard=count_hard, bytes_hard=bytes_hard)
+
     def _multi_async(self, ops: list[Any]) -> AsyncResult:
         def parse(reply: p.Reply) -> list[Any]:
             self._check(reply)

@@ -46,6 +46,8 @@ class Command:
     acls: tuple[ACL, ...] | None = None
     scheme: str = ""
     credential: str = ""
+    # setquota: (kwarg, value) per limit given; delquota: the limits to drop (value -1)
+    limits: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ SPECS: dict[str, _Spec] = {
     "getAcl": _Spec("getAcl [-s] path", ("-s",), (), 1, 1),
     "setAcl": _Spec("setAcl [-s] [-v version] path acl", ("-s",), ("-v",), 2, 2),
     "addauth": _Spec("addauth scheme auth", (), (), 2, 2),
+    "setquota": _Spec("setquota [-n count] [-b bytes] [-N count] [-B bytes] path", (), ("-n", "-b", "-N", "-B"), 1, 1),
+    "listquota": _Spec("listquota [path]", (), (), 0, 1),
+    "delquota": _Spec("delquota [-n] [-b] [-N] [-B] path", ("-n", "-b", "-N", "-B"), (), 1, 1),
     "help": _Spec("help"),
     "quit": _Spec("quit"),
 }
@@ -270,6 +275,31 @@ def _build_addauth(verb: str, spec: _Spec, flags: set[str], values: dict[str, st
     return Command(verb, scheme=args[0], credential=args[1])
 
 
+# zkCli's quota options: -n / -b soft count / bytes, -N / -B hard count / bytes
+_QUOTA_FLAGS = {"-n": "count", "-b": "bytes", "-N": "count_hard", "-B": "bytes_hard"}
+
+
+def _build_setquota(verb: str, spec: _Spec, flags: set[str], values: dict[str, str], args: list[str]) -> Command:
+    if not values:
+        raise ShellUsageError(f"give at least one limit; usage: {spec.usage}")
+    limits = []
+    for flag, name in _QUOTA_FLAGS.items():
+        if flag in values:
+            value = _int(values[flag], f"{flag} ({name})", spec.usage)
+            if value <= 0:
+                raise ShellUsageError(f"{flag} ({name}) must be > 0")
+            limits.append((name, value))
+    return Command(verb, path=_path(args[0]), limits=tuple(limits))
+
+
+def _build_delquota(verb: str, spec: _Spec, flags: set[str], values: dict[str, str], args: list[str]) -> Command:
+    return Command(verb, path=_path(args[0]), limits=tuple((name, -1) for flag, name in _QUOTA_FLAGS.items() if flag in flags))
+
+
+def _build_listquota(verb: str, spec: _Spec, flags: set[str], values: dict[str, str], args: list[str]) -> Command:
+    return Command(verb, path=_path(args[0]) if args else "")
+
+
 def _build_bare(verb: str, spec: _Spec, flags: set[str], values: dict[str, str], args: list[str]) -> Command:
     return Command(verb)
 
@@ -286,6 +316,9 @@ _BUILDERS: dict[str, Callable[[str, _Spec, set[str], dict[str, str], list[str]],
     "getAcl": _build_path_only,
     "setAcl": _build_set_acl,
     "addauth": _build_addauth,
+    "setquota": _build_setquota,
+    "listquota": _build_listquota,
+    "delquota": _build_delquota,
     "help": _build_bare,
     "quit": _build_bare,
 }
@@ -452,12 +485,32 @@ def execute(client: Any, cmd: Command, out: TextIO, on_event: Callable[[Any], No
                 _print_lines(format_stat(stat), out)
         case "addauth":
             client.add_auth(cmd.scheme, cmd.credential)
+        case "setquota":
+            client.set_quota(cmd.path, **dict(cmd.limits))
+        case "listquota":
+            _list_quota(client, cmd.path, out)
+        case "delquota":
+            client.delete_quota(cmd.path, **{name: True for name, _ in cmd.limits})
         case "help":
             print(help_text(), file=out)
         case "quit":
             raise Quit
         case _:  # pragma: no cover - parse_tokens only builds the verbs above
             raise ShellUsageError(f"unknown command {cmd.verb!r}")
+
+
+def _list_quota(client: Any, path: str, out: TextIO) -> None:
+    """zkCli's listquota lines for `path`, or for every quota when no path is given."""
+    from zoomq.exceptions import NoNodeError
+    from zoomq.quota import limits_path, usage_text
+
+    found = {path: client.get_quota(path)} if path else client.list_quotas()
+    if path and found[path] is None:
+        raise NoNodeError(f"quota for {path} does not exist.")
+    for where, (limits, usage) in found.items():
+        print(f"absolute path is {limits_path(where)}", file=out)
+        print(f"Output quota for {where} {limits.to_bytes().decode()}", file=out)
+        print(f"Output stat for {where} {usage_text(usage).decode()}", file=out)
 
 
 def _walk(client: Any, top: str) -> list[str]:

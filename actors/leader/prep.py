@@ -10,8 +10,8 @@ Rules (§1.1-1.4, §1.6, §1.7, §5.6 of the reference):
   own `DataTree` and applies each txn to it before returning it, so later requests see it.
 - Checks run in ZooKeeper's order. create: flags, TTL, data size, path, reserved paths, ACL
   (INVALIDACL), parent (NONODE), CREATE permission on the parent (NOAUTH), NODEEXISTS,
-  NOCHILDRENFOREPHEMERALS. delete: path, NONODE, DELETE on the parent, BADVERSION, NOTEMPTY.
-  setData: path, size, NONODE, WRITE, BADVERSION. setACL: path, INVALIDACL, NONODE, ADMIN,
+  NOCHILDRENFOREPHEMERALS, quota. delete: path, NONODE, DELETE on the parent, BADVERSION, NOTEMPTY.
+  setData: path, size, NONODE, WRITE, quota, BADVERSION. setACL: path, INVALIDACL, NONODE, ADMIN,
   BADVERSION (against aversion). check: path, NONODE, READ, BADVERSION. Version -1 matches all.
 - A multi is validated as one unit against the state as it would be after its earlier ops (an
   overlay of change records, ZooKeeper's outstandingChanges): success is one MultiTxn at one zxid;
@@ -22,6 +22,12 @@ Rules (§1.1-1.4, §1.6, §1.7, §5.6 of the reference):
   connection) is not applied again: a Marker with `replay` = the original zxid, answered by each
   node with the result it remembers (so a retried sequential create makes one node).
 - Bad input of any shape yields a Marker with a precise ZooKeeper code; prep never raises on it.
+- Quotas (zoomq/quota.py): under /zookeeper only /zookeeper/quota/... may be written (the quota
+  znodes, written by clients as ZooKeeper's CLI does); a limits znode must hold StatsTrack text
+  and a stats znode is never set (the node writes its figures there): else BADARGUMENTS. A create or a growing setData that takes
+  its quota root past a hard limit is QUOTAEXCEEDED (ZooKeeper 3.7's checkQuota, enforced here
+  always: a hard limit that does not hold is no limit); past a soft limit it is logged and done.
+  Usage counts everything prep emitted, and inside a multi the multi's earlier ops.
 """
 
 from __future__ import annotations
@@ -48,9 +54,10 @@ from actors.protocol.txn import (
     ttl_of,
     ttl_owner,
 )
-from actors.session.tree import DataTree, Znode, int32, is_ephemeral_owner
+from actors.session.tree import DataTree, Znode, data_size, int32, is_ephemeral_owner
 from zoomq.exceptions import Codes
 from zoomq.paths import validate_path
+from zoomq.quota import LIMITS_NODE, QUOTA_PREFIX, QuotaLimits, quota_target
 from zoomq.protocol import (
     CONTAINER,
     PERSISTENT_SEQUENTIAL_WITH_TTL,
@@ -78,6 +85,7 @@ EPHEMERAL_FLAGS = frozenset({1, 3})
 TTL_FLAGS = frozenset({PERSISTENT_WITH_TTL, PERSISTENT_SEQUENTIAL_WITH_TTL})
 VALID_PERMS = Permissions.ALL
 REAP_LIMIT = 10_000  # ZooKeeper's znode.container.maxPerMinute
+QUOTA_LOG_EVERY = 1_000
 # Auth schemes whose ids stand for the requester in an `auth` ACL (isAuthenticated providers).
 _AUTHENTICATED_SCHEMES_EXCLUDED = frozenset({"ip", "world", "auth", "super"})
 
@@ -96,11 +104,12 @@ SubOp = CreateTxn | DeleteTxn | SetDataTxn | SetACLTxn | CheckTxn
 class _Rec:
     """A znode as a multi's earlier ops left it (ZooKeeper's ChangeRecord): what checks read."""
 
-    __slots__ = ("acl", "aversion", "creates", "ephemeral_owner", "num_children", "version")
+    __slots__ = ("acl", "aversion", "creates", "ephemeral_owner", "num_children", "size", "version")
 
     def __init__(
-        self, acl: list[ACL], version: int, aversion: int, ephemeral_owner: int, creates: int, num_children: int
+        self, acl: list[ACL], version: int, aversion: int, ephemeral_owner: int, creates: int, num_children: int, size: int
     ) -> None:
+        self.size = size
         self.acl = acl
         self.version = version
         self.aversion = aversion
@@ -112,14 +121,19 @@ class _Rec:
 Node = Znode | _Rec
 
 
+def _size_of(node: Node) -> int:
+    return node.size if type(node) is _Rec else data_size(node.data)  # type: ignore[union-attr]
+
+
 class _Overlay:
     """The tree seen through a multi's pending changes; the tree itself is never written."""
 
-    __slots__ = ("changes", "tree")
+    __slots__ = ("changes", "quota_delta", "tree")
 
     def __init__(self, tree: DataTree) -> None:
         self.tree = tree
         self.changes: dict[str, _Rec | None] = {}
+        self.quota_delta: dict[str, tuple[int, int]] = {}  # quota root -> (znodes, bytes) added so far
 
     def get(self, path: str) -> Node | None:
         rec = self.changes.get(path, _MISSING)
@@ -132,9 +146,15 @@ class _Overlay:
         if isinstance(rec, _Rec):
             return rec
         node = self.tree.nodes[path]
-        rec = _Rec(node.acl, node.version, node.aversion, node.ephemeral_owner, node.creates, len(node.children))
+        rec = _Rec(node.acl, node.version, node.aversion, node.ephemeral_owner, node.creates, len(node.children), data_size(node.data))
         self.changes[path] = rec
         return rec
+
+    def _count(self, path: str, count: int, size: int) -> None:
+        root = self.tree.quota_root(path)
+        if root is not None:
+            c, b = self.quota_delta.get(root, (0, 0))
+            self.quota_delta[root] = (c + count, b + size)
 
     def note(self, op: SubOp) -> None:
         kind = type(op)
@@ -142,12 +162,20 @@ class _Overlay:
             parent = self._mutable(_parent(op.path))
             parent.creates += 1
             parent.num_children += 1
-            self.changes[op.path] = _Rec(op.acl, 0, 0, op.ephemeral_owner, 0, 0)
+            size = data_size(op.data)
+            self.changes[op.path] = _Rec(op.acl, 0, 0, op.ephemeral_owner, 0, 0, size)
+            self._count(op.path, 1, size)
         elif kind is DeleteTxn:
+            old = self.get(op.path)
+            self._count(op.path, -1, -_size_of(old) if old is not None else 0)
             self._mutable(_parent(op.path)).num_children -= 1
             self.changes[op.path] = None
         elif kind is SetDataTxn:
-            self._mutable(op.path).version = op.version
+            rec = self._mutable(op.path)
+            size = data_size(op.data)
+            self._count(op.path, 0, size - rec.size)
+            rec.version = op.version
+            rec.size = size
         elif kind is SetACLTxn:
             rec = self._mutable(op.path)
             rec.acl = op.acl
@@ -277,6 +305,8 @@ class Prep:
         self.max_data_bytes = max_data_bytes
         self.log = log
         self.check_acls = check_acls
+        # (quota root, "count" | "bytes") -> times passed (logged: the first, then one in QUOTA_LOG_EVERY)
+        self._quota_warnings: dict[tuple[str, str], int] = {}
         last = tree.last_zxid
         last_epoch = zx.epoch_of(last)
         if last_epoch > epoch:
@@ -423,8 +453,8 @@ class Prep:
         sequential = flags in SEQUENTIAL_FLAGS
         if validate_path(path, sequential=sequential) is not None:
             return _BAD
-        if path.startswith(RESERVED_PREFIX):
-            return _BAD
+        if path.startswith(RESERVED_PREFIX) and not self._quota_node_ok(path, op.data, create=True):
+            return Codes.NODEEXISTS if view.get(path) is not None else _BAD  # /zookeeper/quota, /zookeeper/config
         acl = fixup_acl(op.acl, auth)
         if type(acl) is int:
             return acl
@@ -450,13 +480,15 @@ class Prep:
             owner = ttl_owner(ttl)
         else:
             owner = 0
+        if self.tree.quotas and self._over_quota(view, path, 1, data_size(op.data)):
+            return Codes.QUOTAEXCEEDED
         return CreateTxn(path, op.data, acl, owner)
 
     def _check_delete(self, view: Any, op: Delete, session_id: int, auth: list[Id]) -> DeleteTxn | int:
         path = op.path
         if validate_path(path) is not None or type(op.version) is not int:
             return _BAD
-        if path == ROOT or path == RESERVED or path.startswith(RESERVED_PREFIX):
+        if path == ROOT or path == RESERVED or (path.startswith(RESERVED_PREFIX) and not path.startswith(QUOTA_PREFIX)):
             return _BAD
         # As ZooKeeper: the parent's DELETE permission is checked before the child is looked up,
         # so a session without it cannot learn which children exist.
@@ -478,14 +510,62 @@ class Prep:
         path = op.path
         if validate_path(path) is not None or type(op.version) is not int or not self._data_ok(op.data):
             return _BAD
+        if path.startswith(QUOTA_PREFIX) and not self._quota_node_ok(path, op.data, create=False):
+            return _BAD
         node = view.get(path)
         if node is None:
             return Codes.NONODE
         if self.check_acls and not allowed(node.acl, Permissions.WRITE, auth):
             return Codes.NOAUTH
+        if self.tree.quotas:
+            grows = data_size(op.data) - _size_of(node)
+            if grows > 0 and self._over_quota(view, path, 0, grows):
+                return Codes.QUOTAEXCEEDED
         if not _version_ok(op.version, node.version):
             return Codes.BADVERSION
         return SetDataTxn(path, op.data, int32(node.version + 1))
+
+    def _quota_node_ok(self, path: str, data: Any, *, create: bool) -> bool:
+        """Under /zookeeper only the quota subtree is written: a limits znode holding StatsTrack
+        text, a stats znode created (the node then writes its own figures into it, whatever
+        it was created with) but never set, any other znode there."""
+        if not path.startswith(QUOTA_PREFIX):
+            return False
+        about = quota_target(path)
+        if about is None:
+            return True
+        if about[1] != LIMITS_NODE:
+            return create
+        try:
+            QuotaLimits.parse(data)
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return True
+
+    def _over_quota(self, view: Any, path: str, count: int, size: int) -> bool:
+        """Whether adding `count` znodes and `size` bytes at `path` passes a hard limit of its
+        quota root (ZooKeeper's checkQuota; a soft limit passed is logged only)."""
+        tree = self.tree
+        root = tree.quota_root(path)
+        if root is None:
+            return False
+        quota = tree.quotas[root]
+        limits = quota.limits
+        extra_count, extra_size = view.quota_delta.get(root, (0, 0)) if type(view) is _Overlay else (0, 0)
+        checks = []
+        if count:
+            checks.append(("count", quota.count + extra_count + count, limits.count, limits.count_hard))
+        if size > 0:
+            checks.append(("bytes", quota.bytes + extra_size + size, limits.bytes, limits.bytes_hard))
+        for what, value, soft, hard in checks:
+            limit = hard if hard > -1 else soft
+            if limit > -1 and value > limit:
+                seen = self._quota_warnings[root, what] = self._quota_warnings.get((root, what), 0) + 1
+                if seen % QUOTA_LOG_EVERY == 1:
+                    self.log.warning("quota_exceeded", quota=root, what=what, value=value, limit=limit, hard=hard > -1, seen=seen)
+                if hard > -1:
+                    return True
+        return False
 
     def _check_set_acl(self, view: Any, op: SetACL, session_id: int, auth: list[Id]) -> SetACLTxn | int:
         path = op.path

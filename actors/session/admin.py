@@ -47,6 +47,7 @@ class AdminFacts:
     learners: Any = None  # LearnerStats on a leader
     config: Any = None  # NodeConfig
     environment: dict[str, str] = field(default_factory=dict)
+    quotas: dict[str, Any] = field(default_factory=dict)  # quota root -> (QuotaLimits, QuotaUsage)
 
 
 def answer(command: str, facts: Callable[[], AdminFacts]) -> str:
@@ -114,7 +115,29 @@ def _mntr(facts: Callable[[], AdminFacts]) -> str:
         lines["zk_synced_non_voting_followers"] = 0
         lines["zk_synced_observers"] = stats.synced_observers
         lines["zk_pending_syncs"] = stats.pending_syncs
+    lines.update(_quota_lines(f.quotas))
     return "".join(f"{k}\t{v}\n" for k, v in lines.items())
+
+
+def _quota_lines(quotas: dict[str, Any]) -> dict[str, int]:
+    """ZooKeeper 3.7's per-namespace quota gauges (namespace = the first path component, quotas
+    in one namespace summed; a limit is the hard one where set, else the soft one), named as
+    its mntr prints a gauge set: `zk_<namespace>_<gauge>`."""
+    sums: dict[str, list[int]] = {}
+    for root, (limits, usage) in sorted(quotas.items()):
+        namespace = root.strip("/").split("/")[0]
+        row = sums.setdefault(namespace, [0, 0, 0, 0])
+        row[0] += limits.count_hard if limits.count_hard > -1 else max(limits.count, 0)
+        row[1] += limits.bytes_hard if limits.bytes_hard > -1 else max(limits.bytes, 0)
+        row[2] += usage.count
+        row[3] += usage.bytes
+    out: dict[str, int] = {}
+    for namespace, (count_limit, bytes_limit, count, size) in sums.items():
+        out[f"zk_{namespace}_quota_count_limit_per_namespace"] = count_limit
+        out[f"zk_{namespace}_quota_bytes_limit_per_namespace"] = bytes_limit
+        out[f"zk_{namespace}_quota_count_usage_per_namespace"] = count
+        out[f"zk_{namespace}_quota_bytes_usage_per_namespace"] = size
+    return out
 
 
 def _cons(facts: Callable[[], AdminFacts]) -> str:

@@ -57,7 +57,7 @@ from actors.protocol.txn import OWNED_CXID, CloseSessionTxn, CreateSessionTxn, M
 from actors.protocol.zxid import fmt, follows
 from actors.session import admin
 from actors.session.reads import CONNECTION_SCHEMES, read_result
-from actors.session.tree import DataTree
+from actors.session.tree import DataTree, data_size
 from actors.session.watches import WatchTable
 from zoomq import protocol as p
 from zoomq.exceptions import Codes
@@ -655,7 +655,7 @@ class SessionCore:
             watch_count=watches.count(), watch_paths=len(set(watches.data) | set(watches.child)),
             watching_sessions=len({s for table in (watches.data, watches.child) for sids in table.values() for s in sids}),
             ephemerals=sum(len(tree.ephemerals(s)) for s in tree.sessions),
-            data_size=sum(len(path) + len(n.data or b"") for path, n in tree.nodes.items()),
+            data_size=sum(len(path) + data_size(n.data) for path, n in tree.nodes.items()),
             global_sessions=len(tree.sessions), local_sessions=len(self.sessions),
             outstanding=sum(len(s.writes) for s in self.sessions.values()), received=self.received,
             sent=node.get("sent", 0), connections=node.get("connections", 0),
@@ -663,6 +663,7 @@ class SessionCore:
                   for rid, s in self.by_rid.items() if rid in open_rids],
             uptime_ms=node.get("uptime_ms", 0), open_fds=node.get("open_fds"), learners=self.learner_stats,
             config=self.cfg, environment=node.get("environment", {}),
+            quotas={root: (q.limits, q.usage()) for root, q in tree.quotas.items()},
         )
 
 

@@ -13,6 +13,12 @@ Rules (ZooKeeper's DataTree / DataNode, §1.2-1.4 and §1.6 of the reference):
 
 Memory (1M znodes): `Znode` has __slots__, leaves share one empty frozenset for `children`, and
 equal ACL lists share one list object (bounded intern table).
+
+Quotas (zoomq/quota.py, ZooKeeper's pTrie and StatsTrack): a `zookeeper_limits` znode under
+/zookeeper/quota makes its path a quota root; the tree keeps each root's usage (znodes of the
+subtree, itself included, and their data bytes) as txns apply, and writes it into the root's
+`zookeeper_stats` znode in place (no version change, as ZooKeeper). Usage is derived from the txns
+only, so every replica holds the same; it is recomputed from the nodes after a snapshot load.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from actors.protocol.txn import (
     Txn,
     ttl_of,
 )
+from zoomq.quota import LIMITS_NODE, QUOTA_PREFIX, STATS_NODE, QuotaLimits, QuotaUsage, quota_target, stats_path, usage_text
 from zoomq.protocol import (
     EVENT_NODE_CHILDREN_CHANGED,
     EVENT_NODE_CREATED,
@@ -59,12 +66,34 @@ SNAPSHOT_FORMAT = 2  # 2: nodes in chunks of SNAPSHOT_CHUNK (read one at a time)
 SNAPSHOT_CHUNK = 4096
 RECENT_PER_SESSION = 256  # results remembered per session for re-sent requests (= client MAX_IN_FLIGHT)
 
+_ZOOKEEPER_PREFIX = ZOOKEEPER + "/"
 _NO_CHILDREN: frozenset[str] = frozenset()
 _EMPTY = b""
 _INT32 = 1 << 32
 _INT32_MAX = (1 << 31) - 1
 
 Event = tuple[int, str]
+
+
+def data_size(data: bytes | int | None) -> int:
+    """Bytes of a znode's value: `data` is the value, or its length in a tree without values."""
+    if data is None:
+        return 0
+    return data if type(data) is int else len(data)  # type: ignore[arg-type]
+
+
+class Quota:
+    """A quota root's limits and what its subtree holds now."""
+
+    __slots__ = ("bytes", "count", "limits")
+
+    def __init__(self, limits: QuotaLimits, count: int, size: int) -> None:
+        self.limits = limits
+        self.count = count
+        self.bytes = size
+
+    def usage(self) -> QuotaUsage:
+        return QuotaUsage(self.count, self.bytes)
 
 
 class TreeInvariantError(AssertionError):
@@ -133,7 +162,7 @@ class Znode:
 
     def __repr__(self) -> str:
         return (
-            f"Znode(data={self.data[:32] if self.data is not None else None!r}, version={self.version}, cversion={self.cversion}, "
+            f"Znode(data={self.data[:32] if isinstance(self.data, bytes) else self.data!r}, version={self.version}, cversion={self.cversion}, "
             f"aversion={self.aversion}, owner={self.ephemeral_owner:#x}, children={len(self.children)})"
         )
 
@@ -214,9 +243,11 @@ class DataTree:
     """
 
     def __init__(self, keep_data: bool = True) -> None:
-        """`keep_data=False`: znode values are not kept (every `data` is None; the stat's
-        dataLength and the digest then do not describe the values). The leader's prep tree needs
-        versions, ACLs, owners and children only, and holds a million znodes in far less memory."""
+        """`keep_data=False`: znode values are not kept, only their lengths (`data` is the length,
+        an int, or None; the digest then does not describe the values; the znodes under
+        /zookeeper/quota keep theirs). The leader's prep tree needs versions, ACLs, owners,
+        children and sizes (for quotas) only, and holds a million znodes in far less memory:
+        lengths up to 256 are Python's shared small ints."""
         self._reset()
         self.keep_data = keep_data
         # As ZooKeeper boots: the reserved subtree exists, added without counting as child creates.
@@ -240,6 +271,7 @@ class DataTree:
         # only when events are asked for): a watch event about a node is delivered only to a
         # session that could read it, and a deleted node's ACL is needed for that.
         self.removed_acls: dict[str, list[ACL]] = {}
+        self.quotas: dict[str, Quota] = {}  # quota root path -> its limits and usage
         self._acls: dict[tuple[ACL, ...], list[ACL]] = {}
         self._ops: dict[type, Callable[[Any, int, int, bool, list[Event] | None], Any]] = {
             CreateTxn: self._create,
@@ -275,7 +307,7 @@ class DataTree:
             int32(2 * node.creates - n),
             node.aversion,
             node.ephemeral_owner,
-            len(node.data) if node.data is not None else 0,
+            data_size(node.data),
             n,
             node.pzxid,
         )
@@ -389,7 +421,7 @@ class DataTree:
         if parent is None or not name:
             raise TreeInvariantError(f"create of {path!r} without parent at {zxid:#x}")
         owner = op.ephemeral_owner
-        node = Znode(op.data if self.keep_data else None, self.intern_acl(op.acl), zxid, time_ms, owner)
+        node = Znode(self._held(path, op.data), self.intern_acl(op.acl), zxid, time_ms, owner)
         nodes[path] = node
         kids = parent.children
         if kids is _NO_CHILDREN:
@@ -400,6 +432,8 @@ class DataTree:
         parent.pzxid = zxid
         if owner:
             self._index_owner(path, owner)
+        if self.quotas or path.startswith(QUOTA_PREFIX):
+            self._quota_created(path, node)
         if events is not None:
             events.append((EVENT_NODE_CREATED, path))
             events.append((EVENT_NODE_CHILDREN_CHANGED, parent_path))
@@ -442,6 +476,8 @@ class DataTree:
         parent_path, name = _split(path)
         parent = nodes[parent_path]
         del nodes[path]
+        if self.quotas or path.startswith(QUOTA_PREFIX):
+            self._quota_removed(path, node)
         kids = parent.children
         kids.discard(name)  # type: ignore[union-attr]
         if not kids:
@@ -460,8 +496,10 @@ class DataTree:
         node = self.nodes.get(op.path)
         if node is None:
             raise TreeInvariantError(f"set of missing {op.path!r} at {zxid:#x}")
-        if self.keep_data:
-            node.data = op.data
+        old = data_size(node.data)
+        node.data = self._held(op.path, op.data)
+        if self.quotas or op.path.startswith(QUOTA_PREFIX):
+            self._quota_set(op.path, node, old)
         node.version = op.version
         node.mzxid = zxid
         node.mtime = time_ms
@@ -543,6 +581,8 @@ class DataTree:
         return total & ((1 << 64) - 1)
 
     def to_snapshot(self) -> bytes:
+        if not self.keep_data:
+            raise TreeInvariantError("a tree without values cannot be written as a snapshot")
         acl_index: dict[int, int] = {}
         acls: list[list[ACL]] = []
         chunks: list[msgspec.Raw] = []
@@ -595,7 +635,8 @@ class DataTree:
             path = image.path
             if not 0 <= image.acl < len(acls):
                 raise TreeInvariantError(f"snapshot node {path!r} names ACL #{image.acl}")
-            node = Znode(image.data if keep_data else None, acls[image.acl], image.czxid, image.ctime, image.ephemeral_owner)
+            held = image.data if keep_data or path.startswith(QUOTA_PREFIX) or image.data is None else len(image.data)
+            node = Znode(held, acls[image.acl], image.czxid, image.ctime, image.ephemeral_owner)
             node.mzxid = image.mzxid
             node.mtime = image.mtime
             node.version = image.version
@@ -620,4 +661,119 @@ class DataTree:
                 tree._index_owner(path, node.ephemeral_owner)
         if ROOT not in nodes:
             raise TreeInvariantError("snapshot has no root")
+        tree._rebuild_quotas()
         return tree
+
+    # --- quotas -----------------------------------------------------------------------------------
+
+    def _held(self, path: str, data: bytes | None) -> bytes | int | None:
+        """What a znode keeps of its value (see __init__'s keep_data)."""
+        if self.keep_data or data is None or path.startswith(QUOTA_PREFIX):
+            return data
+        return len(data)
+
+    def quota_root(self, path: str) -> str | None:
+        """The quota root `path` counts toward (itself or its nearest ancestor with a quota)."""
+        quotas = self.quotas
+        if not quotas or path == ZOOKEEPER or path.startswith(_ZOOKEEPER_PREFIX):
+            return None
+        while True:
+            if path in quotas:
+                return path
+            if path == ROOT:
+                return None
+            i = path.rfind("/")
+            path = path[:i] if i > 0 else ROOT
+
+    def _subtree_usage(self, top: str) -> tuple[int, int]:
+        nodes = self.nodes
+        node = nodes.get(top)
+        if node is None:
+            return 0, 0
+        count, size = 0, 0
+        stack = [(top, node)]
+        while stack:
+            path, node = stack.pop()
+            count += 1
+            size += data_size(node.data)
+            base = path if path != ROOT else ""
+            stack.extend((f"{base}/{name}", nodes[f"{base}/{name}"]) for name in node.children)
+        return count, size
+
+    def _add_quota(self, target: str, limits_data: Any) -> None:
+        try:
+            limits = QuotaLimits.parse(limits_data)
+        except ValueError:
+            limits = QuotaLimits()  # prep refuses such text; one read from an older disk limits nothing
+        quota = self.quotas.get(target)
+        if quota is not None:
+            quota.limits = limits
+            return
+        count, size = self._subtree_usage(target)
+        self.quotas[target] = Quota(limits, count, size)
+        self._render_stats(target)
+
+    def _render_stats(self, target: str) -> None:
+        quota = self.quotas.get(target)
+        node = self.nodes.get(stats_path(target))
+        if quota is not None and node is not None:
+            node.data = usage_text(quota.usage())
+
+    def _quota_created(self, path: str, node: Znode) -> None:
+        about = quota_target(path)
+        if about is not None:
+            target, name = about
+            if name == LIMITS_NODE:
+                self._add_quota(target, node.data)
+            else:
+                self._render_stats(target)
+            return
+        root = self.quota_root(path)
+        if root is not None:
+            quota = self.quotas[root]
+            quota.count += 1
+            quota.bytes += data_size(node.data)
+            self._render_stats(root)
+
+    def _quota_removed(self, path: str, node: Znode) -> None:
+        about = quota_target(path)
+        if about is not None:
+            if about[1] == LIMITS_NODE:
+                self.quotas.pop(about[0], None)
+            return
+        root = self.quota_root(path)
+        if root is not None:
+            quota = self.quotas[root]
+            quota.count -= 1
+            quota.bytes -= data_size(node.data)
+            self._render_stats(root)
+
+    def _quota_set(self, path: str, node: Znode, old_size: int) -> None:
+        about = quota_target(path)
+        if about is not None:
+            target, name = about
+            if name == LIMITS_NODE:
+                self._add_quota(target, node.data)
+            else:
+                self._render_stats(target)  # the node's own figures, whatever was written
+            return
+        root = self.quota_root(path)
+        if root is not None:
+            self.quotas[root].bytes += data_size(node.data) - old_size
+            self._render_stats(root)
+
+    def _rebuild_quotas(self) -> None:
+        """Every quota root from the limits znodes under /zookeeper/quota, usage recomputed."""
+        self.quotas = {}
+        top = self.nodes.get(QUOTA_PREFIX.rstrip("/"))
+        if top is None:
+            return
+        stack = [QUOTA_PREFIX.rstrip("/")]
+        while stack:
+            path = stack.pop()
+            for name in self.nodes[path].children:
+                child = f"{path}/{name}"
+                if name == LIMITS_NODE and quota_target(child) is not None:
+                    self._add_quota(quota_target(child)[0], self.nodes[child].data)  # type: ignore[index]
+                elif name != STATS_NODE:
+                    stack.append(child)

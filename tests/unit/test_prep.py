@@ -324,8 +324,9 @@ def test_sequential_create_cannot_collide_with_a_plain_node() -> None:
         (mk("/"), Codes.NODEEXISTS),  # the root exists: ZooKeeper answers NodeExists, not BadArguments
         (mk("/zookeeper/mine"), Codes.BADARGUMENTS),
         (mk("/zookeeper/", p.PERSISTENT_SEQUENTIAL), Codes.BADARGUMENTS),
-        (mk("/zookeeper/quota/x"), Codes.BADARGUMENTS),
+        (mk("/zookeeper/quota/x/zookeeper_limits", data=b"count=one"), Codes.BADARGUMENTS),  # not StatsTrack text
         (mk("/zookeeper"), Codes.NODEEXISTS),
+        (mk("/zookeeper/quota"), Codes.NODEEXISTS),  # what ensure_path("/zookeeper/quota/x") meets on its way
         (mk("/missing/child"), Codes.NONODE),
         (mk("/missing/s-", p.PERSISTENT_SEQUENTIAL), Codes.NONODE),
         (mk("/exists"), Codes.NODEEXISTS),
