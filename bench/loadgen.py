@@ -219,8 +219,31 @@ class Workload:
         raise NotImplementedError
 
 
+def _then(zk: Any, first: Any, then: Callable[[], Any]) -> Any:
+    """An async result for `then()` issued once `first` succeeded (its error otherwise)."""
+    out = zk.handler.async_result() if hasattr(zk, "handler") else zk._new_result()
+
+    def copy(result: Any) -> None:
+        try:
+            out.set(result.get())
+        except Exception as exc:  # noqa: BLE001 - handed on as the request's outcome
+            out.set_exception(exc)
+
+    def step(result: Any) -> None:
+        try:
+            result.get()
+        except Exception as exc:  # noqa: BLE001
+            out.set_exception(exc)
+            return
+        then().rawlink(copy)
+
+    first.rawlink(step)
+    return out
+
+
 class Pipelined(Workload):
-    """create, set, get, exists and mixed:R."""
+    """create, set, get, exists, get-lin (zoomq's linearizable get), sync-get (sync, then get:
+    what ZooKeeper offers for an up-to-date read) and mixed:R."""
 
     def setup(self) -> None:
         self.key = f"{ROOT}/data/w{self.id}"
@@ -243,6 +266,12 @@ class Pipelined(Workload):
         elif name == "exists":
             def issue(seq: int) -> tuple[Any, str | None]:
                 return zk.exists_async(key), None
+        elif name == "get-lin":
+            def issue(seq: int) -> tuple[Any, str | None]:
+                return zk.get_async(key, linearizable=True), None
+        elif name == "sync-get":
+            def issue(seq: int) -> tuple[Any, str | None]:
+                return _then(zk, zk.sync_async(key), lambda: zk.get_async(key)), None
         elif name == "create":
             def issue(seq: int) -> tuple[Any, str | None]:
                 return zk.create_async(f"{prefix}{seq}", value), None
@@ -410,7 +439,7 @@ class LockContention(Workload):
 
 def workload_for(spec: dict[str, Any], zk: Any) -> Workload:
     name = spec["workload"]
-    if name in ("create", "set", "get", "exists") or name.startswith("mixed:"):
+    if name in ("create", "set", "get", "exists", "get-lin", "sync-get") or name.startswith("mixed:"):
         return Pipelined(spec, zk)
     if name == "churn":
         return Churn(spec, zk)

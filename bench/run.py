@@ -68,7 +68,7 @@ def workload_arg(value: str) -> str:
         if not 0 <= pct <= 100:
             raise argparse.ArgumentTypeError("mixed:R: R must be within 0..100")
         return value
-    if value not in ("create", "set", "get", "exists", "churn", "watch", "lock"):
+    if value not in ("create", "set", "get", "exists", "get-lin", "sync-get", "churn", "watch", "lock"):
         raise argparse.ArgumentTypeError(f"unknown workload {value!r}")
     return value
 
@@ -79,7 +79,7 @@ def add_arguments(p: argparse.ArgumentParser, target_flag: bool = True) -> None:
     p.add_argument("--nodes", type=int, choices=(1, 3, 5), default=1, help="participants: 1 = standalone")
     p.add_argument("--observers", type=int, default=0, help="observers besides the participants")
     p.add_argument("--workload", type=workload_arg, default="set",
-                   help="create | set | get | exists | mixed:R (R %% reads) | churn | watch | lock")
+                   help="create | set | get | exists | get-lin (linearizable get) | sync-get | mixed:R (R %% reads) | churn | watch | lock")
     p.add_argument("--clients", type=int, default=1, help="client processes (watch: watchers, plus one writer)")
     p.add_argument("--depth", type=int, default=64, help="requests in flight per client (churn: znodes per session)")
     p.add_argument("--duration", type=float, default=5.0, help="seconds measured")

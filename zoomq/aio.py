@@ -193,14 +193,15 @@ class Client:
                 await self.create(current, b"", acl=acl)
         return True
 
-    async def exists(self, path: str, watch: Callable | None = None) -> ZnodeStat | None:
-        return await self._wait(self._engine.exists_async(path, self._callback(watch)))
+    async def exists(self, path: str, watch: Callable | None = None, *, linearizable: bool = False) -> ZnodeStat | None:
+        return await self._wait(self._engine.exists_async(path, self._callback(watch), linearizable=linearizable))
 
-    async def get(self, path: str, watch: Callable | None = None) -> tuple[bytes, ZnodeStat]:
-        return await self._wait(self._engine.get_async(path, self._callback(watch)))
+    async def get(self, path: str, watch: Callable | None = None, *, linearizable: bool = False) -> tuple[bytes, ZnodeStat]:
+        return await self._wait(self._engine.get_async(path, self._callback(watch), linearizable=linearizable))
 
-    async def get_children(self, path: str, watch: Callable | None = None, include_data: bool = False) -> Any:
-        return await self._wait(self._engine.get_children_async(path, self._callback(watch), include_data))
+    async def get_children(self, path: str, watch: Callable | None = None, include_data: bool = False, *,
+                           linearizable: bool = False) -> Any:
+        return await self._wait(self._engine.get_children_async(path, self._callback(watch), include_data, linearizable=linearizable))
 
     async def set(self, path: str, value: bytes, version: int = -1) -> ZnodeStat:
         return await self._wait(self._engine.set_async(path, value, version))

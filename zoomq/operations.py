@@ -152,7 +152,10 @@ class Operations:
         if watch is not None and not callable(watch):
             raise TypeError("watch must be callable")
 
-    def exists_async(self, path: str, watch: Callable | None = None) -> AsyncResult:
+    def exists_async(self, path: str, watch: Callable | None = None, *, linearizable: bool = False) -> AsyncResult:
+        """`linearizable=True`: the answer is at least as new as every write acknowledged before
+        the call (the node waits for a commit index the leader confirmed with a quorum; nothing
+        is written). Also on get and get_children."""
         self._watch_arg(watch)
         full = self._path(path)
 
@@ -162,12 +165,13 @@ class Operations:
             self._check(reply, path)
             return reply.body.stat
 
-        return self._submit(p.Exists(self._next_xid(), full, watch is not None), parse, ("data", path, watch) if watch else None)
+        msg = p.Exists(self._next_xid(), full, watch is not None, bool(linearizable))
+        return self._submit(msg, parse, ("data", path, watch) if watch else None)
 
-    def exists(self, path: str, watch: Callable | None = None) -> ZnodeStat | None:
-        return self.exists_async(path, watch).get()
+    def exists(self, path: str, watch: Callable | None = None, *, linearizable: bool = False) -> ZnodeStat | None:
+        return self.exists_async(path, watch, linearizable=linearizable).get()
 
-    def get_async(self, path: str, watch: Callable | None = None) -> AsyncResult:
+    def get_async(self, path: str, watch: Callable | None = None, *, linearizable: bool = False) -> AsyncResult:
         self._watch_arg(watch)
         full = self._path(path)
 
@@ -175,12 +179,14 @@ class Operations:
             self._check(reply, path)
             return reply.body.data, reply.body.stat
 
-        return self._submit(p.GetData(self._next_xid(), full, watch is not None), parse, ("data", path, watch) if watch else None)
+        msg = p.GetData(self._next_xid(), full, watch is not None, bool(linearizable))
+        return self._submit(msg, parse, ("data", path, watch) if watch else None)
 
-    def get(self, path: str, watch: Callable | None = None) -> tuple[bytes, ZnodeStat]:
-        return self.get_async(path, watch).get()
+    def get(self, path: str, watch: Callable | None = None, *, linearizable: bool = False) -> tuple[bytes, ZnodeStat]:
+        return self.get_async(path, watch, linearizable=linearizable).get()
 
-    def get_children_async(self, path: str, watch: Callable | None = None, include_data: bool = False) -> AsyncResult:
+    def get_children_async(self, path: str, watch: Callable | None = None, include_data: bool = False, *,
+                           linearizable: bool = False) -> AsyncResult:
         self._watch_arg(watch)
         full = self._path(path)
 
@@ -188,11 +194,12 @@ class Operations:
             self._check(reply, path)
             return (reply.body.children, reply.body.stat) if include_data else reply.body.children
 
-        msg = p.GetChildren(self._next_xid(), full, watch is not None, include_data)
+        msg = p.GetChildren(self._next_xid(), full, watch is not None, include_data, bool(linearizable))
         return self._submit(msg, parse, ("child", path, watch) if watch else None)
 
-    def get_children(self, path: str, watch: Callable | None = None, include_data: bool = False) -> Any:
-        return self.get_children_async(path, watch, include_data).get()
+    def get_children(self, path: str, watch: Callable | None = None, include_data: bool = False, *,
+                     linearizable: bool = False) -> Any:
+        return self.get_children_async(path, watch, include_data, linearizable=linearizable).get()
 
     def set_async(self, path: str, value: bytes | None, version: int = -1) -> AsyncResult:
         if value is not None and not isinstance(value, bytes):

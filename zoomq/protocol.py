@@ -95,12 +95,14 @@ class Exists(Msg, tag="exists"):
     xid: int
     path: str
     watch: bool = False
+    linearizable: bool = False  # answered at a commit index the leader confirmed (see docs/protocol.md)
 
 
 class GetData(Msg, tag="get"):
     xid: int
     path: str
     watch: bool = False
+    linearizable: bool = False
 
 
 class SetData(Msg, tag="set"):
@@ -127,6 +129,7 @@ class GetChildren(Msg, tag="children"):
     path: str
     watch: bool = False
     include_stat: bool = False
+    linearizable: bool = False
 
 
 class Sync(Msg, tag="sync"):

@@ -488,7 +488,7 @@ class Leader(RoleCore):
             self.log.info("stale_request_dropped", session=hex(msg.session_id), epoch=msg.epoch)
         elif msg.conn:
             self.owners[msg.session_id] = msg.conn
-            self._propose(Marker(msg.session_id, OWNED_CXID, Codes.OK, owner=msg.conn))
+            self._propose(Marker(msg.session_id, OWNED_CXID, Codes.OK, conn=msg.conn))
 
     def write(self, req: WriteRequest) -> None:
         if self.prep is None or not self.ready:
@@ -499,7 +499,7 @@ class Leader(RoleCore):
         if req.conn:
             owner = self.owners.setdefault(req.session_id, req.conn)
             if owner != req.conn and not isinstance(req.op, OpenSession):
-                self._propose(Marker(req.session_id, req.cxid, Codes.SESSIONMOVED))
+                self._propose(Marker(req.session_id, req.cxid, Codes.SESSIONMOVED, conn=req.conn))
                 return
         self._propose(self.prep.step(req, self.wall_ms))
 

@@ -97,18 +97,22 @@ class Marker(msgspec.Struct, array_like=True, frozen=True, tag="marker", tag_fie
     """An ordered, unlogged answer to (session_id, cxid): err != 0, or a sync/failed-multi body.
     `replay` != 0: the request was a re-sent one already applied at that zxid; each node answers
     it with the result its own tree remembers (DataTree.recent_result).
-    cxid OWNED_CXID: no request; the leader took connection `owner` as the session's owner (an
-    OwnSession), and the session actor holding that connection completes its handshake."""
+    `conn`, when not 0, is the client connection the answer is for: with cxid OWNED_CXID (no
+    request) the leader took that connection as the session's owner (an OwnSession) and the
+    session actor holding it completes its handshake; with SESSIONMOVED it is the connection
+    whose request was refused. After a takeover the same session lives on two nodes and both
+    may have a request with the same cxid outstanding: only the binding with that connection
+    takes the answer."""
 
     session_id: int
     cxid: int
     err: int
     body: PathResult | MultiResult | None = None
     replay: int = 0
-    owner: int = 0
+    conn: int = 0
 
 
-OWNED_CXID = -1  # a Marker's cxid for "the session now belongs to connection `owner`" (never a client xid)
+OWNED_CXID = -1  # a Marker's cxid for "the session now belongs to connection `conn`" (never a client xid)
 
 
 Entry = Txn | Marker

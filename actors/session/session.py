@@ -83,6 +83,7 @@ class Pending:
     request: Any  # the client request (a read runs when it reaches the head)
     reply: bytes | None = None  # encoded reply once known
     is_write: bool = False
+    then_read: bool = False  # a linearizable read: forwarded as a Sync, read when its marker comes back
 
 
 @dataclass(slots=True)
@@ -287,12 +288,15 @@ class SessionCore:
             rid = self.connecting.pop(marker.session_id)[0]  # prep refused to open the session
             self._reply(rid, 0, marker.err)
             return
-        if session is None:
-            return
+        if session is None or (marker.conn and marker.conn != session.conn):
+            return  # not this binding's request (the session moved: another node's connection)
         item = session.writes.pop(marker.cxid, None)
         if item is None:
             return
-        item.reply = self.encoder.encode(self._marker_reply(item.xid, marker))
+        if item.then_read and marker.err == Codes.OK and not marker.replay:
+            item.reply = self._read(session, item.request)
+        else:
+            item.reply = self.encoder.encode(self._marker_reply(item.xid, marker))
         self._release(session)
         if marker.err == Codes.SESSIONMOVED and self.by_rid.get(session.rid) is session:
             del self.by_rid[session.rid]  # another connection owns the session now
@@ -301,7 +305,7 @@ class SessionCore:
     def _owned(self, marker: Marker) -> None:
         """The leader has the session's new owner: the resume through that connection is done."""
         pending = self.resuming.get(marker.session_id)
-        if pending is None or pending[1] != marker.owner:
+        if pending is None or pending[1] != marker.conn:
             return  # another node's resume, or an older one of this session
         rid = pending[0]
         del self.resuming[marker.session_id]
@@ -440,7 +444,9 @@ class SessionCore:
         if isinstance(msg, p.Ping):
             self._reply(rid, p.PING_XID, Codes.OK)
         elif isinstance(msg, p.READ_OPS):
-            if session.pending:
+            if getattr(msg, "linearizable", False) and validate_path(msg.path) is None:
+                self._linearizable_read(session, msg)
+            elif session.pending:
                 session.pending.append(Pending(msg.xid, msg))
             else:
                 self._send(rid, self._read(session, msg))
@@ -564,6 +570,18 @@ class SessionCore:
         session.pending.append(item)
         session.writes[msg.xid] = item
         self._tell(WriteRequest(self.sid, session.session_id, msg.xid, msg, session.auth,
+                                conn=session.conn, epoch=self.epoch))
+
+    def _linearizable_read(self, session: LocalSession, msg: Any) -> None:
+        """Raft's ReadIndex on ZAB: the read goes to the leader as a Sync, which the leader puts in
+        the commit order only once a quorum answered a probe sent after it (so it still led); its
+        marker reaches this node after every txn committed before it, and the read then runs
+        here. Nothing is logged. Linearizable: every write acknowledged before the call was
+        committed before the leader decided the marker."""
+        item = Pending(msg.xid, msg, is_write=True, then_read=True)
+        session.pending.append(item)
+        session.writes[msg.xid] = item
+        self._tell(WriteRequest(self.sid, session.session_id, msg.xid, p.Sync(msg.xid, msg.path), session.auth,
                                 conn=session.conn, epoch=self.epoch))
 
     def _check_write(self, msg: Any) -> int:

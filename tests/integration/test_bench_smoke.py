@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize(
     ("workload", "clients", "client"),
-    [("set", 1, "native"), ("mixed:90", 1, "native"), ("lock", 2, "native"), ("set", 1, "kazoo")],
+    [("set", 1, "native"), ("mixed:90", 1, "native"), ("lock", 2, "native"), ("set", 1, "kazoo"),
+     ("get-lin", 1, "native"), ("sync-get", 1, "native"), ("sync-get", 1, "kazoo")],
 )
 def test_bench_run_reports(tmp_path: Path, workload: str, clients: int, client: str) -> None:
     if client == "kazoo":

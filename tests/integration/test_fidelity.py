@@ -115,8 +115,9 @@ class _StopsDuringHandshake(Client):
     def _after_connect(self, sock, frames):
         super()._after_connect(sock, frames)
         if self.race and self.stopper is None:
-            self.stopper = threading.Thread(target=self.stop, daemon=True)
-            self.stopper.start()
+            stopper = threading.Thread(target=self.stop, daemon=True)
+            stopper.start()
+            self.stopper = stopper  # published started: the test joins it as soon as it sees it
             wait_for(self._stopped.is_set, timeout=10, what="stop() under way")
 
 

@@ -353,7 +353,7 @@ def test_the_newest_connection_owns_a_session_and_the_others_get_session_moved()
     assert [(type(e).__name__, e.cxid, getattr(e, "err", 0)) for e in entries] == [
         ("Txn", 1, 0), ("Marker", OWNED_CXID, 0), ("Marker", 2, -118), ("Txn", 2, 0)]  # /a (before the move), SESSIONMOVED, /c
     owned = entries[1]
-    assert (owned.session_id, owned.owner) == (7, 22)  # answers the resume through connection 22
+    assert (owned.session_id, owned.conn) == (7, 22)  # answers the resume through connection 22
 
 
 def test_requests_stamped_with_an_earlier_leaders_epoch_are_dropped():

@@ -104,6 +104,36 @@ def test_a_read_queued_behind_a_write_waits_for_it_and_sees_it():
     assert (read.xid, read.err, read.body.data) == (2, Codes.OK, b"x")
 
 
+def test_a_linearizable_read_is_answered_at_its_sync_marker_with_everything_committed_before_it():
+    s = Script(ensemble=True)
+    s.sync("follower")
+    sid = s.open(A).session_id
+    s.effects()
+    other = s.txn(sid + 1, 0, CreateSessionTxn(10_000, b"p" * 16))
+    s.commit(other)
+    assert s.send(A, p.GetData(1, "/a", linearizable=True), p.Exists(2, "/a")) == []  # both wait
+    (req,) = s.forwarded()
+    assert isinstance(req.op, p.Sync) and req.op.path == "/a" and req.cxid == 1  # nothing to log: a marker
+    # Another client's write, acknowledged before the read was decided, reaches this node first.
+    s.commit(s.txn(sid + 1, 1, CreateTxn("/a", b"new", OPEN_ACL_UNSAFE)), Marker(sid, 1, Codes.OK, p.PathResult("/a")))
+    read, exists = s.out(A)
+    assert (read.xid, read.err, read.body.data) == (1, Codes.OK, b"new")
+    assert (exists.xid, exists.err) == (2, Codes.OK)
+
+
+def test_a_linearizable_read_that_the_leader_refuses_gets_the_error():
+    s = Script(ensemble=True)
+    s.sync("follower")
+    sid = s.open(A).session_id
+    s.effects()
+    (bad,) = s.send(A, p.Exists(2, "no-slash", linearizable=True))  # bad path: answered here, not forwarded
+    assert bad.err == Codes.BADARGUMENTS and s.forwarded() == []
+    s.send(A, p.GetChildren(3, "/", linearizable=True))
+    s.commit(Marker(sid, 3, Codes.SESSIONMOVED))
+    (reply,) = s.out(A)
+    assert reply.err == Codes.SESSIONMOVED
+
+
 def test_a_watch_event_reaches_the_client_before_the_reply_that_shows_the_change():
     s = Script()
     s.sync()
@@ -168,6 +198,22 @@ def test_writes_a_new_leader_never_saw_are_answered_connectionloss():
     assert s.core.sessions[sid].writes == {}
 
 
+def test_a_refusal_for_the_old_connection_of_a_moved_session_is_not_taken_by_the_new_one():
+    """After a takeover the session lives on two nodes with the same cxids outstanding: the
+    leader's SESSIONMOVED for the old connection's request must not answer the new one's."""
+    s = Script()
+    s.sync()
+    sid = s.open(A).session_id
+    s.effects()
+    mine = s.core.sessions[sid].conn
+    s.send(A, p.Create(5, "/mine", b"", OPEN_ACL_UNSAFE))
+    s.commit(Marker(sid, 5, Codes.SESSIONMOVED, conn=mine + 1))  # the other node's connection, same cxid
+    assert s.out(A) == [] and 5 in s.core.sessions[sid].writes
+    s.commit(s.txn(sid, 5, CreateTxn("/mine", b"", OPEN_ACL_UNSAFE)))
+    (created,) = s.out(A)
+    assert (created.xid, created.err) == (5, Codes.OK)
+
+
 def test_a_resume_a_new_leader_never_saw_is_refused_and_tried_again():
     s = Script(ensemble=True)
     s.sync("follower")
@@ -197,9 +243,9 @@ def test_a_session_resumed_elsewhere_is_moved_then_expired_for_its_old_connectio
     assert s.send(B, p.Connect(p.PROTOCOL_VERSION, s.zxid, 10_000, first.session_id, first.passwd)) == []
     own = [m for m in s.effects() if isinstance(m, OwnSession)]
     assert len(own) == 1 and own[0].session_id == first.session_id
-    s.commit(Marker(first.session_id, OWNED_CXID, 0, owner=own[0].conn + 1))  # another connection's: not ours
+    s.commit(Marker(first.session_id, OWNED_CXID, 0, conn=own[0].conn + 1))  # another connection's: not ours
     assert s.out(B) == []
-    s.commit(Marker(first.session_id, OWNED_CXID, 0, owner=own[0].conn))
+    s.commit(Marker(first.session_id, OWNED_CXID, 0, conn=own[0].conn))
     (resumed,) = s.out(B)
     assert resumed.session_id == first.session_id and resumed.timeout_ms == 10_000
     (moved,) = s.send(A, p.Exists(1, "/"))
