@@ -37,7 +37,6 @@ PENDING: dict[str, str] = {
     "test_client.py::TestReconfig::test_no_super_auth": "[features] dynamic reconfiguration",
     "test_client.py::TestReconfig::test_add_remove_observer": "[features] dynamic reconfiguration",
     "test_client.py::TestReconfig::test_bad_input": "[features] dynamic reconfiguration",
-    "test_connection.py::TestReadOnlyMode::test_read_only": "[features] read-only mode",
 }
 
 SUPER_DIGEST = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="  # what kazoo's harness gives ZooKeeper (password "test")
@@ -196,6 +195,8 @@ def get_zoomq_cluster() -> Any:
 
     if os.environ.get("ZOOKEEPER_JAAS_AUTH") == "digest" and "sasl_users" in NodeConfig.__struct_fields__:
         extra["sasl_users"] = {"super": "super_secret", "jaasuser": "jaas_password"}  # kazoo's JAAS file
+    if os.environ.get("ZOOKEEPER_LOCAL_SESSION_RO") == "true":
+        extra["read_only_mode"] = True  # what kazoo's harness turns on in ZooKeeper for TestReadOnlyMode
     _CLUSTER = _cluster_class()(
         size=int(os.environ.get("ZOOKEEPER_CLUSTER_SIZE") or 3),
         port_offset=int(os.environ.get("ZOOKEEPER_PORT_OFFSET") or 20000),

@@ -65,6 +65,10 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # Ensembles: the role actor started ahead of time also reads the state, so that a new leader
     # only catches up from the log (costs that process a copy of the tree until a role is taken).
     standby_preload: bool = True
+    # ZooKeeper's readonlymode.enabled: a node cut off from the quorum goes on serving reads to
+    # clients that asked for read-only (Client(read_only=True)), refusing writes with
+    # NotReadOnlyCallError, until it rejoins. Off by default, as in ZooKeeper. Ensembles only.
+    read_only_mode: bool = False
     # How many of its latest txns a leader synchronizes a learner from without reading its log
     # (ZooKeeper's commitLogCount); a learner further behind gets the log after the newest
     # snapshot (DIFF) or the snapshot (SNAP). At most 20000.

@@ -143,6 +143,8 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--zk-secure-base-port", type=int, metavar="S",
                     help="ZooKeeper's protocol with TLS on S..S+N+K-1; a test CA and certificates in DIR/tls (client: tls/client.pem)")
     up.add_argument("--curve", action="store_true", help="CurveZMQ on every port; keys in DIR/keys (client key: keys/clients/client.key_secret)")
+    up.add_argument("--read-only-mode", action="store_true",
+                    help="a node cut off from the quorum serves reads to read-only clients (ZooKeeper's readonlymode.enabled)")
     up.set_defaults(run=_run_ensemble_up)
     st = ens.add_parser("status", help="each node's role, ports, pid, epoch, last zxid, sessions, actors")
     st.add_argument("--data-dir", default="zoomq-ensemble", metavar="DIR", help="as given to `up`")
@@ -156,7 +158,8 @@ def _run_ensemble_up(args: argparse.Namespace) -> int:
 
     return ensemble.up(args.n, args.observers, args.base_port, Path(args.data_dir), args.tick_ms, args.log_level, curve=args.curve,
                        zk_base_port=args.zk_base_port, zk_secure_base_port=args.zk_secure_base_port,
-                       quorum_base_port=args.quorum_base_port, election_base_port=args.election_base_port)
+                       quorum_base_port=args.quorum_base_port, election_base_port=args.election_base_port,
+                       read_only_mode=args.read_only_mode)
 
 
 def _run_ensemble_status(args: argparse.Namespace) -> int:

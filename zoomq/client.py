@@ -48,6 +48,7 @@ from zoomq.exceptions import (
 from zoomq.operations import Operations, TransactionRequest
 from zoomq.retry import KazooRetry
 from zoomq.security import ACL
+from zoomq.states import KeeperState
 
 __all__ = ["MAX_IN_FLIGHT", "AsyncResult", "Client", "KazooClient", "TransactionRequest"]
 
@@ -139,6 +140,9 @@ class AsyncResult:
             self._callbacks.remove(callback)  # type: ignore[union-attr]
 
 
+RW_PROBE_FIRST_S = 0.5  # connected read-only: the other hosts are asked `isro` after this, then
+RW_PROBE_MAX_S = 8.0  # ... at doubling intervals up to this (kazoo backs off the same way)
+RW_PROBE_TIMEOUT_S = 0.5  # a host that does not answer within this is skipped
 _HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 CURVE_REFUSED = ("refused the CURVE handshake: the server key given is not that node's, this client's key is not admitted, "
                  "or only one side uses CURVE")
@@ -258,6 +262,12 @@ class Client(Operations):
         self._wake_r, self._wake_w = -1, -1
         self._io_idle = True  # the I/O thread is (about to be) asleep in poll: wake it to send
         self._closing: AsyncResult | None = None
+        # Read-only mode: the index of a host that answered "rw" (connect there next), and when
+        # and how often the hosts are asked (see _probe_for_read_write).
+        self._rw_host: int | None = None
+        self._rw_probe_at = 0.0
+        self._rw_probe_every = 0.0
+        self._rw_prober: threading.Thread | None = None
         # Recipes with kazoo's names.
         from zoomq.recipe import barrier, cache, counter, election, lock, party, watchers
         from zoomq.recipe import queue as queue_recipe
@@ -454,6 +464,8 @@ class Client(Operations):
         host_index = 0
         try:
             while not self._stopped.is_set() or (self._closing is not None and self.connected and not self._closing.ready() and engine.queue):
+                if self._rw_host is not None:  # a read-write node answered the probe: go there
+                    host_index, self._rw_host = self._rw_host, None
                 host, port = self.hosts[host_index % len(self.hosts)]
                 host_index += 1
                 served = False
@@ -522,6 +534,7 @@ class Client(Operations):
 
     def _after_connect(self, sock: zmq.Socket, frames: list[bytes]) -> None:
         """The engine's replay (auth, watches) goes first on a new connection."""
+        self._rw_probe_at, self._rw_probe_every = time.monotonic() + RW_PROBE_FIRST_S, 0.0
         if frames:
             sock.send_multipart(frames)
 
@@ -562,6 +575,11 @@ class Client(Operations):
                 sock.send_multipart(frames)
                 last_send = time.monotonic()
             now = time.monotonic()
+            if engine.keeper == KeeperState.CONNECTED_RO:
+                if self._rw_host is not None:
+                    self.log.info("read_write_node_found", host=self.hosts[self._rw_host])
+                    return  # drop the read-only connection; the loop connects there next
+                self._probe_for_read_write(now)
             timeout = min(read_timeout - (now - last_recv), ping_every - (now - last_send))
             events = dict(poller.poll(max(0, int(timeout * 1000)) + 1))
             self._io_idle = False
@@ -599,6 +617,50 @@ class Client(Operations):
             if now - last_send >= ping_every:
                 sock.send(self._encoder.encode(p.Ping()))
                 last_send = now
+
+    # --- read-only mode: looking for a read-write node (kazoo's RW server search) ---------------
+
+    def _probe_for_read_write(self, now: float) -> None:
+        """While connected read-only, ask the other hosts `isro` now and then (backing off from
+        RW_PROBE_FIRST_S to RW_PROBE_MAX_S) on a helper thread; the first that answers "rw"
+        is where the I/O thread connects next."""
+        if now < self._rw_probe_at or (self._rw_prober is not None and self._rw_prober.is_alive()):
+            return
+        self._rw_probe_every = min(RW_PROBE_MAX_S, self._rw_probe_every * 2) if self._rw_probe_every else RW_PROBE_FIRST_S
+        self._rw_probe_at = now + self._rw_probe_every
+        self._rw_prober = threading.Thread(target=self._rw_probe, daemon=True, name="zoomq-rw-probe")
+        self._rw_prober.start()
+
+    def _rw_probe(self) -> None:
+        for index, (host, port) in enumerate(self.hosts):
+            if self._stopped.is_set():
+                return
+            if self._isro(host, port) == "rw":
+                self._rw_host = index
+                self._wake(force=True)
+                return
+
+    def _isro(self, host: str, port: int) -> str | None:
+        """A node's answer to `isro` (None: no answer within RW_PROBE_TIMEOUT_S)."""
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            if self._curve is not None:
+                pair, server_keys = self._curve
+                sock.curve_publickey, sock.curve_secretkey = pair
+                sock.curve_serverkey = server_keys.get(f"{host}:{port}") or server_keys["*"]
+            sock.connect(f"tcp://{host}:{port}")
+            sock.send(self._encoder.encode(p.AdminCommand(1, "isro")))
+            if not sock.poll(int(RW_PROBE_TIMEOUT_S * 1000)):
+                return None
+            reply = msgspec.msgpack.decode(sock.recv(), type=p.ServerMsg)
+        except (zmq.ZMQError, msgspec.DecodeError):
+            return None
+        finally:
+            sock.close(linger=0)
+        if isinstance(reply, p.Reply) and not reply.err and isinstance(reply.body, p.TextResult):
+            return reply.body.text.strip()
+        return None
 
     # --- the event thread ---------------------------------------------------------------------
 

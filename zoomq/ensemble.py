@@ -133,13 +133,16 @@ def write_configs(configs: list[dict[str, Any]], data_dir: Path) -> list[Path]:
 
 def up(n: int, observers: int, base_port: int, data_dir: Path, tick_ms: int, log_level: str | None = None,
        curve: bool = False, zk_base_port: int | None = None, zk_secure_base_port: int | None = None,
-       quorum_base_port: int | None = None, election_base_port: int | None = None) -> int:
+       quorum_base_port: int | None = None, election_base_port: int | None = None, read_only_mode: bool = False) -> int:
     if n < 1 or observers < 0:
         print("zoomq ensemble up: -n must be >= 1 and --observers >= 0", file=sys.stderr)
         return 2
     configs = plan(n, observers, base_port, data_dir, tick_ms=tick_ms, quorum_base_port=quorum_base_port,
                    election_base_port=election_base_port)
     used = [c["client_port"] for c in configs] + [s[k] for s in configs[0]["servers"] for k in ("quorum_port", "election_port")]
+    if read_only_mode:
+        for cfg in configs:
+            cfg["read_only_mode"] = True
     if zk_base_port:
         for i, cfg in enumerate(configs):
             cfg["zk_port"] = zk_base_port + i

@@ -64,7 +64,8 @@ def _ruok(facts: Callable[[], AdminFacts]) -> str:
 
 
 def _isro(facts: Callable[[], AdminFacts]) -> str:
-    return "rw" if facts().serving else "null"
+    f = facts()
+    return "ro" if f.mode == "read-only" else "rw" if f.serving else "null"
 
 
 def _srvr(facts: Callable[[], AdminFacts]) -> str:

@@ -25,6 +25,11 @@ Rules:
   ZooKeeper revalidates a session with the leader before answering); what comes through a
   connection whose session moved is answered SESSIONMOVED (SESSIONEXPIRED once it is gone).
 - Bad client input gets a precise error code when there is an xid to answer; nothing crashes.
+- Read-only mode (cfg.read_only_mode, ZooKeeper's readonlymode.enabled): while the node is cut
+  off from the quorum (looking) it serves clients that connect with read_only: a new session is
+  local to this node, an existing one is bound read-only; reads come from the tree as it stood,
+  writes, sync and linearizable reads are NOTREADONLY, isro says "ro". When the node rejoins,
+  read-only bindings are let go (the clients reconnect read-write) and local sessions end.
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ class LocalSession:
     writes: dict[int, Pending] = field(default_factory=dict)  # xid -> forwarded write
     closing: bool = False
     conn: int = 0  # this binding's connection id: the leader answers SESSIONMOVED once another owns the session
+    read_only: bool = False  # bound while the node serves read-only (see the module's rules)
 
 
 class SessionCore:
@@ -120,6 +126,7 @@ class SessionCore:
         self.loaded = False
         self.synced = False
         self.refuse_unsynced = bool(cfg.servers)  # ensemble: send clients elsewhere
+        self.read_only_mode = bool(cfg.servers) and bool(getattr(cfg, "read_only_mode", False))
         self.mode = "looking" if cfg.servers else "standalone"
         self.epoch = 0
         self.held: list[tuple[bytes, list[Any], bool]] = []
@@ -209,6 +216,11 @@ class SessionCore:
         else:
             self.log.warning("unexpected_message", type=type(msg).__name__)
 
+    @property
+    def serving_read_only(self) -> bool:
+        """Cut off from the quorum with read-only mode on: read-only clients are served."""
+        return self.read_only_mode and not self.synced and self.mode == "looking" and self.loaded
+
     def needs_reload(self, snapshots_between: bool) -> bool:
         """Whether the state must be read whole (first load, or a leader's snapshot was installed
         past the tree, ZAB's SNAP) rather than caught up from the log."""
@@ -228,7 +240,9 @@ class SessionCore:
         self.synced = True
         self.mode, self.epoch = msg.role, msg.epoch
         for session_id in [s for s in self.sessions if s not in tree.sessions]:
-            self._drop_session(session_id)  # ended while we were away
+            self._drop_session(session_id)  # ended while we were away (or local to read-only mode)
+        for session in [s for s in self.sessions.values() if s.read_only]:
+            self._let_go(session)  # bound read-only: the client comes back read-write
         self.log.info("synced", zxid=fmt(tree.last_zxid), znodes=tree.node_count(), resync=was_synced)
         held, self.held = self.held, []
         for rid, frames, gateway in held:
@@ -365,7 +379,7 @@ class SessionCore:
 
     def client_frames(self, rid: bytes, frames: list[Any], now: float, gateway: bool = False) -> None:
         """One connection's messages (zmq frames or bytes, one message each)."""
-        if not self.synced:
+        if not self.synced and not self.serving_read_only:
             if self.refuse_unsynced:
                 self._refuse(rid, frames)
             elif len(self.held) < MAX_HELD_FRAMES:
@@ -440,7 +454,11 @@ class SessionCore:
                 code = Codes.CONNECTIONLOSS
             self._reply(rid, msg.xid, code)
             return
-        self.touched.add(session.session_id)
+        if session.read_only:
+            if self._refused_read_only(session, msg):
+                return
+        else:
+            self.touched.add(session.session_id)
         if isinstance(msg, p.Ping):
             self._reply(rid, p.PING_XID, Codes.OK)
         elif isinstance(msg, p.READ_OPS):
@@ -477,7 +495,58 @@ class SessionCore:
         """A connection id, unique enough to tell a session's connections apart anywhere."""
         return int.from_bytes(self.random_bytes(8), "big") >> 1 or 1
 
+    def _refused_read_only(self, session: LocalSession, msg: Any) -> bool:
+        """A read-only binding: what needs the leader is refused NOTREADONLY (a local session's
+        close just ends it here)."""
+        if isinstance(msg, p.Close) and session.session_id not in self.tree.sessions:
+            rid = session.rid
+            self._drop_session(session.session_id)
+            self._reply(rid, msg.xid, Codes.OK)
+            return True
+        if isinstance(msg, p.WRITE_OPS) or getattr(msg, "linearizable", False):
+            self._reply_in_order(session.rid, msg.xid, Codes.NOTREADONLY)
+            return True
+        return False
+
+    def _let_go(self, session: LocalSession) -> None:
+        """Forget a binding (not the session): the client's next request gets CONNECTIONLOSS and it
+        resumes the session, on this node or another."""
+        if self.by_rid.get(session.rid) is session:
+            del self.by_rid[session.rid]
+        session.pending.clear()
+        session.writes.clear()
+        session.read_only = False
+        self.watches.drop_session(session.session_id)
+
+    def _connect_read_only(self, rid: bytes, req: p.Connect, ids: list[Id]) -> None:
+        tree = self.tree
+        if not req.read_only or req.last_zxid_seen > tree.last_zxid:
+            self._reply(rid, 0, Codes.CONNECTIONLOSS)  # a read-write client (or one ahead): elsewhere
+            return
+        if req.session_id == 0:
+            timeout = min(max(req.timeout_ms, self.cfg.min_timeout_ms), self.cfg.max_timeout_ms)
+            session_id = self.next_session_id
+            self.next_session_id += 1
+            passwd = self.random_bytes(PASSWD_BYTES)
+        else:
+            known = tree.sessions.get(req.session_id)
+            local = self.sessions.get(req.session_id)
+            if known is not None and known.passwd == req.passwd:
+                session_id, timeout, passwd = req.session_id, known.timeout_ms, known.passwd
+            elif local is not None and local.read_only and req.session_id not in tree.sessions and local.passwd == req.passwd:
+                session_id, timeout, passwd = req.session_id, local.timeout_ms, local.passwd
+            else:
+                self._reply(rid, 0, Codes.CONNECTIONLOSS)  # not known here: try another node
+                return
+        self._bind_session(session_id, rid, timeout, passwd, ids, 0)
+        self.sessions[session_id].read_only = True
+        self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, timeout, session_id, passwd, True,
+                                                        tree.last_zxid, tree.last_cxid(session_id))))
+
     def _connect(self, rid: bytes, req: p.Connect, ids: list[Id]) -> None:
+        if self.serving_read_only:
+            self._connect_read_only(rid, req, ids)
+            return
         tree = self.tree
         if req.last_zxid_seen > tree.last_zxid:
             # The client has seen a newer state than this node has: it must not go back in time.
@@ -526,6 +595,7 @@ class SessionCore:
             session.auth = [ident for ident in session.auth if ident.scheme not in CONNECTION_SCHEMES]
         session.auth[0:0] = ids  # ip, x509 and sasl identify the connection, not the session
         session.conn = conn
+        session.read_only = False
         self.by_rid[rid] = session
 
     def not_reading(self, rid: bytes, frames: int) -> None:
@@ -668,7 +738,7 @@ class SessionCore:
         node = self.node_facts()
         open_rids = node.get("open_rids", ())
         return admin.AdminFacts(
-            mode=self.mode if self.synced or self.mode == "standalone" else "looking",
+            mode="read-only" if self.serving_read_only else self.mode if self.synced or self.mode == "standalone" else "looking",
             serving=self.synced, zxid=tree.last_zxid, epoch=self.epoch, node_count=tree.node_count(),
             watch_count=watches.count(), watch_paths=len(set(watches.data) | set(watches.child)),
             watching_sessions=len({s for table in (watches.data, watches.child) for sids in table.values() for s in sids}),

@@ -396,3 +396,56 @@ def test_set_watches_fires_what_changed_while_away_and_arms_the_rest():
     assert events == [(p.EVENT_NODE_CREATED, "/new"), (p.EVENT_NODE_DELETED, "/gone"), (p.EVENT_NODE_DATA_CHANGED, "/changed")]
     assert out[-1].xid == p.SET_WATCHES_XID
     assert s.core.watches.has("/same", sid, p.WATCHER_DATA)
+
+
+# --- read-only mode --------------------------------------------------------------------------
+
+
+def _cut_off(s: Script) -> int:
+    """A follower with one session (on A), then cut off from the quorum."""
+    s.sync("follower")
+    sid = s.open(A).session_id
+    s.commit(s.txn(sid, 1, CreateTxn("/cfg", b"v1", OPEN_ACL_UNSAFE)))
+    s.core.role_message(Looking(), s.now)
+    s.effects()
+    return sid
+
+
+def test_cut_off_with_read_only_mode_serves_reads_to_read_only_clients_and_refuses_writes():
+    s = Script(ensemble=True, read_only_mode=True)
+    _cut_off(s)
+    (refused,) = s.send(B, p.Connect(p.PROTOCOL_VERSION, 0, 10_000))  # a read-write client: elsewhere
+    assert refused.err == Codes.CONNECTIONLOSS
+    (connected,) = s.send(B, p.Connect(p.PROTOCOL_VERSION, 0, 10_000, read_only=True))
+    assert connected.read_only and connected.session_id and connected.timeout_ms == 10_000
+    read, write, sync, lin, ping = s.send(B, p.GetData(1, "/cfg"), p.Create(2, "/x", b"", OPEN_ACL_UNSAFE), p.Sync(3, "/"),
+                                          p.GetData(4, "/cfg", linearizable=True), p.Ping())
+    assert (read.err, read.body.data) == (Codes.OK, b"v1")
+    assert write.err == sync.err == lin.err == Codes.NOTREADONLY
+    assert ping.err == Codes.OK
+    assert s.core.admin("isro") == "ro" and "Mode: read-only" in s.core.admin("srvr")
+    assert not [m for m in s.effects() if isinstance(m, (WriteRequest, Touch, OwnSession))]  # nothing for a leader
+
+
+def test_without_read_only_mode_a_cut_off_node_refuses_read_only_clients_too():
+    s = Script(ensemble=True)
+    _cut_off(s)
+    (refused,) = s.send(B, p.Connect(p.PROTOCOL_VERSION, 0, 10_000, read_only=True))
+    assert refused.err == Codes.CONNECTIONLOSS
+    assert s.core.admin("isro") == "null"
+
+
+def test_on_rejoining_read_only_bindings_are_let_go_and_local_sessions_end():
+    s = Script(ensemble=True, read_only_mode=True)
+    sid = _cut_off(s)
+    info = s.core.tree.sessions[sid]
+    (resumed,) = s.send(A, p.Connect(p.PROTOCOL_VERSION, 0, 10_000, sid, info.passwd, read_only=True))
+    assert resumed.read_only and resumed.session_id == sid  # an existing session, bound read-only
+    (local,) = s.send(B, p.Connect(p.PROTOCOL_VERSION, 0, 10_000, read_only=True))
+    tree = s.core.tree
+    s.core.sync_point(SyncPoint(tree.last_zxid, 2, "follower"), tree, s.now)  # back in the quorum
+    (again,) = s.send(A, p.Exists(5, "/cfg"))
+    assert again.err == Codes.CONNECTIONLOSS  # resume read-write (the session lives on)
+    (ended,) = s.send(B, p.Exists(5, "/cfg"))
+    assert ended.err == Codes.SESSIONEXPIRED and local.session_id not in s.core.sessions
+    assert s.core.admin("isro") == "rw"
