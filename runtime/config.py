@@ -69,6 +69,10 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # clients that asked for read-only (Client(read_only=True)), refusing writes with
     # NotReadOnlyCallError, until it rejoins. Off by default, as in ZooKeeper. Ensembles only.
     read_only_mode: bool = False
+    # How many of its latest txns (with watch events) a node keeps the events of, so that a
+    # persistent watch resumed after a reconnect (or with since_zxid) gets every change it
+    # missed in order; one further back gets a single RESYNC event. 0 = keep none.
+    watch_history_txns: int = 100_000
     # How many of its latest txns a leader synchronizes a learner from without reading its log
     # (ZooKeeper's commitLogCount); a learner further behind gets the log after the newest
     # snapshot (DIFF) or the snapshot (SNAP). At most 20000.

@@ -229,10 +229,11 @@ class Client:
     async def sync(self, path: str) -> str:
         return await self._wait(self._engine.sync_async(path))
 
-    async def add_watch(self, path: str, watch: Callable[[WatchedEvent], Any], mode: int | None = None, *, recursive: bool = False) -> None:
+    async def add_watch(self, path: str, watch: Callable[[WatchedEvent], Any], mode: int | None = None, *, recursive: bool = False,
+                        since_zxid: int | None = None) -> None:
         if not callable(watch):
             raise TypeError("watch must be callable")
-        await self._wait(self._engine.add_watch_async(path, self._callback(watch), mode, recursive=recursive))
+        await self._wait(self._engine.add_watch_async(path, self._callback(watch), mode, recursive=recursive, since_zxid=since_zxid))
 
     async def remove_watches(self, path: str, watcher_type: int = WatcherType.ANY) -> None:
         await self._wait(self._engine.remove_watches_async(path, watcher_type))

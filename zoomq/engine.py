@@ -421,7 +421,7 @@ class SessionEngine:
         etype = EVENT_TYPE_MAP.get(msg.type, EventType.NONE)
         funcs = self.watches.trigger(etype, path)
         if funcs:
-            event = WatchedEvent(etype, KeeperState.CONNECTED, path)
+            event = WatchedEvent(etype, KeeperState.CONNECTED, path, msg.zxid)
             self._effects.extend(Notify(func, event) for func in funcs)
 
 

@@ -278,16 +278,25 @@ class Operations:
     def sync(self, path: str) -> str:
         return self.sync_async(path).get()
 
-    def add_watch(self, path: str, watch: Callable[[WatchedEvent], Any], mode: int | None = None, *, recursive: bool = False) -> None:
-        self.add_watch_async(path, watch, mode, recursive=recursive).get()
+    def add_watch(self, path: str, watch: Callable[[WatchedEvent], Any], mode: int | None = None, *, recursive: bool = False,
+                  since_zxid: int | None = None) -> None:
+        self.add_watch_async(path, watch, mode, recursive=recursive, since_zxid=since_zxid).get()
 
     def add_watch_async(
-        self, path: str, watch: Callable[[WatchedEvent], Any], mode: int | None = None, *, recursive: bool = False
+        self, path: str, watch: Callable[[WatchedEvent], Any], mode: int | None = None, *, recursive: bool = False,
+        since_zxid: int | None = None,
     ) -> AsyncResult:
         """A persistent watch: `watch(event)` on every change of `path` until removed (created,
         deleted, data and children changed); `recursive=True` (or kazoo's
         `mode=AddWatchMode.PERSISTENT_RECURSIVE`) on `path` and everything below it (created,
-        deleted, data changed). Kept across reconnects."""
+        deleted, data changed). Kept across reconnects, and nothing is missed meanwhile: the
+        node sends again, in order, every change after the last zxid the client saw.
+        `since_zxid`: also every change after that zxid (each event's `zxid` says where it stands:
+        keep the last one handled to resume from it later, in another client too). A node whose
+        history window (`watch_history_txns`) no longer reaches back that far sends one event of
+        type RESYNC instead: read the state afresh."""
+        if since_zxid is not None and (isinstance(since_zxid, bool) or not isinstance(since_zxid, int) or since_zxid < 0):
+            raise ValueError(f"since_zxid must be a zxid (an int >= 0), not {since_zxid!r}")
         if mode is None:
             mode = AddWatchMode.PERSISTENT_RECURSIVE if recursive else AddWatchMode.PERSISTENT
         if mode not in (AddWatchMode.PERSISTENT, AddWatchMode.PERSISTENT_RECURSIVE):
@@ -299,7 +308,8 @@ class Operations:
         def parse(reply: p.Reply) -> None:
             self._check(reply, path)
 
-        return self._submit(p.AddWatch(self._next_xid(), self._path(path), mode), parse, (kind, path, watch))
+        msg = p.AddWatch(self._next_xid(), self._path(path), mode, -1 if since_zxid is None else since_zxid)
+        return self._submit(msg, parse, (kind, path, watch))
 
     def remove_watches(self, path: str, watcher_type: int = WatcherType.ANY) -> None:
         self.remove_watches_async(path, watcher_type).get()

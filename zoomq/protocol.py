@@ -50,6 +50,7 @@ EVENT_NODE_CREATED = 1
 EVENT_NODE_DELETED = 2
 EVENT_NODE_DATA_CHANGED = 3
 EVENT_NODE_CHILDREN_CHANGED = 4
+EVENT_RESYNC = 100  # zoomq only: the events a resumed persistent watch asked for are no longer held
 STATE_SYNC_CONNECTED = 3
 
 
@@ -181,6 +182,9 @@ class AddWatch(Msg, tag="addwatch"):
     xid: int
     path: str
     mode: int = WATCH_MODE_PERSISTENT
+    # >= 0: also send every matching event after this zxid, from the node's history window
+    # (or one EVENT_RESYNC if the window no longer reaches back that far). zoomq only.
+    since_zxid: int = -1
 
 
 class RemoveWatches(Msg, tag="rmwatches"):

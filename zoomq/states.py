@@ -37,19 +37,25 @@ class EventType:
     CHANGED = "CHANGED"
     CHILD = "CHILD"
     NONE = "NONE"
+    RESYNC = "RESYNC"  # zoomq: a resumed persistent watch missed more than the node still holds
+
+
 
 
 # ZooKeeper's numeric EventType codes (wire) -> kazoo's names.
-EVENT_TYPE_MAP = {-1: EventType.NONE, 1: EventType.CREATED, 2: EventType.DELETED, 3: EventType.CHANGED, 4: EventType.CHILD}
+EVENT_TYPE_MAP = {-1: EventType.NONE, 1: EventType.CREATED, 2: EventType.DELETED, 3: EventType.CHANGED, 4: EventType.CHILD,
+                  100: EventType.RESYNC}
 EVENT_CODE = {name: code for code, name in EVENT_TYPE_MAP.items()}
 
 
 class WatchedEvent(NamedTuple):
-    """What a watch callback receives: `type` (EventType), `state` (KeeperState), `path`."""
+    """What a watch callback receives: `type` (EventType), `state` (KeeperState), `path`, and
+    (zoomq) the `zxid` of the change, to resume a persistent watch from (add_watch since_zxid)."""
 
     type: str
     state: str
     path: str | None
+    zxid: int = 0
 
 
 class ZnodeStat(NamedTuple):

@@ -25,6 +25,12 @@ Rules:
   ZooKeeper revalidates a session with the leader before answering); what comes through a
   connection whose session moved is answered SESSIONMOVED (SESSIONEXPIRED once it is gone).
 - Bad client input gets a precise error code when there is an xid to answer; nothing crashes.
+- Watch history: the events of the latest cfg.watch_history_txns txns applied (with the node's
+  ACL), complete after `history_from`. A persistent watch resumed from a zxid (AddWatch
+  since_zxid, or SetWatches' relative_zxid after a reconnect) is sent every matching event after
+  it, in order, before any newer one; from before `history_from` it gets one EVENT_RESYNC
+  instead (not to ZooKeeper-protocol clients, which have no such event). The window restarts
+  whenever the tree is read from disk (events of txns read there were never computed).
 - Read-only mode (cfg.read_only_mode, ZooKeeper's readonlymode.enabled): while the node is cut
   off from the quorum (looking) it serves clients that connect with read_only: a new session is
   local to this node, an existing one is bound read-only; reads come from the tree as it stood,
@@ -89,6 +95,7 @@ class Pending:
     reply: bytes | None = None  # encoded reply once known
     is_write: bool = False
     then_read: bool = False  # a linearizable read: forwarded as a Sync, read when its marker comes back
+    replay: tuple[str, bool, int] | None = None  # (path, recursive, since_zxid): history to send at its turn
 
 
 @dataclass(slots=True)
@@ -138,6 +145,8 @@ class SessionCore:
         self.connecting: dict[int, tuple[bytes, list[Id], int, bytes, int]] = {}
         self.resuming: dict[int, tuple[bytes, int]] = {}  # session -> (rid, conn) awaiting the leader's OWNED marker
         self.watches = WatchTable()
+        self.history: deque[tuple[int, list[tuple[int, str, Any]]]] = deque(maxlen=max(0, getattr(cfg, "watch_history_txns", 0)))
+        self.history_from = 0  # events after this zxid are all in `history`
         self.out: dict[bytes, list[bytes]] = {}
         self.touched: set[int] = set()
         self.next_touch = now + TOUCH_EVERY_S
@@ -238,6 +247,7 @@ class SessionCore:
             return
         was_synced = self.synced
         self.synced = True
+        self._restart_history()
         self.mode, self.epoch = msg.role, msg.epoch
         for session_id in [s for s in self.sessions if s not in tree.sessions]:
             self._drop_session(session_id)  # ended while we were away (or local to read-only mode)
@@ -362,10 +372,13 @@ class SessionCore:
         """Each triggered watch event to its sessions that have READ on the node."""
         tree = self.tree
         removed = tree.removed_acls
+        kept: list[tuple[int, str, Any]] | None = [] if self.history.maxlen else None
         for event_type, path in events:
             frame = None
             node = tree.get(path)
             acl = node.acl if node is not None else removed.get(path, ())
+            if kept is not None:
+                kept.append((event_type, path, acl))
             for session_id in self.watches.trigger(event_type, path):
                 session = self.sessions.get(session_id)
                 if session is None or (acl and not allowed(acl, Permissions.READ, session.auth)):
@@ -374,6 +387,38 @@ class SessionCore:
                     frame = self.encoder.encode(p.Event(zxid, event_type, p.STATE_SYNC_CONNECTED, path))
                 self._send(session.rid, frame)
         removed.clear()
+        if kept:
+            history = self.history
+            if len(history) == history.maxlen:
+                self.history_from = history[0][0]  # about to fall out: the window starts after it
+            history.append((zxid, kept))
+
+    def _restart_history(self) -> None:
+        """Events are complete only after the tree's zxid now (txns read from disk fired none)."""
+        self.history.clear()
+        self.history_from = self.tree.last_zxid
+
+    def _replay(self, session: LocalSession, path: str, recursive: bool, since_zxid: int) -> None:
+        """Every event after `since_zxid` a persistent watch on `path` would have had, in order
+        (or one RESYNC when the window starts later)."""
+        floor = self.history_from if self.history.maxlen else self.tree.last_zxid
+        if since_zxid < floor:
+            if not session.rid.startswith(GATEWAY_RID_PREFIX):
+                self._send(session.rid, self.encoder.encode(p.Event(self.tree.last_zxid, p.EVENT_RESYNC, p.STATE_SYNC_CONNECTED, path)))
+            return
+        prefix = path.rstrip("/") + "/"
+        for zxid, kept in self.history:
+            if zxid <= since_zxid:
+                continue
+            for event_type, at, acl in kept:
+                if recursive:
+                    if event_type == p.EVENT_NODE_CHILDREN_CHANGED or not (at == path or at.startswith(prefix)):
+                        continue
+                elif at != path:
+                    continue
+                if acl and not allowed(acl, Permissions.READ, session.auth):
+                    continue
+                self._send(session.rid, self.encoder.encode(p.Event(zxid, event_type, p.STATE_SYNC_CONNECTED, at)))
 
     # --- client frames ------------------------------------------------------------------------
 
@@ -671,7 +716,9 @@ class SessionCore:
         pending = session.pending
         while pending:
             head = pending[0]
-            if head.reply is not None:
+            if head.replay is not None:
+                self._replay(session, *head.replay)
+            elif head.reply is not None:
                 self._send(session.rid, head.reply)
             elif head.is_write:
                 return
@@ -717,14 +764,26 @@ class SessionCore:
         if node is not None and not allowed(node.acl, Permissions.READ, session.auth):
             self._reply_in_order(session.rid, msg.xid, Codes.NOAUTH)
             return
-        self.watches.add_persistent(msg.path, session.session_id, msg.mode == p.WATCH_MODE_PERSISTENT_RECURSIVE)
+        recursive = msg.mode == p.WATCH_MODE_PERSISTENT_RECURSIVE
+        self.watches.add_persistent(msg.path, session.session_id, recursive)
         self._reply_in_order(session.rid, msg.xid, Codes.OK)
+        if msg.since_zxid >= 0:
+            if session.pending:  # the reply waits behind earlier requests: replay after it, in order
+                session.pending.append(Pending(msg.xid, None, replay=(msg.path, recursive, msg.since_zxid)))
+            else:
+                self._replay(session, msg.path, recursive, msg.since_zxid)
 
     def _set_watches(self, session: LocalSession, msg: p.SetWatches) -> None:
         """Re-arm watches after a reconnect, firing what changed after `relative_zxid` (setWatches)."""
         zxid = self.tree.last_zxid
         for event_type, path in plan_set_watches(self.tree, self.watches, session.session_id, msg):
             self._send(session.rid, self.encoder.encode(p.Event(zxid, event_type, p.STATE_SYNC_CONNECTED, path)))
+        # Persistent watches miss nothing across a reconnect: what changed after the client's last
+        # zxid comes again, in order, from the history window (ZooKeeper replays none of it).
+        for path in msg.persistent:
+            self._replay(session, path, False, msg.relative_zxid)
+        for path in msg.persistent_recursive:
+            self._replay(session, path, True, msg.relative_zxid)
         self._reply(session.rid, p.SET_WATCHES_XID, Codes.OK)
 
     # --- the admin words ----------------------------------------------------------------------

@@ -254,3 +254,30 @@ def test_a_request_on_a_stopped_client_fails_cleanly(node):
             await zk.get("/", watch="not callable")
 
     run(main())
+
+
+def test_linearizable_reads_and_a_watch_resumed_from_a_zxid(node):
+    async def main():
+        async with Client(node.hosts) as zk:
+            await zk.create("/lin", b"1")
+            data, stat = await zk.get("/lin", linearizable=True)
+            assert (data, stat.version) == (b"1", 0)
+            assert await zk.get_children("/", linearizable=True)
+            assert (await zk.exists("/lin", linearizable=True)).version == 0
+            assert await zk.exists("/none", linearizable=True) is None
+            since = stat.mzxid
+            await zk.set("/lin", b"2")
+            await zk.set("/lin", b"3")
+            seen: list = []
+            got_two = asyncio.Event()
+
+            def on_change(event):
+                seen.append((event.type, event.zxid))
+                if len(seen) == 2:
+                    got_two.set()
+
+            await zk.add_watch("/lin", on_change, since_zxid=since)
+            await asyncio.wait_for(got_two.wait(), 10)
+            assert [t for t, _ in seen] == [EventType.CHANGED, EventType.CHANGED] and seen[0][1] < seen[1][1]
+
+    run(main())

@@ -21,7 +21,7 @@ from actors.protocol.internal import (
     Touch,
     WriteRequest,
 )
-from actors.protocol.txn import OWNED_CXID, CloseSessionTxn, CreateSessionTxn, CreateTxn, Marker, SetACLTxn, SetDataTxn, Txn
+from actors.protocol.txn import OWNED_CXID, CloseSessionTxn, CreateSessionTxn, CreateTxn, DeleteTxn, Marker, SetACLTxn, SetDataTxn, Txn
 from actors.session.session import SessionCore, digest_id
 from actors.session.tree import DataTree
 from runtime.config import NodeConfig, ServerEntry
@@ -449,3 +449,87 @@ def test_on_rejoining_read_only_bindings_are_let_go_and_local_sessions_end():
     (ended,) = s.send(B, p.Exists(5, "/cfg"))
     assert ended.err == Codes.SESSIONEXPIRED and local.session_id not in s.core.sessions
     assert s.core.admin("isro") == "rw"
+
+
+# --- watch history: persistent watches that miss nothing ---------------------------------------
+
+
+def _events(replies: list) -> list[tuple[int, str, int]]:
+    return [(m.type, m.path, m.zxid) for m in replies if isinstance(m, p.Event)]
+
+
+def test_a_persistent_watch_resumed_from_a_zxid_gets_every_later_change_in_order():
+    s = Script(watch_history_txns=100)
+    s.sync()
+    sid = s.open(A).session_id
+    zxids = []
+    for i in range(5):
+        txn = s.txn(sid, 10 + i, CreateTxn(f"/feed-{i}" if i == 0 else f"/feed-0/n{i}", b"", OPEN_ACL_UNSAFE))
+        zxids.append(txn.zxid)
+        s.commit(txn)
+    s.commit(s.txn(sid, 20, SetDataTxn("/feed-0/n2", b"x", 1)))
+    s.out(A)
+    replies = s.send(A, p.AddWatch(30, "/feed-0", p.WATCH_MODE_PERSISTENT_RECURSIVE, since_zxid=zxids[1]))
+    assert replies[0].xid == 30 and replies[0].err == Codes.OK  # the reply first, then the history
+    assert _events(replies[1:]) == [
+        (p.EVENT_NODE_CREATED, "/feed-0/n2", zxids[2]),
+        (p.EVENT_NODE_CREATED, "/feed-0/n3", zxids[3]),
+        (p.EVENT_NODE_CREATED, "/feed-0/n4", zxids[4]),
+        (p.EVENT_NODE_DATA_CHANGED, "/feed-0/n2", zxids[4] + 1),
+    ]  # no CHILD events for a recursive watch, nothing at or before since_zxid
+    # Live events follow, exactly once.
+    s.commit(s.txn(sid, 31, DeleteTxn("/feed-0/n4")))
+    assert _events(s.out(A)) == [(p.EVENT_NODE_DELETED, "/feed-0/n4", zxids[4] + 2)]
+
+
+def test_a_resume_older_than_the_window_gets_one_resync_event():
+    s = Script(watch_history_txns=3)
+    s.sync()
+    sid = s.open(A).session_id
+    first = s.txn(sid, 1, CreateTxn("/w", b"", OPEN_ACL_UNSAFE))
+    s.commit(first)
+    for i in range(5):
+        s.commit(s.txn(sid, 2 + i, SetDataTxn("/w", bytes([i]), i + 1)))
+    s.out(A)
+    replies = s.send(A, p.AddWatch(9, "/w", p.WATCH_MODE_PERSISTENT, since_zxid=first.zxid))
+    assert [(e[0], e[1]) for e in _events(replies)] == [(p.EVENT_RESYNC, "/w")]
+    replies = s.send(A, p.AddWatch(10, "/w", p.WATCH_MODE_PERSISTENT, since_zxid=s.zxid - 2))  # inside the window
+    assert [(e[0], e[2]) for e in _events(replies)] == [(p.EVENT_NODE_DATA_CHANGED, s.zxid - 1), (p.EVENT_NODE_DATA_CHANGED, s.zxid)]
+
+
+def test_setwatches_after_a_reconnect_replays_what_persistent_watches_missed_but_not_to_unreadable_nodes():
+    s = Script(watch_history_txns=100)
+    s.sync()
+    sid = s.open(A).session_id
+    s.commit(s.txn(sid, 1, CreateTxn("/app", b"", OPEN_ACL_UNSAFE)))
+    seen = s.zxid
+    s.commit(s.txn(sid + 1, 1, CreateTxn("/app/open", b"", OPEN_ACL_UNSAFE)))
+    secret = [ACL(Permissions.ALL, Id("digest", "someone:else"))]
+    s.commit(s.txn(sid + 1, 2, CreateTxn("/app/secret", b"", secret)))
+    s.commit(s.txn(sid + 1, 3, SetDataTxn("/app/open", b"v", 1)))
+    s.out(A)
+    info = s.core.tree.sessions[sid]
+    s.send(B, p.Connect(p.PROTOCOL_VERSION, seen, 10_000, sid, info.passwd))
+    (own,) = [m for m in s.effects() if isinstance(m, OwnSession)]
+    s.commit(Marker(sid, OWNED_CXID, 0, conn=own.conn))
+    s.out(B)
+    replies = s.send(B, p.SetWatches(p.SET_WATCHES_XID, seen, [], [], [], [], ["/app"]))
+    assert [(e[0], e[1]) for e in _events(replies)] == [
+        (p.EVENT_NODE_CREATED, "/app/open"), (p.EVENT_NODE_DATA_CHANGED, "/app/open")]  # /app/secret: no READ
+    assert replies[-1].xid == p.SET_WATCHES_XID
+
+
+def test_no_resync_event_goes_to_a_zookeeper_protocol_client():
+    from actors.gateway import GATEWAY_RID_PREFIX
+
+    s = Script(watch_history_txns=1)
+    s.sync()
+    rid = GATEWAY_RID_PREFIX + b"conn"
+    s.send(rid, p.Connect(p.PROTOCOL_VERSION, 0, 10_000), gateway=True)
+    (req,) = [m for m in s.effects() if isinstance(m, WriteRequest)]
+    s.commit(s.txn(req.session_id, 0, CreateSessionTxn(req.op.timeout_ms, req.op.passwd)))
+    for i in range(3):
+        s.commit(s.txn(req.session_id, 1 + i, CreateTxn(f"/g{i}", b"", OPEN_ACL_UNSAFE)))
+    s.out(rid)
+    replies = s.send(rid, p.SetWatches(p.SET_WATCHES_XID, 1, [], [], [], [], ["/"]), gateway=True)
+    assert _events(replies) == []

@@ -2,9 +2,11 @@
 
 It rests on one persistent recursive watch (`Client.add_watch(path, ..., recursive=True)`) instead
 of a one-shot watch per node: every created, changed or deleted node below `path` arrives as one
-event, and the cache re-reads just that node. After any reconnect the whole subtree is read again
-and compared with the cache (a persistent watch does not replay what happened while the client
-was away), so listeners see one NODE_ADDED / NODE_UPDATED / NODE_REMOVED per difference.
+event, and the cache re-reads just that node. After a reconnect the node the session resumed on
+sends the events missed meanwhile (from its watch history), so the cache follows them as any
+other; only when that history does not reach back far enough (a RESYNC event) or the session was
+lost is the whole subtree read again and compared with the cache, so listeners see one
+NODE_ADDED / NODE_UPDATED / NODE_REMOVED per difference.
 
 Listeners get `TreeEvent(event_type, event_data)` on the client's event thread, in order;
 INITIALIZED once after the first full read; CONNECTION_SUSPENDED / RECONNECTED / LOST follow the
@@ -54,6 +56,7 @@ class TreeCache:
         self._started = False
         self._closed = False
         self._was_suspended = False
+        self._lost = False  # the session ended since the last connection: the watch is gone
 
     # --- public -----------------------------------------------------------------------------
 
@@ -100,6 +103,9 @@ class TreeCache:
     def _on_event(self, event: WatchedEvent) -> None:
         if self._closed or event.path is None:
             return
+        if event.type == EventType.RESYNC:  # the node no longer holds all that was missed: read it all
+            threading.Thread(target=self._resync_locked, name="zoomq-treecache", daemon=True).start()
+            return
         with self._lock:
             if event.type == EventType.DELETED:
                 self._remove(event.path)
@@ -113,12 +119,23 @@ class TreeCache:
             self._was_suspended = True
             self._emit(TreeEvent(TreeEvent.CONNECTION_SUSPENDED, None))
         elif state == KazooState.LOST:
+            self._lost = True
             self._emit(TreeEvent(TreeEvent.CONNECTION_LOST, None))
         elif state == KazooState.CONNECTED and self._was_suspended:
             self._was_suspended = False
             self._emit(TreeEvent(TreeEvent.CONNECTION_RECONNECTED, None))
-            # The listener runs on the event thread; the reads go through the I/O thread.
-            threading.Thread(target=self._after_reconnect, name="zoomq-treecache", daemon=True).start()
+            if self._lost:  # a new session: no watch, no history to resume from
+                self._lost = False
+                # The listener runs on the event thread; the reads go through the I/O thread.
+                threading.Thread(target=self._after_reconnect, name="zoomq-treecache", daemon=True).start()
+
+    def _resync_locked(self) -> None:
+        try:
+            if self._client.connected and not self._closed:
+                with self._lock:
+                    self._resync()
+        except Exception:  # noqa: BLE001 - the next reconnect or RESYNC tries again
+            self._client.log.exception("tree_cache_resync_failed")
 
     def _after_reconnect(self) -> None:
         try:
