@@ -30,6 +30,17 @@ class ServerEntry(msgspec.Struct, frozen=True):
     curve_public_key: str = ""
 
 
+def membership_text(servers: list[ServerEntry], version: int = 0) -> bytes:
+    """The ensemble as ZooKeeper 3.5+ shows it in /zookeeper/config: a line per member,
+    `server.<id>=<host>:<quorum port>:<election port>:<participant|observer>;<host>:<client port>`,
+    then `version=<hex>`. Empty for a standalone node (as ZooKeeper's)."""
+    if not servers:
+        return b""
+    lines = [f"server.{s.id}={s.host}:{s.quorum_port}:{s.election_port}:{s.role};{s.host}:{s.client_port}"
+             for s in sorted(servers, key=lambda s: s.id)]
+    return ("\n".join([*lines, f"version={version:x}"])).encode()
+
+
 class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     sid: int = 1  # this node's server id (ZooKeeper's myid)
     data_dir: str = "zoomq-data"

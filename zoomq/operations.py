@@ -359,6 +359,14 @@ class Operations:
     def transaction(self) -> TransactionRequest:
         return TransactionRequest(self)
 
+    def get_config(self) -> tuple[bytes, ZnodeStat]:
+        """The ensemble's membership as /zookeeper/config holds it (ZooKeeper's getConfig): a
+        `server.<id>=host:quorum:election:role;host:clientport` line per member, then
+        `version=<hex>`; empty on a standalone node."""
+        if self.chroot:
+            raise ValueError("get_config reads /zookeeper/config: use a client without a chroot")
+        return self.get("/zookeeper/config")
+
     # --- quotas (zoomq/quota.py; ZooKeeper's setquota / listquota / delquota) ----------------------
 
     def set_quota(self, path: str, *, count: int | None = None, bytes: int | None = None,  # noqa: A002

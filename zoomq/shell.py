@@ -73,6 +73,7 @@ SPECS: dict[str, _Spec] = {
     "addauth": _Spec("addauth scheme auth", (), (), 2, 2),
     "setquota": _Spec("setquota [-n count] [-b bytes] [-N count] [-B bytes] path", (), ("-n", "-b", "-N", "-B"), 1, 1),
     "listquota": _Spec("listquota [path]", (), (), 0, 1),
+    "config": _Spec("config [-c] [-s]", ("-c", "-s"), (), 0, 0),
     "delquota": _Spec("delquota [-n] [-b] [-N] [-B] path", ("-n", "-b", "-N", "-B"), (), 1, 1),
     "help": _Spec("help"),
     "quit": _Spec("quit"),
@@ -318,6 +319,7 @@ _BUILDERS: dict[str, Callable[[str, _Spec, set[str], dict[str, str], list[str]],
     "addauth": _build_addauth,
     "setquota": _build_setquota,
     "listquota": _build_listquota,
+    "config": lambda verb, spec, flags, values, args: Command(verb, stat="-s" in flags, recursive="-c" in flags),
     "delquota": _build_delquota,
     "help": _build_bare,
     "quit": _build_bare,
@@ -489,6 +491,11 @@ def execute(client: Any, cmd: Command, out: TextIO, on_event: Callable[[Any], No
             client.set_quota(cmd.path, **dict(cmd.limits))
         case "listquota":
             _list_quota(client, cmd.path, out)
+        case "config":  # -c (kept in `recursive`): zkCli's "version host:port,..." form
+            data, stat = client.get_config()
+            print(client_config(data) if cmd.recursive else format_data(data), file=out)
+            if cmd.stat:
+                _print_lines(format_stat(stat), out)
         case "delquota":
             client.delete_quota(cmd.path, **{name: True for name, _ in cmd.limits})
         case "help":
@@ -497,6 +504,17 @@ def execute(client: Any, cmd: Command, out: TextIO, on_event: Callable[[Any], No
             raise Quit
         case _:  # pragma: no cover - parse_tokens only builds the verbs above
             raise ShellUsageError(f"unknown command {cmd.verb!r}")
+
+
+def client_config(data: bytes) -> str:
+    """zkCli's `config -c`: the version, then the members' client addresses."""
+    version, clients = "0", []
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.startswith("version="):
+            version = line.split("=", 1)[1]
+        elif line.startswith("server.") and ";" in line:
+            clients.append(line.rsplit(";", 1)[1])
+    return f"{version} {','.join(clients)}"
 
 
 def _list_quota(client: Any, path: str, out: TextIO) -> None:

@@ -68,7 +68,8 @@ from actors.protocol.txn import OWNED_CXID, CloseSessionTxn, CreateSessionTxn, M
 from actors.protocol.zxid import fmt, follows
 from actors.session import admin
 from actors.session.reads import CONNECTION_SCHEMES, read_result
-from actors.session.tree import DataTree, data_size
+from actors.session.tree import CONFIG, DataTree, data_size
+from runtime.config import membership_text
 from actors.session.watches import WatchTable
 from zoomq import protocol as p
 from zoomq.exceptions import Codes
@@ -248,6 +249,9 @@ class SessionCore:
         was_synced = self.synced
         self.synced = True
         self._restart_history()
+        config = tree.get(CONFIG)
+        if config is not None and self.cfg.servers:
+            config.data = membership_text(self.cfg.servers)  # /zookeeper/config: the membership (no reconfig yet: version 0)
         self.mode, self.epoch = msg.role, msg.epoch
         for session_id in [s for s in self.sessions if s not in tree.sessions]:
             self._drop_session(session_id)  # ended while we were away (or local to read-only mode)
