@@ -146,7 +146,8 @@ class SessionCore:
         self.connecting: dict[int, tuple[bytes, list[Id], int, bytes, int]] = {}
         self.resuming: dict[int, tuple[bytes, int]] = {}  # session -> (rid, conn) awaiting the leader's OWNED marker
         self.watches = WatchTable()
-        self.history: deque[tuple[int, list[tuple[int, str, Any]]]] = deque(maxlen=max(0, getattr(cfg, "watch_history_txns", 0)))
+        # One flat tuple per txn with events: (zxid, type, path, acl, type, path, acl, ...).
+        self.history: deque[tuple[Any, ...]] = deque(maxlen=max(0, getattr(cfg, "watch_history_txns", 0)))
         self.history_from = 0  # events after this zxid are all in `history`
         self.out: dict[bytes, list[bytes]] = {}
         self.touched: set[int] = set()
@@ -376,13 +377,13 @@ class SessionCore:
         """Each triggered watch event to its sessions that have READ on the node."""
         tree = self.tree
         removed = tree.removed_acls
-        kept: list[tuple[int, str, Any]] | None = [] if self.history.maxlen else None
+        kept: list[Any] | None = [zxid] if self.history.maxlen else None
         for event_type, path in events:
             frame = None
             node = tree.get(path)
             acl = node.acl if node is not None else removed.get(path, ())
             if kept is not None:
-                kept.append((event_type, path, acl))
+                kept += (event_type, path, acl)
             for session_id in self.watches.trigger(event_type, path):
                 session = self.sessions.get(session_id)
                 if session is None or (acl and not allowed(acl, Permissions.READ, session.auth)):
@@ -391,11 +392,11 @@ class SessionCore:
                     frame = self.encoder.encode(p.Event(zxid, event_type, p.STATE_SYNC_CONNECTED, path))
                 self._send(session.rid, frame)
         removed.clear()
-        if kept:
+        if kept is not None and len(kept) > 1:
             history = self.history
             if len(history) == history.maxlen:
                 self.history_from = history[0][0]  # about to fall out: the window starts after it
-            history.append((zxid, kept))
+            history.append(tuple(kept))  # (zxid, type, path, acl, type, path, acl, ...): ~110 bytes a txn
 
     def _restart_history(self) -> None:
         """Events are complete only after the tree's zxid now (txns read from disk fired none)."""
@@ -411,10 +412,12 @@ class SessionCore:
                 self._send(session.rid, self.encoder.encode(p.Event(self.tree.last_zxid, p.EVENT_RESYNC, p.STATE_SYNC_CONNECTED, path)))
             return
         prefix = path.rstrip("/") + "/"
-        for zxid, kept in self.history:
+        for kept in self.history:
+            zxid = kept[0]
             if zxid <= since_zxid:
                 continue
-            for event_type, at, acl in kept:
+            for i in range(1, len(kept), 3):
+                event_type, at, acl = kept[i], kept[i + 1], kept[i + 2]
                 if recursive:
                     if event_type == p.EVENT_NODE_CHILDREN_CHANGED or not (at == path or at.startswith(prefix)):
                         continue
