@@ -44,13 +44,6 @@ SNDHWM = 200_000
 _PR_SET_PDEATHSIG = 1
 
 
-def set_socket_options(sock: zmq.Socket) -> None:
-    """The options every socket of the node uses."""
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDHWM, SNDHWM)
-    sock.setsockopt(zmq.RCVHWM, SNDHWM)
-
-
 def set_peer_options(sock: zmq.Socket, hwm: int) -> None:
     """A socket facing peers or clients: bounded queues, and (a ROUTER) a send to a peer whose
     queue is full or who is gone fails (EAGAIN / EHOSTUNREACH) instead of being dropped silently,

@@ -20,14 +20,20 @@ class AdminError(RuntimeError):
 
 
 def ask(host: str, port: int, command: str, timeout: float = 5.0,
-        curve_server_key: str | None = None, curve_secret_key: str | None = None) -> str:
+        curve_server_key: str | None = None, curve_secret_key: str | None = None, *,
+        curve_keys: tuple[tuple[bytes, bytes], bytes] | None = None) -> str:
     """The node's answer to `command`, as text (over CURVE when given the node's public key and
-    this client's key pair)."""
+    this client's key pair, as files or z85 text, or `curve_keys` already loaded: ((public,
+    secret), server public key))."""
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     try:
-        if curve_server_key or curve_secret_key:
+        if curve_keys is not None:
+            from runtime import curve
+
+            curve.connect_as(sock, *curve_keys)
+        elif curve_server_key or curve_secret_key:
             from runtime import curve
 
             if not (curve_server_key and curve_secret_key):
@@ -42,7 +48,7 @@ def ask(host: str, port: int, command: str, timeout: float = 5.0,
         try:
             sock.connect(f"tcp://{host}:{port}")
             sock.send(msgspec.msgpack.encode(p.AdminCommand(1, command)))
-            _wait_answer(sock, monitor, f"{host}:{port}", command, timeout, bool(curve_server_key))
+            _wait_answer(sock, monitor, f"{host}:{port}", command, timeout, bool(curve_server_key or curve_keys))
             reply = msgspec.msgpack.decode(sock.recv(), type=p.ServerMsg)
         finally:
             sock.disable_monitor()

@@ -642,25 +642,16 @@ class Client(Operations):
 
     def _isro(self, host: str, port: int) -> str | None:
         """A node's answer to `isro` (None: no answer within RW_PROBE_TIMEOUT_S)."""
-        sock = zmq.Context.instance().socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
+        from zoomq.admin import AdminError, ask
+
+        keys = None
+        if self._curve is not None:
+            pair, server_keys = self._curve
+            keys = (pair, server_keys.get(f"{host}:{port}") or server_keys["*"])
         try:
-            if self._curve is not None:
-                pair, server_keys = self._curve
-                sock.curve_publickey, sock.curve_secretkey = pair
-                sock.curve_serverkey = server_keys.get(f"{host}:{port}") or server_keys["*"]
-            sock.connect(f"tcp://{host}:{port}")
-            sock.send(self._encoder.encode(p.AdminCommand(1, "isro")))
-            if not sock.poll(int(RW_PROBE_TIMEOUT_S * 1000)):
-                return None
-            reply = msgspec.msgpack.decode(sock.recv(), type=p.ServerMsg)
-        except (zmq.ZMQError, msgspec.DecodeError):
+            return ask(host, port, "isro", RW_PROBE_TIMEOUT_S, curve_keys=keys).strip()
+        except (AdminError, zmq.ZMQError, msgspec.DecodeError):
             return None
-        finally:
-            sock.close(linger=0)
-        if isinstance(reply, p.Reply) and not reply.err and isinstance(reply.body, p.TextResult):
-            return reply.body.text.strip()
-        return None
 
     # --- the event thread ---------------------------------------------------------------------
 

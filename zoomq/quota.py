@@ -21,7 +21,6 @@ QUOTA_PREFIX = QUOTA_ROOT + "/"
 LIMITS_NODE = "zookeeper_limits"
 STATS_NODE = "zookeeper_stats"
 COUNT, BYTES, COUNT_HARD, BYTES_HARD = "count", "bytes", "countHardLimit", "byteHardLimit"
-KEYS = (COUNT, BYTES, COUNT_HARD, BYTES_HARD)
 
 
 def quota_path(path: str) -> str:

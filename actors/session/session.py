@@ -570,16 +570,20 @@ class SessionCore:
         session.read_only = False
         self.watches.drop_session(session.session_id)
 
+    def _new_session(self, req: p.Connect) -> tuple[int, int, bytes]:
+        """(id, negotiated timeout, password) for a session this node opens."""
+        timeout = min(max(req.timeout_ms, self.cfg.min_timeout_ms), self.cfg.max_timeout_ms)
+        session_id = self.next_session_id
+        self.next_session_id += 1
+        return session_id, timeout, self.random_bytes(PASSWD_BYTES)
+
     def _connect_read_only(self, rid: bytes, req: p.Connect, ids: list[Id]) -> None:
         tree = self.tree
         if not req.read_only or req.last_zxid_seen > tree.last_zxid:
             self._reply(rid, 0, Codes.CONNECTIONLOSS)  # a read-write client (or one ahead): elsewhere
             return
         if req.session_id == 0:
-            timeout = min(max(req.timeout_ms, self.cfg.min_timeout_ms), self.cfg.max_timeout_ms)
-            session_id = self.next_session_id
-            self.next_session_id += 1
-            passwd = self.random_bytes(PASSWD_BYTES)
+            session_id, timeout, passwd = self._new_session(req)
         else:
             known = tree.sessions.get(req.session_id)
             local = self.sessions.get(req.session_id)
@@ -610,10 +614,7 @@ class SessionCore:
             self._send(rid, self.encoder.encode(EXPIRED))
             return
         if req.session_id == 0:
-            timeout = min(max(req.timeout_ms, self.cfg.min_timeout_ms), self.cfg.max_timeout_ms)
-            session_id = self.next_session_id
-            self.next_session_id += 1
-            passwd = self.random_bytes(PASSWD_BYTES)
+            session_id, timeout, passwd = self._new_session(req)
             conn = self._new_conn()
             self.connecting[session_id] = (rid, ids, timeout, passwd, conn)
             self._tell(WriteRequest(self.sid, session_id, 0, OpenSession(session_id, timeout, passwd),

@@ -433,7 +433,7 @@ class DataTree:
         if owner:
             self._index_owner(path, owner)
         if self.quotas or path.startswith(QUOTA_PREFIX):
-            self._quota_created(path, node)
+            self._quota_changed(path, node, 1, data_size(node.data))
         if events is not None:
             events.append((EVENT_NODE_CREATED, path))
             events.append((EVENT_NODE_CHILDREN_CHANGED, parent_path))
@@ -477,7 +477,7 @@ class DataTree:
         parent = nodes[parent_path]
         del nodes[path]
         if self.quotas or path.startswith(QUOTA_PREFIX):
-            self._quota_removed(path, node)
+            self._quota_changed(path, node, -1, -data_size(node.data), removed=True)
         kids = parent.children
         kids.discard(name)  # type: ignore[union-attr]
         if not kids:
@@ -499,7 +499,7 @@ class DataTree:
         old = data_size(node.data)
         node.data = self._held(op.path, op.data)
         if self.quotas or op.path.startswith(QUOTA_PREFIX):
-            self._quota_set(op.path, node, old)
+            self._quota_changed(op.path, node, 0, data_size(node.data) - old)
         node.version = op.version
         node.mzxid = zxid
         node.mtime = time_ms
@@ -719,56 +719,35 @@ class DataTree:
         if quota is not None and node is not None:
             node.data = usage_text(quota.usage())
 
-    def _quota_created(self, path: str, node: Znode) -> None:
+    def _quota_changed(self, path: str, node: Znode, count: int, size: int, removed: bool = False) -> None:
+        """`path` gained `count` znodes and `size` bytes (negative when removed). A limits znode
+        makes, changes or (removed) ends its quota; a stats znode shows the node's figures
+        whatever was written; any other path counts toward its quota root."""
         about = quota_target(path)
         if about is not None:
             target, name = about
-            if name == LIMITS_NODE:
-                self._add_quota(target, node.data)
+            if name != LIMITS_NODE:
+                if not removed:
+                    self._render_stats(target)
+            elif removed:
+                self.quotas.pop(target, None)
             else:
-                self._render_stats(target)
+                self._add_quota(target, node.data)
             return
         root = self.quota_root(path)
         if root is not None:
             quota = self.quotas[root]
-            quota.count += 1
-            quota.bytes += data_size(node.data)
-            self._render_stats(root)
-
-    def _quota_removed(self, path: str, node: Znode) -> None:
-        about = quota_target(path)
-        if about is not None:
-            if about[1] == LIMITS_NODE:
-                self.quotas.pop(about[0], None)
-            return
-        root = self.quota_root(path)
-        if root is not None:
-            quota = self.quotas[root]
-            quota.count -= 1
-            quota.bytes -= data_size(node.data)
-            self._render_stats(root)
-
-    def _quota_set(self, path: str, node: Znode, old_size: int) -> None:
-        about = quota_target(path)
-        if about is not None:
-            target, name = about
-            if name == LIMITS_NODE:
-                self._add_quota(target, node.data)
-            else:
-                self._render_stats(target)  # the node's own figures, whatever was written
-            return
-        root = self.quota_root(path)
-        if root is not None:
-            self.quotas[root].bytes += data_size(node.data) - old_size
+            quota.count += count
+            quota.bytes += size
             self._render_stats(root)
 
     def _rebuild_quotas(self) -> None:
         """Every quota root from the limits znodes under /zookeeper/quota, usage recomputed."""
         self.quotas = {}
-        top = self.nodes.get(QUOTA_PREFIX.rstrip("/"))
+        top = self.nodes.get(QUOTA)
         if top is None:
             return
-        stack = [QUOTA_PREFIX.rstrip("/")]
+        stack = [QUOTA]
         while stack:
             path = stack.pop()
             for name in self.nodes[path].children:
