@@ -33,11 +33,7 @@ TARGET = os.environ.get("ZOOMQ_KAZOO_TARGET", "zoomq")
 DELIBERATE: dict[str, str] = {}
 
 # test id -> the issue that builds the capability
-PENDING: dict[str, str] = {
-    "test_client.py::TestReconfig::test_no_super_auth": "[features] dynamic reconfiguration",
-    "test_client.py::TestReconfig::test_add_remove_observer": "[features] dynamic reconfiguration",
-    "test_client.py::TestReconfig::test_bad_input": "[features] dynamic reconfiguration",
-}
+PENDING: dict[str, str] = {}
 
 SUPER_DIGEST = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="  # what kazoo's harness gives ZooKeeper (password "test")
 
@@ -77,6 +73,7 @@ class ZoomqKazooServer:
             init_limit=4,
             sync_limit=2,
             super_digest=SUPER_DIGEST,
+            reconfig_enabled=True,  # as kazoo's harness configures ZooKeeper (reconfigEnabled=true)
             **tls,
             **extra,
         )

@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from runtime.files import write_atomic
+
 DEFAULT_CLIENT_PORT = 2181
 MAX_DATA_BYTES = 1024 * 1024
 
@@ -28,17 +30,126 @@ class ServerEntry(msgspec.Struct, frozen=True):
     # This member's CurveZMQ public key (z85, 40 characters, or a .key file): required for every
     # member when the nodes use curve_secret_key; a peer must present one of these keys.
     curve_public_key: str = ""
+    client_host: str = ""  # where clients reach it, when not `host` (a spec's `;<client host>:<port>`)
+
+    @property
+    def voter(self) -> bool:
+        return self.role != "observer"
+
+    def spec(self) -> str:
+        """ZooKeeper's dynamic-config form of this member (a line of /zookeeper/config)."""
+        return (f"server.{self.id}={self.host}:{self.quorum_port}:{self.election_port}:{self.role};"
+                f"{self.client_host or self.host}:{self.client_port}")
 
 
 def membership_text(servers: list[ServerEntry], version: int = 0) -> bytes:
     """The ensemble as ZooKeeper 3.5+ shows it in /zookeeper/config: a line per member,
     `server.<id>=<host>:<quorum port>:<election port>:<participant|observer>;<host>:<client port>`,
-    then `version=<hex>`. Empty for a standalone node (as ZooKeeper's)."""
+    then `version=<hex>` (the zxid of the reconfig that made it; 0 = the configured one). Empty for
+    a standalone node (as ZooKeeper's)."""
     if not servers:
         return b""
-    lines = [f"server.{s.id}={s.host}:{s.quorum_port}:{s.election_port}:{s.role};{s.host}:{s.client_port}"
-             for s in sorted(servers, key=lambda s: s.id)]
+    lines = [s.spec() for s in sorted(servers, key=lambda s: s.id)]
     return ("\n".join([*lines, f"version={version:x}"])).encode()
+
+
+class SpecError(ValueError):
+    """A server spec, id list or membership that a reconfig cannot take."""
+
+
+def parse_spec(text: str) -> ServerEntry:
+    """One server spec, as ZooKeeper's dynamic config and reconfig take it:
+    `server.<id>=<host>:<quorum port>:<election port>[:participant|observer][;[<client host>:]<client port>]`."""
+    key, eq, value = text.strip().partition("=")
+    if not eq or not key.startswith("server."):
+        raise SpecError(f"not a server spec (server.<id>=<host>:<port>:<port>[:role][;[host:]port]): {text!r}")
+    sid = _number(key[len("server."):], "server id", text)
+    server, _, client = value.partition(";")
+    parts = server.split(":")
+    if len(parts) not in (3, 4) or not parts[0]:
+        raise SpecError(f"server {sid}: expected <host>:<quorum port>:<election port>[:role], got {server!r}")
+    role = parts[3] if len(parts) == 4 else "participant"
+    if role not in ("participant", "observer"):
+        raise SpecError(f"server {sid}: role must be participant or observer, not {role!r}")
+    client_host, client_port = "", DEFAULT_CLIENT_PORT
+    if client:
+        chost, colon, cport = client.rpartition(":")
+        client_host = chost if colon else ""
+        if colon and not chost:
+            raise SpecError(f"server {sid}: empty client host in {client!r}")
+        client_port = _port(cport, text)
+    entry = ServerEntry(sid, parts[0], _port(parts[1], text), _port(parts[2], text), client_port, role,
+                        client_host="" if client_host == parts[0] else client_host)
+    if entry.quorum_port == entry.election_port:
+        raise SpecError(f"server {sid}: the quorum and election ports must differ")
+    return entry
+
+
+def _number(value: str, what: str, text: str) -> int:
+    if not value.strip().isdigit():
+        raise SpecError(f"{what} must be a non-negative integer in {text!r}")
+    return int(value)
+
+
+def _port(value: str, text: str) -> int:
+    port = _number(value, "a port", text)
+    if not 0 < port < 65536:
+        raise SpecError(f"port {port} out of range in {text!r}")
+    return port
+
+
+def _split_list(text: str | None) -> list[str]:
+    return [item.strip() for item in (text or "").replace("\n", ",").split(",") if item.strip()]
+
+
+def reconfigured(current: list[ServerEntry], joining: str | None, leaving: str | None, new_members: str | None) -> list[ServerEntry]:
+    """The membership a reconfig asks for, as ZooKeeper's: either whole (`new_members`) or
+    `current` with `joining` added (a joining id already there is replaced: how a participant
+    becomes an observer and back) and the `leaving` ids removed. SpecError if it cannot be."""
+    if new_members and (joining or leaving):
+        raise SpecError("a reconfig is either incremental (joining / leaving) or whole (new members), not both")
+    if new_members:
+        servers = [parse_spec(item) for item in _split_list(new_members)]
+        if len({s.id for s in servers}) != len(servers):
+            raise SpecError("new members name a server id twice")
+    else:
+        if not joining and not leaving:
+            raise SpecError("a reconfig needs joining, leaving or new members")
+        adds = [parse_spec(item) for item in _split_list(joining)]
+        gone = {_number(item, "a leaving server id", leaving or "") for item in _split_list(leaving)}
+        if len({s.id for s in adds}) != len(adds) or gone & {s.id for s in adds}:
+            raise SpecError("a server id is named twice among joining and leaving")
+        unknown = gone - {s.id for s in current}
+        if unknown:
+            raise SpecError(f"leaving servers not in the configuration: {sorted(unknown)}")
+        replaced = {s.id for s in adds} | gone
+        servers = [s for s in current if s.id not in replaced] + adds
+    if not any(s.voter for s in servers):
+        raise SpecError("the new configuration has no participant")
+    keep_keys = {s.id: s.curve_public_key for s in current}
+    return sorted((msgspec.structs.replace(s, curve_public_key=keep_keys.get(s.id, "")) for s in servers), key=lambda s: s.id)
+
+
+MEMBERSHIP_FILE = "membership.json"  # in the data dir: the membership reconfigs made, and its version
+
+
+class Membership(msgspec.Struct, frozen=True):
+    servers: list[ServerEntry]
+    version: int  # the zxid of the reconfig that made it
+
+
+def read_membership(data_dir: str | Path) -> Membership | None:
+    """The membership a committed reconfig left in `data_dir` (None: there was none)."""
+    try:
+        return msgspec.json.decode(Path(data_dir, MEMBERSHIP_FILE).read_bytes(), type=Membership)
+    except FileNotFoundError:
+        return None
+    except (OSError, msgspec.DecodeError) as exc:
+        raise ConfigError(f"cannot read {Path(data_dir, MEMBERSHIP_FILE)}: {exc}") from exc
+
+
+def write_membership(data_dir: str | Path, membership: Membership) -> None:
+    write_atomic(Path(data_dir, MEMBERSHIP_FILE), msgspec.json.encode(membership))
 
 
 class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -80,6 +191,10 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # clients that asked for read-only (Client(read_only=True)), refusing writes with
     # NotReadOnlyCallError, until it rejoins. Off by default, as in ZooKeeper. Ensembles only.
     read_only_mode: bool = False
+    # ZooKeeper's reconfigEnabled: whether `reconfig` may change the membership of the running
+    # ensemble (by a super user, or a session the ACL of /zookeeper/config lets WRITE). Off by
+    # default, as in ZooKeeper (ReconfigDisabledError); `zoomq ensemble up` turns it on.
+    reconfig_enabled: bool = False
     # How many of its latest txns (with watch events) a node keeps the events of, so that a
     # persistent watch resumed after a reconnect (or with since_zxid) gets every change it
     # missed in order; one further back gets a single RESYNC event. 0 = keep none.
@@ -154,6 +269,16 @@ def load(path: str | Path | None = None, **overrides: Any) -> NodeConfig:
         raise ConfigError("sync_memory_txns must be >= 0")
     if cfg.init_limit <= 0 or cfg.sync_limit <= 0:
         raise ConfigError("init_limit and sync_limit must be > 0 (ticks)")
+    membership = read_membership(cfg.data_dir) if cfg.servers else None
+    if membership is not None:
+        # A reconfig changed the membership since the config file was written: the data dir's
+        # copy wins (as ZooKeeper's dynamic config file), CURVE keys of known members kept.
+        keys = {s.id: s.curve_public_key for s in cfg.servers}
+        servers = [msgspec.structs.replace(s, curve_public_key=s.curve_public_key or keys.get(s.id, "")) for s in membership.servers]
+        if cfg.sid not in {s.id for s in servers}:
+            raise ConfigError(f"server {cfg.sid} was removed from the ensemble by reconfig {membership.version:#x} "
+                              f"({cfg.data_dir}/{MEMBERSHIP_FILE}); start it with a new data dir to join again")
+        cfg = msgspec.structs.replace(cfg, servers=servers)
     if cfg.servers:
         ids = [s.id for s in cfg.servers]
         if len(set(ids)) != len(ids):
@@ -165,7 +290,7 @@ def load(path: str | Path | None = None, **overrides: Any) -> NodeConfig:
                 raise ConfigError(f"server {entry.id}: role must be participant or observer, not {entry.role!r}")
         if not any(s.role == "participant" for s in cfg.servers):
             raise ConfigError("an ensemble needs at least one participant")
-        if len(cfg.servers) == 1:
+        if len(cfg.servers) == 1 and membership is None:
             # A one-member list is this node alone: it serves standalone, as ZooKeeper does with a
             # single server entry (standaloneEnabled), instead of looking for peers forever.
             cfg = msgspec.structs.replace(cfg, servers=[])

@@ -45,10 +45,10 @@ from typing import Any
 import msgspec
 import psutil
 
-from actors.protocol.internal import Elected, InternalMsg, Look, Looking
+from actors.protocol.internal import Elected, InternalMsg, Look, Looking, Reconfigured
 from runtime import logs, spawn
 from runtime.localbus import LocalBus
-from runtime.config import NodeConfig, to_json
+from runtime.config import Membership, NodeConfig, read_membership, to_json, write_membership
 from runtime.files import write_atomic
 from runtime.restart_policy import GiveUp, RestartActor, RestartAll, RestartPolicy
 from runtime.roles import ACTOR_OF_STATE, EXIT_ROLE_ENDED, Role, write_role
@@ -138,6 +138,7 @@ class Supervisor:
         self.role_actor: str | None = None
         self._look_at: float | None = None  # when to (re)start an election
         self._suspect = -1  # the leader whose following just failed (see _on_role_exit)
+        self.membership_version = 0  # the reconfig the membership in cfg.servers comes from (0: none)
         self._bus: LocalBus | None = None  # messages to and from the actors (ensembles only)
         self._inbox_decoder = msgspec.msgpack.Decoder(InternalMsg)
         self._encoder = msgspec.msgpack.Encoder()
@@ -254,6 +255,9 @@ class Supervisor:
         if len(self.run_dir) + 16 > IPC_PATH_MAX:
             self.log.warning("run_dir_too_long", run_dir=self.run_dir, hint="ipc paths are limited to ~100 bytes")
         self.cfg = msgspec.structs.replace(cfg, run_dir=self.run_dir, data_dir=str(data_dir))
+        if self.ensemble:
+            membership = read_membership(data_dir)
+            self.membership_version = membership.version if membership is not None else 0
         config_path = run_dir / "config.json"
         write_atomic(config_path, to_json(self.cfg), durable=False)
         self.config_path = str(config_path)
@@ -425,6 +429,43 @@ class Supervisor:
             return
         if isinstance(msg, Elected):
             self._on_elected(msg)
+        elif isinstance(msg, Reconfigured):
+            self._on_reconfigured(msg)
+
+    def _on_reconfigured(self, msg: Reconfigured) -> None:
+        """A reconfig committed on this node: keep the membership in the data dir (a restart
+        starts from it) and in config.json (actors started from now on read it); the election
+        actor takes it at once. A follower or observer whose own role changed ends its role and
+        looks again as the new one. A leader that is no longer a voter steps down by itself
+        (actors/leader). A node the membership does not name (one about to be added, or one
+        removed) keeps its own entry and goes on as a non-voting learner, as ZooKeeper's; it is
+        not kept in the data dir, where it would stop a joining node from starting again."""
+        if msg.version <= self.membership_version or not self.ensemble:
+            return
+        keys = {s.id: s.curve_public_key for s in self.cfg.servers}
+        servers = [msgspec.structs.replace(s, curve_public_key=s.curve_public_key or keys.get(s.id, "")) for s in msg.servers]
+        mine = next((s for s in self.cfg.servers if s.id == self.cfg.sid), None)
+        after = next((s for s in servers if s.id == self.cfg.sid), None)
+        self.membership_version = msg.version
+        if after is not None:
+            write_membership(self.cfg.data_dir, Membership(servers, msg.version))
+        elif mine is not None:
+            servers.append(mine)
+        self.log.info("reconfigured", version=hex(msg.version), servers=[s.spec() for s in msg.servers],
+                      member=after is not None)
+        self.cfg = msgspec.structs.replace(self.cfg, servers=servers)
+        write_atomic(self.config_path, to_json(self.cfg), durable=False)
+        self._tell("election", Reconfigured(servers, msg.version))
+        changed = after is not None and mine is not None and after.role != mine.role
+        if changed and self.role is not None and self.role.state != "leading" and self.role_actor is not None:
+            child = self._children.get(self.role_actor)
+            self.role_actor = None
+            self.role = None
+            if child is not None:
+                self._stop_children([child])
+            self._tell("session", Looking())
+            self._look_at = time.monotonic()
+            self._write_status()
 
     def _on_elected(self, msg: Elected) -> None:
         if self._state in ("stopping", "restarting", "giving_up"):

@@ -267,3 +267,27 @@ def check_writes(client: Any, acked: list[int], parent: str = "/w") -> tuple[lis
     missing = set(acked) - set(values)
     assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {sorted(missing)[:10]}"
     return names, values
+
+
+def check_every_node(ens: Any, acked: list[int]) -> None:
+    """Every running node has every acked value once, in sequence order, and the same data."""
+    seen = None
+    for node in ens.nodes:
+        if not node.running:
+            continue
+        zk = ens.client(hosts=node.hosts)
+        try:
+            state = check_writes(zk, acked)
+        except AssertionError as exc:
+            raise AssertionError(f"{node.hosts}: {exc}") from None
+        if seen is None:
+            seen = state
+        assert state == seen, f"{node.hosts} differs from another node"
+        zk.stop()
+
+
+def writer_on(ens: Any, prefer: Any = None) -> Writer:
+    """A Writer connected to `prefer` first, able to move to any other node."""
+    order = [prefer] if prefer is not None else []
+    order += [n for n in ens.nodes if n is not prefer]
+    return Writer(ens.client(hosts=",".join(n.hosts for n in order), timeout=15.0, randomize_hosts=prefer is None))

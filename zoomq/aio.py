@@ -247,6 +247,12 @@ class Client:
     async def command(self, cmd: bytes | str = b"ruok") -> str:
         return await asyncio.wait_for(self._wait(self._engine.command_async(cmd)), 10)
 
+    async def reconfig(self, joining: str | None, leaving: str | None, new_members: str | None,
+                       from_config: int = -1) -> tuple[bytes, ZnodeStat]:
+        """Change the ensemble's membership; (new /zookeeper/config content, its Stat). As
+        `zoomq.Client.reconfig` (the same arguments, checks and errors)."""
+        return await self._wait(self._engine.reconfig_async(joining, leaving, new_members, from_config))
+
     def transaction(self) -> TransactionRequest:
         return TransactionRequest(self)
 

@@ -11,10 +11,15 @@ Exit codes: 0 ok; 1 runtime failure (port in use, node gave up, shell command fa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zoomq.protocol import Reconfig
 
 EXIT_USAGE = 2
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -123,6 +128,85 @@ def _run_shell(args: argparse.Namespace) -> int:
 
     return shell.main(args.hosts, args.command, timeout=args.timeout, connect_timeout=args.connect_timeout,
                       curve_server_key=args.curve_server_key, curve_secret_key=args.curve_secret_key)
+
+
+def _add_reconfig(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reconfig",
+        help="change the ensemble's membership (ZooKeeper's reconfig): add or remove servers, or give them all",
+        description="Dynamic reconfiguration, as zkCli's reconfig: --add and/or --remove (incremental), or --members "
+        "(the whole new membership). Prints the new /zookeeper/config. Needs the super user, or WRITE on "
+        "/zookeeper/config (--auth). A server spec: server.<id>=<host>:<quorum port>:<election port>"
+        "[:participant|observer];[<client host>:]<client port>.",
+    )
+    p.add_argument("hosts", metavar="HOST:PORT", help="host:port[,host:port...] of the ensemble")
+    p.add_argument("--add", action="append", metavar="SPEC", help="server spec(s) to add, comma-separated (repeatable)")
+    p.add_argument("--remove", action="append", metavar="IDS", help="server id(s) to remove, comma-separated (repeatable)")
+    p.add_argument("--members", metavar="SPECS", help="the whole new membership, comma-separated specs (not with --add / --remove)")
+    p.add_argument("--from-config", metavar="VERSION",
+                   help="only if the config is still this version (hex, as the version= line of /zookeeper/config shows it)")
+    p.add_argument("--auth", action="append", metavar="SCHEME:CREDENTIAL",
+                   help="authenticate the session first, e.g. digest:super:secret (repeatable)")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="session timeout in seconds")
+    p.add_argument("--connect-timeout", type=float, default=15.0, metavar="S", help="seconds to wait to connect")
+    _add_curve_flags(p)
+    p.set_defaults(run=_run_reconfig)
+
+
+def parse_auth(values: list[str] | None) -> list[tuple[str, str]]:
+    """`--auth SCHEME:CREDENTIAL` values -> the client's auth_data: `digest:super:secret` is
+    ("digest", "super:secret"). ValueError for one without a scheme."""
+    pairs = []
+    for value in values or ():
+        scheme, sep, credential = value.partition(":")
+        if not scheme or not sep:
+            raise ValueError(f"--auth expects SCHEME:CREDENTIAL (e.g. digest:user:password), got {value!r}")
+        pairs.append((scheme, credential))
+    return pairs
+
+
+def reconfig_request(args: argparse.Namespace) -> tuple[Reconfig, list[tuple[str, str]]]:
+    """The parsed `zoomq reconfig` flags -> (the protocol.Reconfig to make, its xid still 0; the
+    auth_data). ValueError (zoomq.shell.ShellUsageError is one) when they do not make a reconfig."""
+    from zoomq.shell import reconfig_message
+
+    request = reconfig_message(add=args.add, remove=args.remove, members=args.members, version=args.from_config)
+    return request, parse_auth(args.auth)
+
+
+def _run_reconfig(args: argparse.Namespace) -> int:
+    from zoomq import Client
+    from zoomq.shell import format_data, format_error
+
+    try:
+        request, auth = reconfig_request(args)
+    except ValueError as exc:
+        print(f"zoomq reconfig: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        client = Client(hosts=args.hosts, timeout=args.timeout, auth_data=auth,
+                        curve_server_key=args.curve_server_key, curve_secret_key=args.curve_secret_key)
+    except Exception as exc:  # noqa: BLE001 - bad hosts or keys: said plainly
+        print(f"zoomq reconfig: {format_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        try:
+            client.start(timeout=args.connect_timeout)
+        except Exception as exc:  # noqa: BLE001
+            print(f"zoomq reconfig: cannot connect to {args.hosts}: {format_error(exc)}", file=sys.stderr)
+            return 1
+        try:
+            data, _stat = client.reconfig(request.joining, request.leaving, request.new_members, request.from_config)
+        except Exception as exc:  # noqa: BLE001 - reported by its kazoo name, not a traceback
+            print(f"zoomq reconfig: {format_error(exc)}", file=sys.stderr)
+            return 1
+        print(format_data(data))
+        return 0
+    finally:
+        with contextlib.suppress(Exception):
+            client.stop()
+        with contextlib.suppress(Exception):
+            client.close()
 
 
 def _add_ensemble(sub: argparse._SubParsersAction) -> None:
@@ -320,6 +404,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "server": _add_server,
     "shell": _add_shell,
+    "reconfig": _add_reconfig,
     "ensemble": _add_ensemble,
     "admin": _add_admin,
     "keys": _add_keys,

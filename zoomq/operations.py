@@ -367,6 +367,41 @@ class Operations:
             raise ValueError("get_config reads /zookeeper/config: use a client without a chroot")
         return self.get("/zookeeper/config")
 
+    def reconfig(self, joining: str | None, leaving: str | None, new_members: str | None,
+                 from_config: int = -1) -> tuple[bytes, ZnodeStat]:
+        """Change the ensemble's membership (ZooKeeper 3.5+ reconfig, kazoo's `reconfig`);
+        returns the new /zookeeper/config content and its Stat.
+
+        Incremental: `joining`, comma-separated server specs
+        (`server.<id>=<host>:<quorum port>:<election port>[:participant|observer];[<client host>:]<client port>`),
+        and/or `leaving`, comma-separated server ids. Whole: `new_members`, comma-separated specs
+        (then joining and leaving are None). `from_config`: the config version it must still be
+        (the `version=` line of /zookeeper/config, as an int: `int(hex_text, 16)`), -1 for any.
+        Raises NewConfigNoQuorumError, ReconfigInProcessError, BadVersionError (from_config no
+        longer current), BadArgumentsError, ReconfigDisabledError, NoAuthError (needs the super
+        user, or WRITE on /zookeeper/config)."""
+        return self.reconfig_async(joining, leaving, new_members, from_config).get()
+
+    def reconfig_async(self, joining: str | None, leaving: str | None, new_members: str | None,
+                       from_config: int) -> AsyncResult:
+        """`reconfig` whose outcome arrives in the returned AsyncResult."""
+        # kazoo's checks, word for word; a falsy value is sent as null, as kazoo writes it.
+        if joining and not isinstance(joining, str):
+            raise TypeError("Invalid type for 'joining' (string expected)")
+        if leaving and not isinstance(leaving, str):
+            raise TypeError("Invalid type for 'leaving' (string expected)")
+        if new_members and not isinstance(new_members, str):
+            raise TypeError("Invalid type for 'new_members' (string expected)")
+        if not isinstance(from_config, int):
+            raise TypeError("Invalid type for 'from_config' (int expected)")
+
+        def parse(reply: p.Reply) -> Any:
+            self._check(reply)
+            return reply.body.data, reply.body.stat
+
+        msg = p.Reconfig(self._next_xid(), joining or None, leaving or None, new_members or None, int(from_config))
+        return self._submit(msg, parse)
+
     # --- quotas (zoomq/quota.py; ZooKeeper's setquota / listquota / delquota) ----------------------
 
     def set_quota(self, path: str, *, count: int | None = None, bytes: int | None = None,  # noqa: A002

@@ -233,6 +233,21 @@ class AdminCommand(Msg, tag="admin"):
     command: str
 
 
+class Reconfig(Msg, tag="reconfig"):
+    """Change the ensemble's membership (ZooKeeper 3.5+ reconfig; kazoo's `client.reconfig`).
+    Incremental: `joining` (comma-separated server specs, `server.<id>=<host>:<quorum port>:
+    <election port>[:participant|observer];[<client host>:]<client port>`) and `leaving`
+    (comma-separated ids); or whole: `new_members` (comma-separated specs). `from_config`: the
+    config version (the zxid of /zookeeper/config's `version=` line) it must still be, -1 = any.
+    Answered with a DataResult: the new /zookeeper/config and its Stat."""
+
+    xid: int
+    joining: str | None = None
+    leaving: str | None = None
+    new_members: str | None = None
+    from_config: int = -1
+
+
 ClientMsg = (
     Connect
     | Create
@@ -258,10 +273,11 @@ ClientMsg = (
     | CheckWatches
     | MultiRead
     | WhoAmI
+    | Reconfig
 )
-WriteOp = Create | Delete | SetData | SetACL | Check | Multi | Sync | Close
+WriteOp = Create | Delete | SetData | SetACL | Check | Multi | Sync | Close | Reconfig
 READ_OPS = (Exists, GetData, GetACL, GetChildren, GetEphemerals, GetAllChildrenNumber, MultiRead, WhoAmI)
-WRITE_OPS = (Create, Delete, SetData, SetACL, Check, Multi, Sync, Close)
+WRITE_OPS = (Create, Delete, SetData, SetACL, Check, Multi, Sync, Close, Reconfig)
 
 # --- node -> client ---------------------------------------------------------------------------
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from zoomq import protocol as p
 from zoomq.paths import validate_path
 from zoomq.security import ACL, Id, Permissions
 
@@ -48,6 +50,7 @@ class Command:
     credential: str = ""
     # setquota: (kwarg, value) per limit given; delquota: the limits to drop (value -1)
     limits: tuple[tuple[str, int], ...] = ()
+    reconfig: p.Reconfig | None = None  # reconfig: the request to make (its xid is the client's to give)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class _Spec:
     valued: tuple[str, ...] = ()  # options that take a value
     min_args: int = 0
     max_args: int = 0
+    repeatable: tuple[str, ...] = ()  # valued options that may be given again: the values are joined with ','
 
 
 SPECS: dict[str, _Spec] = {
@@ -74,6 +78,8 @@ SPECS: dict[str, _Spec] = {
     "setquota": _Spec("setquota [-n count] [-b bytes] [-N count] [-B bytes] path", (), ("-n", "-b", "-N", "-B"), 1, 1),
     "listquota": _Spec("listquota [path]", (), (), 0, 1),
     "config": _Spec("config [-c] [-s]", ("-c", "-s"), (), 0, 0),
+    "reconfig": _Spec("reconfig [-s] [-v version] [[-members serverSpec,...] | [-add serverSpec,...]* [-remove serverId,...]*]",
+                      ("-s",), ("-v", "-members", "-add", "-remove"), 0, 0, ("-add", "-remove")),
     "delquota": _Spec("delquota [-n] [-b] [-N] [-B] path", ("-n", "-b", "-N", "-B"), (), 1, 1),
     "help": _Spec("help"),
     "quit": _Spec("quit"),
@@ -188,6 +194,8 @@ def parse_tokens(tokens: list[str]) -> Command:
             value = next(rest, None)
             if value is None:
                 raise ShellUsageError(f"{token} needs a value; usage: {spec.usage}")
+            if token in spec.repeatable and token in values:
+                value = f"{values[token]},{value}"
             values[token] = value
         else:
             args.append(token)
@@ -301,6 +309,52 @@ def _build_listquota(verb: str, spec: _Spec, flags: set[str], values: dict[str, 
     return Command(verb, path=_path(args[0]) if args else "")
 
 
+def _build_reconfig(verb: str, spec: _Spec, flags: set[str], values: dict[str, str], args: list[str]) -> Command:
+    msg = reconfig_message(add=values.get("-add"), remove=values.get("-remove"), members=values.get("-members"),
+                           version=values.get("-v"), usage=spec.usage)
+    return Command(verb, stat="-s" in flags, reconfig=msg)
+
+
+def reconfig_message(add: str | Sequence[str] | None = None, remove: str | Sequence[str] | None = None,
+                     members: str | None = None, version: str | None = None, *, usage: str = "") -> p.Reconfig:
+    """zkCli's reconfig options -> the request to make (xid 0: the client numbers it).
+
+    `add`: server specs to add (`server.<id>=<host>:<quorum port>:<election port>[:participant|observer];
+    [<client host>:]<client port>`, comma-separated), `remove`: server ids to remove (comma-separated);
+    each may be several such values, joined with ','. Or `members`: the whole new membership (specs,
+    comma-separated), never with `add` / `remove`. `version`: the config version it must still be,
+    in hex as /zookeeper/config's `version=` line shows it (zkCli's -v reads hex too; a 0x prefix
+    is fine), None for any. The lists are lowercased, as zkCli does. ShellUsageError when they do
+    not make a reconfig."""
+    suffix = f"; usage: {usage}" if usage else ""
+
+    def joined(value: str | Sequence[str] | None, what: str) -> str | None:
+        if value is None:
+            return None
+        text = value if isinstance(value, str) else ",".join(value)
+        if not text.strip():
+            raise ShellUsageError(f"empty list of {what}{suffix}")
+        if any(not item.strip() for item in text.split(",")):
+            raise ShellUsageError(f"an empty item in the list of {what}: {text!r}{suffix}")
+        return text.lower()
+
+    joining, leaving = joined(add, "servers to add"), joined(remove, "server ids to remove")
+    new_members = joined(members, "new members")
+    if new_members is None and joining is None and leaving is None:
+        raise ShellUsageError(f"reconfig needs the new members, or servers to add and/or ids to remove{suffix}")
+    if new_members is not None and (joining is not None or leaving is not None):
+        raise ShellUsageError("the new members cannot be given with servers to add or remove "
+                              f"(incremental and non-incremental reconfig do not mix){suffix}")
+    from_config = -1
+    if version is not None:
+        text = version.strip().lower()
+        if text != "-1" and (re.fullmatch(r"(0x)?[0-9a-f]{1,16}", text) is None or int(text, 16) >= 2**63):
+            raise ShellUsageError(f"the config version must be hex (a 64-bit zxid), as the version= line of /zookeeper/config "
+                                  f"shows it, or -1 for any; not {version!r}{suffix}")
+        from_config = int(text, 16)
+    return p.Reconfig(0, joining, leaving, new_members, from_config)
+
+
 def _build_bare(verb: str, spec: _Spec, flags: set[str], values: dict[str, str], args: list[str]) -> Command:
     return Command(verb)
 
@@ -320,6 +374,7 @@ _BUILDERS: dict[str, Callable[[str, _Spec, set[str], dict[str, str], list[str]],
     "setquota": _build_setquota,
     "listquota": _build_listquota,
     "config": lambda verb, spec, flags, values, args: Command(verb, stat="-s" in flags, recursive="-c" in flags),
+    "reconfig": _build_reconfig,
     "delquota": _build_delquota,
     "help": _build_bare,
     "quit": _build_bare,
@@ -404,6 +459,9 @@ def help_text() -> str:
     lines = ["zoomq shell commands:"]
     lines += [f"  {spec.usage}" for spec in SPECS.values()]
     lines.append("  acl: scheme:id:perms[,...] with perms from cdrwa, e.g. world:anyone:cdrwa")
+    lines.append("  serverSpec (reconfig): server.<id>=<host>:<quorum port>:<election port>[:participant|observer];"
+                 "[<client host>:]<client port> (quote it: an unquoted ';' separates commands)")
+    lines.append("  reconfig -v: the config version in hex, as the version= line of `config` shows it (-1: any)")
     lines.append("  several commands may be given on one line, separated by ';'")
     return "\n".join(lines)
 
@@ -494,6 +552,15 @@ def execute(client: Any, cmd: Command, out: TextIO, on_event: Callable[[Any], No
         case "config":  # -c (kept in `recursive`): zkCli's "version host:port,..." form
             data, stat = client.get_config()
             print(client_config(data) if cmd.recursive else format_data(data), file=out)
+            if cmd.stat:
+                _print_lines(format_stat(stat), out)
+        case "reconfig":
+            req = cmd.reconfig
+            if req is None:  # only a Command made by hand lacks it
+                raise ShellUsageError(f"usage: {SPECS['reconfig'].usage}")
+            data, stat = client.reconfig(req.joining, req.leaving, req.new_members, req.from_config)
+            print("Committed new configuration:", file=out)  # zkCli's words
+            print(format_data(data), file=out)
             if cmd.stat:
                 _print_lines(format_stat(stat), out)
         case "delquota":

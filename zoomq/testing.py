@@ -134,6 +134,10 @@ class ZoomqServer:
     # --- facts --------------------------------------------------------------------------------
 
     @property
+    def sid(self) -> int:
+        return int(self.config_overrides.get("sid", 1))
+
+    @property
     def hosts(self) -> str:
         return f"{self.host}:{self.port}"
 
@@ -480,6 +484,9 @@ class ZoomqEnsemble:
         if curve:
             self.servers, per_node, client_options = curve_keys(self.base_dir / "keys", self.servers)
         self.client_options = client_options
+        self._overrides = config_overrides
+        self._clients: list[Any] = []
+        self.removed: set[int] = set()  # ids a reconfig took out (see retire)
         self.nodes = [
             ZoomqServer(
                 data_dir=self.base_dir / f"node{entry.id}",
@@ -495,7 +502,34 @@ class ZoomqEnsemble:
 
     @property
     def hosts(self) -> str:
-        return ",".join(node.hosts for node in self.nodes)
+        return ",".join(node.hosts for node in self.nodes if node.sid not in self.removed)
+
+    def add_node(self, role: str = "participant", timeout: float = 30.0) -> ZoomqServer:
+        """Start one more node (the next id, free ports), configured as a machine joining the
+        ensemble is: the current members and itself. It follows the leader as a non-voting
+        learner until a reconfig adds it (`spec(node)` is what to pass as `joining`)."""
+        from runtime.config import ServerEntry
+
+        if self.client_options:
+            raise NotImplementedError("adding a node to a CURVE ensemble: its key is not in the members' configs")
+        entry = ServerEntry(id=max(s.id for s in self.servers) + 1, host="127.0.0.1", quorum_port=free_port(),
+                            election_port=free_port(), client_port=free_port(), role=role)
+        members = [s for s in self.servers if s.id not in self.removed]
+        node = ZoomqServer(data_dir=self.base_dir / f"node{entry.id}", port=entry.client_port, sid=entry.id,
+                           servers=[*members, entry], **self._overrides)
+        self.servers.append(entry)
+        self.nodes.append(node)
+        node.start(timeout)
+        return node
+
+    def spec(self, node: ZoomqServer) -> str:
+        """The node's server spec, as reconfig's `joining` takes it."""
+        return next(s for s in self.servers if s.id == node.sid).spec()
+
+    def retire(self, node: ZoomqServer) -> None:
+        """After a reconfig removed the node: stop it and leave it out of `hosts`."""
+        self.removed.add(node.sid)
+        node.stop()
 
     def node(self, sid: int) -> ZoomqServer:
         return self.nodes[sid - 1]
@@ -540,10 +574,16 @@ class ZoomqEnsemble:
 
         client = Client(hosts=hosts or self.hosts, **{**self.client_options, **kw})
         client.start(timeout=start_timeout)
-        self.nodes[0]._clients.append(client)  # stopped with the ensemble
+        self._clients.append(client)  # stopped with the ensemble (not with any one node)
         return client
 
     def stop(self) -> None:
+        for client in self._clients:
+            with contextlib.suppress(Exception):
+                client.stop()
+            with contextlib.suppress(Exception):
+                client.close()
+        self._clients.clear()
         for node in self.nodes:
             with contextlib.suppress(Exception):
                 node.stop()

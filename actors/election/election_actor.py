@@ -18,7 +18,7 @@ import zmq
 
 from actors.election.fle import Election
 from actors.log import epochs
-from actors.protocol.internal import Elected, Hello, LogReady, Look
+from actors.protocol.internal import Elected, Hello, LogReady, Look, Reconfigured
 from actors.protocol.quorum import LOOKING, Notification
 from actors.protocol.zxid import fmt
 from runtime.actor import Actor, limit_unacked
@@ -46,20 +46,37 @@ class ElectionActor(Actor):
         self.secure_bind(self.router, f"tcp://{me.host}:{me.election_port}", "peers")
         self.add_socket(self.router, self._on_peer, copy=True)
         self.peers: dict[int, zmq.Socket] = {}
-        for server in cfg.servers:
-            if server.id == cfg.sid:
+        self.addresses: dict[int, str] = {}
+        self._connect_peers(cfg.servers)
+        self.wants_log: float | None = None  # Hello sent, LogReady awaited (retry time)
+        self.look: Look | None = None  # the last Look: whom not to vote for, and how long
+        self.resend_due: float | None = None
+
+    def _connect_peers(self, servers: list[Any]) -> None:
+        """One DEALER per other member; a member gone (or moved) by a reconfig is let go."""
+        wanted = {s.id: f"tcp://{s.host}:{s.election_port}" for s in servers if s.id != self.cfg.sid}
+        for sid in [sid for sid in self.peers if self.addresses.get(sid) != wanted.get(sid)]:
+            sock = self.peers.pop(sid)
+            self.remove_socket(sock)
+            sock.close(linger=0)
+            del self.addresses[sid]
+        for sid, address in wanted.items():
+            if sid in self.peers:
+                continue
+            if self.curve_on and not next((s.curve_public_key for s in servers if s.id == sid), ""):
+                self.log.warning("member_without_curve_key", sid=sid)  # CURVE needs every member's key
                 continue
             sock = self.ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.SNDHWM, PEER_HWM)
-            sock.setsockopt(zmq.IDENTITY, str(cfg.sid).encode())
+            sock.setsockopt(zmq.IDENTITY, str(self.cfg.sid).encode())
             limit_unacked(sock)  # votes flow again as soon as a partition heals
-            self.secure_connect(sock, f"tcp://{server.host}:{server.election_port}", server.id)
-            self.peers[server.id] = sock
-        self.wants_log: float | None = None  # Hello sent, LogReady awaited (retry time)
-        self.look: Look | None = None  # the last Look: whom not to vote for, and how long
-        self.resend_due: float | None = None
+            self.secure_connect(sock, address, sid)
+            # A member answers a node it does not know yet (one joining) on this connection.
+            self.add_socket(sock, lambda frames, now, sid=sid: self._on_answer(sid, frames, now), copy=True)
+            self.peers[sid] = sock
+            self.addresses[sid] = address
 
     # --- timers ---------------------------------------------------------------------------------
 
@@ -94,6 +111,13 @@ class ElectionActor(Actor):
         elif isinstance(msg, Elected):
             self.core.serve(msg.state, msg.leader, msg.zxid, msg.epoch, msg.round)
             self.wants_log = self.resend_due = None
+        elif isinstance(msg, Reconfigured):
+            voters = frozenset(s.id for s in msg.servers if s.voter)
+            observers = frozenset(s.id for s in msg.servers if not s.voter)
+            self.core.set_members(voters, observers)
+            self.cfg = msgspec.structs.replace(self.cfg, servers=list(msg.servers))
+            self._connect_peers(msg.servers)
+            self.log.info("members", version=hex(msg.version), voters=sorted(voters), observers=sorted(observers))
         else:
             self.log.warning("unexpected_message", type=type(msg).__name__)
 
@@ -102,14 +126,20 @@ class ElectionActor(Actor):
         self.wants_log = now + HELLO_RETRY_S
 
     def _on_peer(self, frames: list[Any], now: float) -> None:
-        if len(frames) != 2:
-            return
+        if len(frames) == 2:
+            self._notified(frames[0], frames[1], now)
+
+    def _on_answer(self, sid: int, frames: list[Any], now: float) -> None:
+        if len(frames) == 1:
+            self._notified(str(sid).encode(), frames[0], now)
+
+    def _notified(self, sender: bytes, payload: bytes, now: float) -> None:
         try:
-            n = self.notification_decoder.decode(frames[1])
+            n = self.notification_decoder.decode(payload)
         except msgspec.DecodeError:
-            self.log.warning("bad_notification", size=len(frames[1]))
+            self.log.warning("bad_notification", size=len(payload))
             return
-        if frames[0] != str(n.sid).encode():
+        if sender != str(n.sid).encode():
             self.log.warning("notification_sender_mismatch", sid=n.sid)
             return
         self.core.receive(n, now)
@@ -119,6 +149,13 @@ class ElectionActor(Actor):
         if core.outbox:
             for dest, n in core.outbox:
                 payload = self.encoder.encode(n)
+                if dest is not None and dest not in self.peers:
+                    # Not a member (yet): it asked through our ROUTER; answer on its connection.
+                    try:
+                        self.router.send_multipart([str(dest).encode(), payload], zmq.NOBLOCK)
+                    except zmq.ZMQError:
+                        pass
+                    continue
                 for sid, sock in self.peers.items():
                     if dest is None or dest == sid:
                         try:

@@ -104,11 +104,30 @@ class Election:
         self.vote = Notification(self.me, state, self.round, leader, zxid, epoch)
         self.decide_at = None
 
+    def set_members(self, voters: frozenset[int], observers: frozenset[int]) -> None:
+        """A reconfig committed: the voters and observers from now on (this node among them).
+        Votes of servers no longer voting are forgotten; a round under way goes on."""
+        if self.me not in voters and self.me not in observers:
+            raise ValueError(f"server {self.me} is in neither the voters nor the observers")
+        self.voters, self.observers = voters, observers
+        for votes in (self.received, self.settled):
+            for sid in [s for s in votes if s not in voters and s not in observers]:
+                del votes[sid]
+        if self.state == LOOKING and not self.participant:
+            self.own = None
+            self.received.pop(self.me, None)
+
     def broadcast(self) -> None:
         self.outbox.append((None, self._current()))
 
     def receive(self, n: Notification, now: float) -> None:
-        if self.state == IDLE or n.sid == self.me or (n.sid not in self.voters and n.sid not in self.observers):
+        if self.state == IDLE or n.sid == self.me:
+            return
+        if n.sid not in self.voters and n.sid not in self.observers:
+            # A server about to join by a reconfig: it learns where the leader is (it follows
+            # as a non-voting learner until the reconfig commits), its vote never counts.
+            if self.state != LOOKING and n.state == LOOKING:
+                self.outbox.append((n.sid, self._current()))
             return
         if self.state != LOOKING:
             if n.state == LOOKING:
@@ -204,7 +223,10 @@ class Election:
             leader_ok = n.leader in self.settled and self.settled[n.leader].state == LEADING
         if not leader_ok:
             return
-        if majority.reached(self._agree(self.settled.values(), n), self.voters) or (
+        # A leader that says so, backed by a majority of the other voters (this node's own vote
+        # is not asked for: a node joining by a reconfig, counting itself among four voters of
+        # which one is dead, must still find the leader two live members follow).
+        if majority.reached(self._agree(self.settled.values(), n), self.voters - {self.me}) or (
             n.round == self.round and majority.reached(self._agree(self.received.values(), n), self.voters)
         ):
             self.round = max(self.round, n.round)

@@ -319,6 +319,9 @@ _DECODERS: dict[int, Any] = {
     GET_EPHEMERALS: lambda r, xid, op: p.GetEphemerals(xid, r.path() or "/"),
     GET_ALL_CHILDREN_NUMBER: lambda r, xid, op: p.GetAllChildrenNumber(xid, r.path()),
     ADD_WATCH: lambda r, xid, op: p.AddWatch(xid, r.path(), r.int()),
+    # ReconfigRequest{ustring joiningServers, leavingServers, newMembers; long curConfigId}; null
+    # strings stay None. Answered as GetDataResponse (the new config and its Stat): a DataResult.
+    RECONFIG: lambda r, xid, op: p.Reconfig(xid, r.ustring(), r.ustring(), r.ustring(), r.long()),
 }
 
 

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from actors.leader.prep import Prep
+from actors.leader.prep import Prep, ReconfigGate
 from actors.leader.proposer import Proposer
 from actors.leader.sessions import SessionTracker
 from actors.leader.sync import PreparedSync, plan_sync
@@ -77,8 +77,9 @@ from actors.protocol.internal import (
     WriteRequest,
     sent_in_another_epoch,
 )
-from actors.protocol.txn import OWNED_CXID, CloseSessionTxn, CreateSessionTxn, Marker, Txn
+from actors.protocol.txn import OWNED_CXID, CloseSessionTxn, CreateSessionTxn, Marker, ReconfigTxn, Txn
 from actors.protocol.zxid import epoch_of, fmt, follows
+from runtime.config import Membership, ServerEntry
 from zoomq.exceptions import Codes
 
 
@@ -121,15 +122,27 @@ class LearnerState:
     chose_epoch: bool = False  # among the quorum whose FollowerInfo chose the epoch
 
 
-class Leader(RoleCore):
+def _voters(servers: list[ServerEntry]) -> frozenset[int]:
+    return frozenset(s.id for s in servers if s.voter)
+
+
+class Leader(RoleCore, ReconfigGate):
     def __init__(
         self, *, sid: int, voters: frozenset[int], ensemble: bool, accepted_epoch: int, current_epoch: int,
         tick_ms: int, init_limit: int, container_check_ms: int, max_data_bytes: int, now: float,
-        log: Any, sync_memory_txns: int = RECENT_COMMITS,
+        log: Any, sync_memory_txns: int = RECENT_COMMITS, servers: list[ServerEntry] | None = None,
+        reconfig_enabled: bool = False,
     ) -> None:
         self.sid = sid
         self.sync_memory_txns = min(sync_memory_txns, RECENT_COMMITS)  # 0: always read the log
-        self.voters = voters
+        # The membership in force (committed), and while a newer one is not yet committed (in
+        # this leader's log before it is established, or a reconfig outstanding) its voters:
+        # then every quorum needs both (`_quorum`).
+        self.config = Membership(list(servers or []), 0)
+        self.voters = _voters(self.config.servers) if servers else voters
+        self.observers = {s.id for s in self.config.servers if not s.voter}
+        self.joint: frozenset[int] | None = None
+        self.enabled = reconfig_enabled
         self.ensemble = ensemble
         self.role = "leader" if ensemble else "standalone"
         self.accepted_epoch = accepted_epoch
@@ -198,7 +211,7 @@ class Leader(RoleCore):
                 self._end("no quorum synchronized in time", learners=sorted(p.sid for p in self.learners.values()))
             return
         assert self.prep is not None
-        if not majority.reached(self._alive_sids(), self.voters):
+        if not self._quorum(self._alive_sids()):
             self._end("lost the quorum", alive=sorted(self._alive_sids()))
             return
         expired = self.tracker.expired(self._now_ms)
@@ -231,6 +244,12 @@ class Leader(RoleCore):
             return
         self.last_logged = last_zxid
         self.tree = tree
+        newer = tree.membership
+        if newer is not None and newer.version > self.config.version:
+            # A reconfig in this node's log that this node has not seen commit: committed when this
+            # leader is established (with everything else it logged), so that takes both quorums.
+            self.joint = _voters(newer.servers)
+            self.log.info("reconfig_in_log", version=fmt(newer.version), voters=sorted(self.joint))
         if tail and tail[-1].zxid == last_zxid:
             self.recent.extend(tail)
         if not self.ensemble:
@@ -270,8 +289,12 @@ class Leader(RoleCore):
 
     # --- learners -----------------------------------------------------------------------------
 
-    def learner_info(self, to: bytes, info: q.FollowerInfo, observer: bool) -> None:
-        """A learner's new channel (its first message). An older channel of the same server goes."""
+    def learner_info(self, to: bytes, info: q.FollowerInfo, observer: bool | None = None) -> None:
+        """A learner's new channel (its first message). An older channel of the same server goes.
+        A server not in the membership (about to be added by a reconfig) learns as what it says it
+        is: a follower's acks then count toward the new voters' quorum of the reconfig."""
+        if observer is None:
+            observer = info.sid in self.observers or (info.observer and not self._member(info.sid))
         for old in [p for p in self.learners.values() if p.sid == info.sid]:
             self._drop(old, "reconnected")
         peer = LearnerState(to, info.sid, observer, info.accepted_epoch, info.last_zxid, joined=self.now)
@@ -297,6 +320,45 @@ class Leader(RoleCore):
     def _drop(self, peer: LearnerState, why: str) -> None:
         self._out.append(Drop(peer.to, why))
         self.learner_lost(peer.to, why)
+
+    # --- membership -----------------------------------------------------------------------------
+
+    def _member(self, sid: int) -> bool:
+        return sid in self.voters or sid in self.observers
+
+    def _quorum(self, sids: set[int]) -> bool:
+        """A quorum of the voters, and of the next voters while a reconfig is not committed."""
+        return majority.reached(sids, self.voters) and (self.joint is None or majority.reached(sids, self.joint))
+
+    def active(self) -> Membership:
+        return self.config
+
+    def synced_quorum(self, servers: list[ServerEntry]) -> bool:
+        synced = {p.sid for p in self.learners.values()
+                  if not p.observer and p.phase in (LearnerPhase.ACKED, LearnerPhase.ACTIVE)} | {self.sid}
+        if majority.reached(synced, _voters(servers)):
+            return True
+        self.log.info("reconfig_without_quorum", synced=sorted(synced), voters=sorted(_voters(servers)))
+        return False
+
+    def _activate(self, config: Membership) -> None:
+        """A reconfig committed: its membership is in force. Learners it removed go; one whose
+        role it changed goes too (it comes back as its new role); a leader it made a non-voter
+        steps down, and the new voters elect among themselves."""
+        old_members = {s.id for s in self.config.servers}
+        self.config = config
+        self.voters = _voters(config.servers)
+        self.observers = {s.id for s in config.servers if not s.voter}
+        self.joint = None
+        self.log.info("reconfigured", version=fmt(config.version), voters=sorted(self.voters), observers=sorted(self.observers))
+        for peer in list(self.learners.values()):
+            if not self._member(peer.sid):
+                if peer.sid in old_members:
+                    self._drop(peer, "removed by a reconfig")
+            elif peer.observer != (peer.sid in self.observers):
+                self._drop(peer, "its role changed by a reconfig")
+        if self.sid not in self.voters:
+            self._end("not a voter of the new configuration", version=fmt(config.version))
 
     def _alive_sids(self) -> set[int]:
         """The voters that count as alive: synchronized, or still within init_limit of joining."""
@@ -329,7 +391,7 @@ class Leader(RoleCore):
     def _try_new_epoch(self) -> None:
         """Discovery: with a quorum of voters' FollowerInfo, an epoch above every accepted one."""
         voters_in = {p.sid for p in self.learners.values() if not p.observer} | {self.sid}
-        if not majority.reached(voters_in, self.voters):
+        if not self._quorum(voters_in):
             return
         newest = max([self.accepted_epoch, self.current_epoch, epoch_of(self.last_logged)]
                      + [p.accepted_epoch for p in self.learners.values()])
@@ -346,6 +408,7 @@ class Leader(RoleCore):
         self.accepted_epoch = epoch
         self._out.append(PersistEpoch("acceptedEpoch", epoch))
         self.prep = Prep(self.tree, epoch=epoch, max_data_bytes=self.max_data_bytes, log=self.log)
+        self.prep.gate = self
 
     def _send_epoch(self, peer: LearnerState) -> None:
         if peer.phase is LearnerPhase.INFO:
@@ -437,7 +500,7 @@ class Leader(RoleCore):
             return
         acked = {p.sid for p in self.learners.values()
                  if p.phase is LearnerPhase.ACKED and not p.observer and p.vouches} | {self.sid}
-        if majority.reached(acked, self.voters):
+        if self._quorum(acked):
             self._establish()
 
     def _establish(self) -> None:
@@ -446,6 +509,11 @@ class Leader(RoleCore):
         self.current_epoch = self.epoch
         self._out.append(PersistEpoch("currentEpoch", self.epoch))
         last = self.last_logged
+        newer = self.prep.tree.membership
+        if newer is not None and newer.version > self.config.version:
+            self._activate(newer)
+            if self.ended:
+                return
         self.proposer = Proposer(me=self.sid, voters=self.voters, committed_zxid=last)
         self.released = last
         for peer in self.learners.values():
@@ -512,7 +580,11 @@ class Leader(RoleCore):
         if isinstance(entry, Txn):
             self.to_append.append(entry)
             op = entry.op
-            if isinstance(op, CreateSessionTxn):
+            if isinstance(op, ReconfigTxn):
+                self.joint = _voters(op.servers)
+                self.proposer.reconfig(entry.zxid, self.joint)
+                self.log.info("reconfig_proposed", zxid=fmt(entry.zxid), servers=[s.spec() for s in op.servers])
+            elif isinstance(op, CreateSessionTxn):
                 self.tracker.add(entry.session_id, op.timeout_ms, self._now_ms)
             elif isinstance(op, CloseSessionTxn):
                 self.tracker.remove(entry.session_id)
@@ -521,7 +593,10 @@ class Leader(RoleCore):
     def _release_probed(self) -> None:
         """Markers whose probe a quorum of voters (this leader included) has answered."""
         assert self.proposer is not None
-        point = majority.committed_point({**self.probe_acked, self.sid: self.probe_sent}, self.voters)
+        answered = {**self.probe_acked, self.sid: self.probe_sent}
+        point = majority.committed_point(answered, self.voters)
+        if self.joint is not None:
+            point = min(point, majority.committed_point(answered, self.joint))
         held = self.held
         while held and held[0][0] <= point:
             self.proposer.propose(held.popleft()[1])
@@ -560,3 +635,6 @@ class Leader(RoleCore):
             else:
                 commit = commit or q.Commit([e.zxid if isinstance(e, Txn) else e for e in done])
                 self._send(peer, commit)
+        for txn in txns:
+            if isinstance(txn.op, ReconfigTxn):
+                self._activate(Membership(list(txn.op.servers), txn.zxid))

@@ -82,15 +82,13 @@ class LeaderActor(Actor):
         self.dir = Path(cfg.data_dir) / "version-1"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ensemble = bool(cfg.servers)
-        voters = frozenset(s.id for s in cfg.servers if s.role != "observer") or frozenset({cfg.sid})
-        self.observers = {s.id for s in cfg.servers if s.role == "observer"}
-        self.members = {s.id for s in cfg.servers}
+        voters = frozenset(s.id for s in cfg.servers if s.voter) or frozenset({cfg.sid})
         self.tick_s = cfg.tick_ms / 1000.0
         self.core = Leader(
             sid=cfg.sid, voters=voters, ensemble=self.ensemble, accepted_epoch=epochs.read_epoch(self.dir, "acceptedEpoch"),
             current_epoch=epochs.read_epoch(self.dir, "currentEpoch"), tick_ms=cfg.tick_ms, init_limit=cfg.init_limit,
             container_check_ms=cfg.container_check_ms, max_data_bytes=cfg.max_data_bytes, now=now, log=self.log,
-            sync_memory_txns=cfg.sync_memory_txns,
+            sync_memory_txns=cfg.sync_memory_txns, servers=cfg.servers, reconfig_enabled=cfg.reconfig_enabled,
         )
         # Learners' synchronizations are read on a thread of their own (one at a time), so that the
         # broadcast to the others goes on; a result wakes the loop through an inproc pair.
@@ -241,11 +239,11 @@ class LeaderActor(Actor):
         if not isinstance(msg, q.FollowerInfo):
             self._tell_dropped(ident, channel)
             return False
-        if msg.sid not in self.members or msg.sid == self.cfg.sid:
-            self.log.warning("unknown_learner", sid=msg.sid)
+        if msg.sid == self.cfg.sid:
+            self.log.warning("learner_with_my_id", sid=msg.sid)
             return False
         self.channels[ident] = channel
-        self.core.learner_info(ident, msg, observer=msg.sid in self.observers)
+        self.core.learner_info(ident, msg)
         return True
 
     # --- learners' synchronization reads ------------------------------------------------------

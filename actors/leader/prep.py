@@ -48,13 +48,15 @@ from actors.protocol.txn import (
     DeleteTxn,
     Marker,
     MultiTxn,
+    ReconfigTxn,
     SetACLTxn,
     SetDataTxn,
     Txn,
     ttl_of,
     ttl_owner,
 )
-from actors.session.tree import DataTree, Znode, data_size, int32, is_ephemeral_owner
+from actors.session.tree import CONFIG, DataTree, Znode, data_size, int32, is_ephemeral_owner
+from runtime.config import Membership, ServerEntry, SpecError, reconfigured
 from zoomq.exceptions import Codes
 from zoomq.paths import validate_path
 from zoomq.quota import LIMITS_NODE, QUOTA_PREFIX, QuotaLimits, quota_target
@@ -70,6 +72,7 @@ from zoomq.protocol import (
     MultiResult,
     OpResult,
     PathResult,
+    Reconfig,
     SetACL,
     SetData,
     Sync,
@@ -293,11 +296,28 @@ def _version_ok(expected: Any, current: int) -> bool:
     return expected == -1 or expected == current
 
 
+class ReconfigGate:
+    """What prep asks the leader about a reconfig: whether reconfigs are on, the membership in
+    force (committed), and whether a quorum of a proposed membership's voters is synchronized
+    with the leader now (ZooKeeper refuses a config it could not commit: NewConfigNoQuorum)."""
+
+    enabled: bool = False
+    ensemble: bool = True
+
+    def active(self) -> Membership:
+        raise NotImplementedError
+
+    def synced_quorum(self, servers: list[ServerEntry]) -> bool:
+        raise NotImplementedError
+
+
 class Prep:
     """Validates writes against committed + outstanding state and turns each into a Txn or a Marker.
 
     Owns `tree` (committed + outstanding: every txn it emits is applied to it at once).
     """
+
+    gate: ReconfigGate | None = None  # reconfigs: set by the leader of an ensemble
 
     def __init__(self, tree: DataTree, *, epoch: int, max_data_bytes: int, log: Any, check_acls: bool = True) -> None:
         self.tree = tree
@@ -405,7 +425,41 @@ class Prep:
             return Marker(session_id, cxid, _OK, PathResult(op.path))
         if kind is Close:
             return session_id, CloseSessionTxn()
+        if kind is Reconfig:
+            return self._reconfig(session_id, cxid, op, auth)
         return Marker(session_id, cxid, Codes.UNIMPLEMENTED)
+
+    def _reconfig(self, session_id: int, cxid: int, op: Reconfig, auth: list[Id]) -> Marker | tuple[int, Any]:
+        """ZooKeeper's checks, in its order (PrepRequestProcessor): enabled, an ensemble, no other
+        reconfig outstanding, the expected version, the specs parse, a synchronized quorum of
+        the new voters, and last WRITE on /zookeeper/config (world may only read it: a super
+        user, or an ACL the operator set)."""
+        gate = self.gate
+        if gate is None or not gate.enabled:
+            return Marker(session_id, cxid, Codes.RECONFIGDISABLED)
+        if not gate.ensemble:
+            return Marker(session_id, cxid, Codes.UNIMPLEMENTED)  # a standalone node (as ZooKeeper's)
+        active = gate.active()
+        outstanding = self.tree.membership
+        if outstanding is not None and outstanding.version > active.version:
+            return Marker(session_id, cxid, Codes.RECONFIGINPROGRESS)
+        for field in (op.joining, op.leaving, op.new_members):
+            if field is not None and not isinstance(field, str):
+                return Marker(session_id, cxid, _BAD)
+        if type(op.from_config) is not int:
+            return Marker(session_id, cxid, _BAD)
+        if op.from_config != -1 and op.from_config != active.version:
+            return Marker(session_id, cxid, Codes.BADVERSION)
+        try:
+            servers = reconfigured(active.servers, op.joining, op.leaving, op.new_members)
+        except SpecError as exc:
+            self.log.info("reconfig_refused", error=str(exc))
+            return Marker(session_id, cxid, _BAD)
+        if not gate.synced_quorum(servers):
+            return Marker(session_id, cxid, Codes.NEWCONFIGNOQUORUM)
+        if self.check_acls and not allowed(self.tree.nodes[CONFIG].acl, Permissions.WRITE, auth):
+            return Marker(session_id, cxid, Codes.NOAUTH)
+        return session_id, ReconfigTxn(servers)
 
     def _emit(self, session_id: int, cxid: int, op: Any, now_ms: int) -> Txn:
         counter = self._counter + 1

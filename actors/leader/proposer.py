@@ -11,6 +11,10 @@ Rules:
 - Commits never skip: an entry is released only after every entry proposed before it.
 - A Marker carries no zxid; it is released as soon as everything before it is released.
 - `resend_after(zxid)` names the outstanding txns a restarted log (or a lagging learner) is missing.
+- A reconfig (`reconfig(zxid, voters)`, proposed at zxid) commits only once a quorum of the old
+  voters AND a quorum of the new ones have it (and so does every txn after it until then); from
+  its commit on, the new voters alone decide (ZooKeeper's reconfig: both quorums ack the change).
+  One reconfig at a time (prep refuses a second: ReconfigInProgress).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class Proposer:
         self.last_proposed_zxid = committed_zxid
         self._queue: deque[Entry] = deque()
         self._acked: dict[int, int] = {sid: 0 for sid in voters}
+        self.next_voters: tuple[int, frozenset[int]] | None = None  # (the reconfig's zxid, its voters)
 
     def propose(self, entry: Entry) -> None:
         if isinstance(entry, Txn):
@@ -39,12 +44,27 @@ class Proposer:
             self.last_proposed_zxid = entry.zxid
         self._queue.append(entry)
 
+    def reconfig(self, zxid: int, voters: frozenset[int]) -> None:
+        """The txn at `zxid` (proposed) changes the voters to `voters` when it commits."""
+        if self.next_voters is not None:
+            raise AssertionError(f"reconfig at {zxid:#x} while the one at {self.next_voters[0]:#x} is outstanding")
+        self.next_voters = (zxid, voters)
+
     def logged(self, sid: int, zxid: int) -> None:
-        if sid not in self._acked or zxid <= self._acked[sid]:
+        """`sid` (a voter, or a learner that may become one by a reconfig) has its log durable
+        through zxid."""
+        if zxid <= self._acked.get(sid, 0):
             return
         self._acked[sid] = zxid
         # The commit point: the highest zxid a quorum of voters has durable, the leader's own log included.
-        point = min(majority.committed_point(self._acked, self.voters), self._acked[self.me])
+        point = min(majority.committed_point(self._acked, self.voters), self._acked.get(self.me, 0))
+        if self.next_voters is not None and point >= self.next_voters[0]:
+            at, voters = self.next_voters
+            if majority.committed_point(self._acked, voters) < at:
+                point = at - 1  # the reconfig and what follows wait for the new voters' quorum
+            else:
+                self.voters, self.next_voters = voters, None
+                point = min(majority.committed_point(self._acked, voters), self._acked.get(self.me, 0))
         if point > self.committed_zxid:
             self.committed_zxid = min(point, self.last_proposed_zxid)
 

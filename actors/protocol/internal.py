@@ -9,7 +9,8 @@ from __future__ import annotations
 import msgspec
 
 from actors.protocol.txn import Entry, Txn
-from zoomq.protocol import Check, Close, Create, Delete, Multi, SetACL, SetData, Sync
+from runtime.config import ServerEntry
+from zoomq.protocol import Check, Close, Create, Delete, Multi, Reconfig, SetACL, SetData, Sync
 from zoomq.security import Id
 
 
@@ -25,7 +26,7 @@ class OpenSession(Internal, tag="open"):
     passwd: bytes
 
 
-ForwardedOp = Create | Delete | SetData | SetACL | Check | Multi | Sync | Close | OpenSession
+ForwardedOp = Create | Delete | SetData | SetACL | Check | Multi | Sync | Close | Reconfig | OpenSession
 
 
 class WriteRequest(Internal, tag="wreq"):
@@ -103,6 +104,15 @@ class LeaderUp(Internal, tag="leaderup"):
 class Looking(Internal, tag="looking"):
     """To the session actor: this node left the quorum (no role actor runs); refuse clients
     so that they go to a node that can serve them."""
+
+
+class Reconfigured(Internal, tag="reconfigured"):
+    """From the session actor to the supervisor: a reconfig committed here (or the state read
+    from disk holds one): the membership from `version` (its zxid) on. The supervisor keeps it in
+    the data dir and hands it to the election actor (and a role actor it concerns)."""
+
+    servers: list[ServerEntry]
+    version: int
 
 
 class Look(Internal, tag="look"):
@@ -191,6 +201,7 @@ InternalMsg = (
     | LeaderUp
     | Looking
     | Look
+    | Reconfigured
     | Elected
     | Truncate
     | Append

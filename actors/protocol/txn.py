@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
+from runtime.config import ServerEntry
 from zoomq.protocol import MultiResult, PathResult
 from zoomq.security import ACL
 
@@ -80,7 +81,14 @@ class CloseSessionTxn(TxnOp, tag="close"):
     """Ends the header's session: its ephemerals are deleted in sorted path order."""
 
 
-AnyTxnOp = CreateTxn | DeleteTxn | SetDataTxn | SetACLTxn | CheckTxn | MultiTxn | CreateSessionTxn | CloseSessionTxn
+class ReconfigTxn(TxnOp, tag="reconfig"):
+    """The ensemble's membership from this txn on (a reconfig): /zookeeper/config shows it with
+    `version=<this txn's zxid>`; it takes effect on each node when the txn commits there."""
+
+    servers: list[ServerEntry]
+
+
+AnyTxnOp = CreateTxn | DeleteTxn | SetDataTxn | SetACLTxn | CheckTxn | MultiTxn | CreateSessionTxn | CloseSessionTxn | ReconfigTxn
 
 
 class Txn(msgspec.Struct, array_like=True, frozen=True, tag="txn", tag_field="tag"):

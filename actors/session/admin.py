@@ -165,10 +165,11 @@ def _conf(facts: Callable[[], AdminFacts]) -> str:
         f"serverId={cfg.sid}",
     ]
     if cfg.servers:
-        me = next(e for e in cfg.servers if e.id == cfg.sid)
-        lines += [f"initLimit={cfg.init_limit}", f"syncLimit={cfg.sync_limit}", f"electionPort={me.election_port}",
-                  f"quorumPort={me.quorum_port}"]
-        lines += [f"server.{e.id}={e.host}:{e.quorum_port}:{e.election_port}:{e.role};{e.host}:{e.client_port}" for e in cfg.servers]
+        me = next((e for e in cfg.servers if e.id == cfg.sid), None)
+        lines += [f"initLimit={cfg.init_limit}", f"syncLimit={cfg.sync_limit}"]
+        if me is not None:  # else: removed by a reconfig
+            lines += [f"electionPort={me.election_port}", f"quorumPort={me.quorum_port}"]
+        lines += [e.spec() for e in cfg.servers]
     return "\n".join(lines) + "\n"
 
 

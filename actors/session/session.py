@@ -60,16 +60,17 @@ from actors.protocol.internal import (
     Looking,
     OpenSession,
     OwnSession,
+    Reconfigured,
     SyncPoint,
     Touch,
     WriteRequest,
 )
-from actors.protocol.txn import OWNED_CXID, CloseSessionTxn, CreateSessionTxn, Marker, Txn
+from actors.protocol.txn import OWNED_CXID, CloseSessionTxn, CreateSessionTxn, Marker, ReconfigTxn, Txn
 from actors.protocol.zxid import fmt, follows
 from actors.session import admin
 from actors.session.reads import CONNECTION_SCHEMES, read_result
 from actors.session.tree import CONFIG, DataTree, data_size
-from runtime.config import membership_text
+from runtime.config import ServerEntry, membership_text
 from actors.session.watches import WatchTable
 from zoomq import protocol as p
 from zoomq.exceptions import Codes
@@ -158,6 +159,7 @@ class SessionCore:
         self.received = 0
         self.learner_stats: LearnerStats | None = None  # the leader's, when this node leads
         self._effects: list[Any] = []
+        self.membership_version = 0  # the newest reconfig told to the supervisor
         self._hello(now)
 
     # --- outputs ------------------------------------------------------------------------------
@@ -251,7 +253,9 @@ class SessionCore:
         self.synced = True
         self._restart_history()
         config = tree.get(CONFIG)
-        if config is not None and self.cfg.servers:
+        if tree.membership is not None:
+            self._reconfigured(tree.membership.servers, tree.membership.version)
+        elif config is not None and self.cfg.servers:
             config.data = membership_text(self.cfg.servers)  # /zookeeper/config: the membership (no reconfig yet: version 0)
         self.mode, self.epoch = msg.role, msg.epoch
         for session_id in [s for s in self.sessions if s not in tree.sessions]:
@@ -303,10 +307,20 @@ class SessionCore:
                 body, events = tree.apply(entry)
                 if events:
                     self._fire(entry.zxid, events)
+                if type(entry.op) is ReconfigTxn:
+                    self._reconfigured(entry.op.servers, entry.zxid)
                 self._answer_txn(entry, body)
                 self.applied_since_snapshot += 1
             elif isinstance(entry, Marker):
                 self._answer_marker(entry)
+
+    def _reconfigured(self, servers: list[ServerEntry], version: int) -> None:
+        """A membership newer than the last one told: to the supervisor (it activates it)."""
+        if version > self.membership_version:
+            self.membership_version = version
+            if self.cfg.servers:
+                self.cfg = msgspec.structs.replace(self.cfg, servers=list(servers))
+            self._effects.append(Tell("supervisor", Reconfigured(servers, version)))
 
     def _answer_marker(self, marker: Marker) -> None:
         if marker.cxid == OWNED_CXID:

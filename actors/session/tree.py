@@ -37,11 +37,13 @@ from actors.protocol.txn import (
     CreateTxn,
     DeleteTxn,
     MultiTxn,
+    ReconfigTxn,
     SetACLTxn,
     SetDataTxn,
     Txn,
     ttl_of,
 )
+from runtime.config import Membership, ServerEntry, SpecError, membership_text, parse_spec
 from zoomq.quota import LIMITS_NODE, QUOTA_PREFIX, STATS_NODE, QuotaLimits, QuotaUsage, quota_target, stats_path, usage_text
 from zoomq.protocol import (
     EVENT_NODE_CHILDREN_CHANGED,
@@ -49,6 +51,7 @@ from zoomq.protocol import (
     EVENT_NODE_DATA_CHANGED,
     EVENT_NODE_DELETED,
     CreateResult,
+    DataResult,
     MultiResult,
     OpResult,
     ReplyBody,
@@ -272,6 +275,9 @@ class DataTree:
         # session that could read it, and a deleted node's ACL is needed for that.
         self.removed_acls: dict[str, list[ACL]] = {}
         self.quotas: dict[str, Quota] = {}  # quota root path -> its limits and usage
+        # The membership the latest reconfig txn set (/zookeeper/config shows it); None: none yet,
+        # the configured one holds.
+        self.membership: Membership | None = None
         self._acls: dict[tuple[ACL, ...], list[ACL]] = {}
         self._ops: dict[type, Callable[[Any, int, int, bool, list[Event] | None], Any]] = {
             CreateTxn: self._create,
@@ -279,6 +285,7 @@ class DataTree:
             SetDataTxn: self._set_data,
             SetACLTxn: self._set_acl,
             CheckTxn: self._check,
+            ReconfigTxn: self._reconfig,
         }
 
     def _attach(self, path: str, node: Znode) -> None:
@@ -517,6 +524,19 @@ class DataTree:
         node.aversion = op.version
         return StatResult(self.stat(node)) if results else None
 
+    def _reconfig(
+        self, op: ReconfigTxn, zxid: int, time_ms: int, results: bool, events: list[Event] | None
+    ) -> DataResult | None:
+        node = self.nodes[CONFIG]
+        node.data = membership_text(op.servers, zxid)
+        node.version = int32(node.version + 1)
+        node.mzxid = zxid
+        node.mtime = time_ms
+        self.membership = Membership(list(op.servers), zxid)
+        if events is not None:
+            events.append((EVENT_NODE_DATA_CHANGED, CONFIG))
+        return DataResult(node.data, self.stat(node)) if results else None
+
     def _check(self, op: CheckTxn, zxid: int, time_ms: int, results: bool, events: list[Event] | None) -> None:
         if op.path not in self.nodes:
             raise TreeInvariantError(f"check of missing {op.path!r} at {zxid:#x}")
@@ -635,7 +655,7 @@ class DataTree:
             path = image.path
             if not 0 <= image.acl < len(acls):
                 raise TreeInvariantError(f"snapshot node {path!r} names ACL #{image.acl}")
-            held = image.data if keep_data or path.startswith(QUOTA_PREFIX) or image.data is None else len(image.data)
+            held = image.data if keep_data or path.startswith(QUOTA_PREFIX) or path == CONFIG or image.data is None else len(image.data)
             node = Znode(held, acls[image.acl], image.czxid, image.ctime, image.ephemeral_owner)
             node.mzxid = image.mzxid
             node.mtime = image.mtime
@@ -662,13 +682,16 @@ class DataTree:
         if ROOT not in nodes:
             raise TreeInvariantError("snapshot has no root")
         tree._rebuild_quotas()
+        config = nodes.get(CONFIG)
+        if config is not None and config.mzxid and isinstance(config.data, bytes):
+            tree.membership = parse_membership(config.data)
         return tree
 
     # --- quotas -----------------------------------------------------------------------------------
 
     def _held(self, path: str, data: bytes | None) -> bytes | int | None:
         """What a znode keeps of its value (see __init__'s keep_data)."""
-        if self.keep_data or data is None or path.startswith(QUOTA_PREFIX):
+        if self.keep_data or data is None or path.startswith(QUOTA_PREFIX) or path == CONFIG:
             return data
         return len(data)
 
@@ -756,3 +779,18 @@ class DataTree:
                     self._add_quota(quota_target(child)[0], self.nodes[child].data)  # type: ignore[index]
                 elif name != STATS_NODE:
                     stack.append(child)
+
+
+def parse_membership(text: bytes) -> Membership:
+    """/zookeeper/config's content back into a Membership (as a reconfig txn wrote it)."""
+    servers: list[ServerEntry] = []
+    version = 0
+    try:
+        for line in text.decode().splitlines():
+            if line.startswith("version="):
+                version = int(line[len("version="):], 16)
+            elif line.strip():
+                servers.append(parse_spec(line))
+    except (UnicodeDecodeError, ValueError, SpecError) as exc:
+        raise TreeInvariantError(f"{CONFIG} does not hold a membership: {exc}") from exc
+    return Membership(servers, version)

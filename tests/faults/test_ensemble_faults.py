@@ -11,35 +11,11 @@ import time
 import pytest
 
 from actors.log.txnlog import read_txns
-from tests_support import Writer, check_writes, kill_actor
+from tests_support import check_every_node, kill_actor, writer_on
 from zoomq.exceptions import KazooException
 from zoomq.testing import ZoomqEnsemble, ZoomqServer, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
-
-
-def check_every_node(ens: ZoomqEnsemble, acked: list[int]) -> None:
-    """Every running node has every acked value once, in sequence order, and the same data."""
-    seen = None
-    for node in ens.nodes:
-        if not node.running:
-            continue
-        zk = ens.client(hosts=node.hosts)
-        try:
-            state = check_writes(zk, acked)
-        except AssertionError as exc:
-            raise AssertionError(f"{node.hosts}: {exc}") from None
-        if seen is None:
-            seen = state
-        assert state == seen, f"{node.hosts} differs from another node"
-        zk.stop()
-
-
-def writer_on(ens: ZoomqEnsemble, prefer: ZoomqServer | None = None) -> Writer:
-    """A Writer connected to `prefer` first, able to move to any other node."""
-    order = [prefer] if prefer is not None else []
-    order += [n for n in ens.nodes if n is not prefer]
-    return Writer(ens.client(hosts=",".join(n.hosts for n in order), timeout=15.0, randomize_hosts=prefer is None))
 
 
 @pytest.fixture
