@@ -130,6 +130,25 @@ def reconfigured(current: list[ServerEntry], joining: str | None, leaving: str |
     return sorted((msgspec.structs.replace(s, curve_public_key=keep_keys.get(s.id, "")) for s in servers), key=lambda s: s.id)
 
 
+def membership_from_text(text: bytes) -> Membership:
+    """`membership_text`'s output (/zookeeper/config) read back. SpecError if it is not one."""
+    servers: list[ServerEntry] = []
+    version = 0
+    try:
+        lines = text.decode().splitlines()
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"not text: {exc}") from exc
+    for line in lines:
+        if line.startswith("version="):
+            try:
+                version = int(line[len("version="):], 16)
+            except ValueError as exc:
+                raise SpecError(f"bad version line {line!r}") from exc
+        elif line.strip():
+            servers.append(parse_spec(line))
+    return Membership(servers, version)
+
+
 MEMBERSHIP_FILE = "membership.json"  # in the data dir: the membership reconfigs made, and its version
 
 

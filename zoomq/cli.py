@@ -234,6 +234,15 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--data-dir", default="zoomq-ensemble", metavar="DIR", help="as given to `up`")
     st.add_argument("--json", action="store_true", help="print JSON")
     st.set_defaults(run=_run_ensemble_status)
+    add = ens.add_parser("add", help="add a node to the running ensemble (a reconfig once it follows)")
+    add.add_argument("--data-dir", default="zoomq-ensemble", metavar="DIR", help="as given to `up` (which must be running)")
+    add.add_argument("--observer", action="store_true", help="add it as an observer (default: a participant)")
+    add.add_argument("--timeout", type=float, default=60.0, metavar="S", help="seconds to wait for it to follow (default 60)")
+    add.set_defaults(run=_run_ensemble_add)
+    rm = ens.add_parser("remove", help="remove a node from the running ensemble by a reconfig; `up` then stops it")
+    rm.add_argument("id", type=int, metavar="ID", help="the server id to remove")
+    rm.add_argument("--data-dir", default="zoomq-ensemble", metavar="DIR", help="as given to `up` (which must be running)")
+    rm.set_defaults(run=_run_ensemble_remove)
     p.set_defaults(run=lambda args: (p.print_help(sys.stderr), EXIT_USAGE)[1])
 
 
@@ -244,6 +253,29 @@ def _run_ensemble_up(args: argparse.Namespace) -> int:
                        zk_base_port=args.zk_base_port, zk_secure_base_port=args.zk_secure_base_port,
                        quorum_base_port=args.quorum_base_port, election_base_port=args.election_base_port,
                        read_only_mode=args.read_only_mode)
+
+
+def _run_ensemble_add(args: argparse.Namespace) -> int:
+    from zoomq import ensemble
+
+    return _reconfigure("add", lambda: ensemble.add(Path(args.data_dir), observer=args.observer, timeout=args.timeout))
+
+
+def _run_ensemble_remove(args: argparse.Namespace) -> int:
+    from zoomq import ensemble
+
+    return _reconfigure("remove", lambda: ensemble.remove(Path(args.data_dir), args.id))
+
+
+def _reconfigure(what: str, action: Callable[[], str]) -> int:
+    from zoomq.shell import format_error
+
+    try:
+        print(action())
+    except Exception as exc:  # noqa: BLE001 - said as one line with its kazoo name, not a traceback
+        print(f"zoomq ensemble {what}: {format_error(exc)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _run_ensemble_status(args: argparse.Namespace) -> int:

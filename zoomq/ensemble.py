@@ -1,4 +1,4 @@
-"""`zoomq ensemble up` and `zoomq ensemble status`: an ensemble on one machine, for trying zoomq
+"""`zoomq ensemble up`, `status`, `add` and `remove`: an ensemble on one machine, for trying zoomq
 out and for tests and benchmarks.
 
 `up` writes one config per node (`<data_dir>/node<id>.toml`: client ports P..P+N-1, quorum ports
@@ -12,6 +12,13 @@ across restarts), and one client key pair the nodes admit (`keys/clients/client.
 `up --zk-secure-base-port S` serves ZooKeeper's protocol with TLS: a test CA and certificates in
 `<data_dir>/tls` (`node<id>.pem`, and `client.pem` / `client.key` for clients; kept across restarts).
 
+`up` also turns reconfig on (`reconfig_enabled`) with a super user whose password it keeps in
+`<data_dir>/super.password`: `add` writes a new node's config (`node<id>.toml`: the next id, the
+ranges' next ports, the current members and itself), which the running `up` starts; once the
+node follows the leader, a reconfig makes it a member. `remove ID` reconfigs it out and marks it
+(`node<id>.removed`); `up` then stops it. A later `up` on the same data dir starts the added
+nodes too, and not the removed ones.
+
 `status` reads each node's `status.json` (role, pids, per-actor CPU and RSS) from its data dir
 and asks it `mntr` (epoch, last zxid, sessions).
 """
@@ -20,18 +27,27 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psutil
 
 from zoomq.admin import AdminError, ask, parse_mntr
+from zoomq.security import make_digest_acl_credential
 
+SUPER_USER = "super"
+SUPER_PASSWORD_FILE = "super.password"
+REMOVED_SUFFIX = ".removed"
 QUORUM_OFFSET = 707  # 2181 -> 2888
 ELECTION_OFFSET = 1707  # 2181 -> 3888
 STOP_TIMEOUT_S = 10.0
@@ -162,18 +178,28 @@ def up(n: int, observers: int, base_port: int, data_dir: Path, tick_ms: int, log
               file=sys.stderr)
         return 2
     keys = add_curve(configs, data_dir) if curve else None
+    password = super_password(data_dir)
+    for cfg in configs:
+        cfg["reconfig_enabled"] = True  # `zoomq ensemble add / remove`, as the super user below
+        cfg["super_digest"] = make_digest_acl_credential(SUPER_USER, password)
     paths = write_configs(configs, data_dir)
     stop = threading.Event()
     old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     procs: list[tuple[int, subprocess.Popen[bytes], Any]] = []
+
+    def launch(sid: int, path: Path) -> None:
+        log = open(data_dir / f"node{sid}.log", "ab")  # noqa: SIM115 - closed below
+        argv = [sys.executable, "-m", "zoomq", "server", "--config", str(path)]
+        if log_level:
+            argv += ["--log-level", log_level]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        procs.append((sid, proc, log))
+
     try:
         for cfg, path in zip(configs, paths, strict=True):
-            log = open(data_dir / f"node{cfg['sid']}.log", "ab")  # noqa: SIM115 - closed below
-            argv = [sys.executable, "-m", "zoomq", "server", "--config", str(path)]
-            if log_level:
-                argv += ["--log-level", log_level]
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-            procs.append((cfg["sid"], proc, log))
+            launch(cfg["sid"], path)
+        for sid, path in _added_configs(data_dir, {cfg["sid"] for cfg in configs}):
+            launch(sid, path)  # a node `ensemble add` made in an earlier run
         print(f"zoomq ensemble: {n} participants, {observers} observers; data and logs in {data_dir.resolve()}", flush=True)
         print(f"connect with: {connection_string(configs)}", flush=True)
         if zk_base_port:
@@ -188,11 +214,21 @@ def up(n: int, observers: int, base_port: int, data_dir: Path, tick_ms: int, log
             print(f"CURVE on: Client(hosts, curve_server_key={server_keys!r}, "
                   f"curve_secret_key={str(keys / 'clients' / 'client.key_secret')!r}); "
                   f"admit more clients by adding their .key files to {keys / 'clients'}", flush=True)
+        print(f"grow or shrink it with: zoomq ensemble add|remove --data-dir {data_dir} (reconfig as user "
+              f"{SUPER_USER!r}, password in {data_dir / SUPER_PASSWORD_FILE})", flush=True)
         print("Ctrl-C stops every node.", flush=True)
         running = {sid for sid, _, _ in procs}
         while not stop.wait(0.5):
+            for sid, path in _added_configs(data_dir, {sid for sid, _, _ in procs}):
+                print(f"node {sid} added: starting it", flush=True)
+                launch(sid, path)
+                running.add(sid)
             for sid, proc, _ in procs:
-                if sid in running and proc.poll() is not None:
+                if sid in running and (data_dir / f"node{sid}{REMOVED_SUFFIX}").exists():
+                    running.discard(sid)
+                    print(f"node {sid} removed from the ensemble: stopping it", flush=True)
+                    _stop_all([proc])
+                elif sid in running and proc.poll() is not None:
                     running.discard(sid)
                     print(f"node {sid} exited with code {proc.returncode} (see node{sid}.log)", file=sys.stderr, flush=True)
             if not running:
@@ -204,6 +240,128 @@ def up(n: int, observers: int, base_port: int, data_dir: Path, tick_ms: int, log
             log.close()
         for sig, handler in old.items():
             signal.signal(sig, handler)
+
+
+def super_password(data_dir: Path) -> str:
+    """The local ensemble's super user password (`<data_dir>/super.password`, made once, 0600)."""
+    path = data_dir / SUPER_PASSWORD_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(18) + "\n")
+    return path.read_text().strip()
+
+
+def _added_configs(data_dir: Path, known: set[int]) -> list[tuple[int, Path]]:
+    """node<id>.toml files `ensemble add` wrote that are not started yet (nor removed since)."""
+    out = []
+    for path in data_dir.glob("node*.toml"):
+        tail = path.stem[4:]
+        if tail.isdigit() and int(tail) not in known and not (data_dir / f"node{tail}{REMOVED_SUFFIX}").exists():
+            out.append((int(tail), path))
+    return sorted(out)
+
+
+def _admin_client(data_dir: Path, timeout: float) -> Any:
+    """A client of the running nodes, as the super user."""
+    from zoomq import Client
+
+    hosts = ",".join(r["client"] for r in status(data_dir) if r["client"] and r["role"] not in ("down", None))
+    if not hosts:
+        raise EnsembleError(f"no node of {data_dir} is running: start it with `zoomq ensemble up --data-dir {data_dir}`")
+    client = Client(hosts=hosts, auth_data=[("digest", f"{SUPER_USER}:{super_password(data_dir)}")])
+    client.start(timeout=timeout)
+    return client
+
+
+class EnsembleError(RuntimeError):
+    """`ensemble add / remove` cannot do what was asked; the message says why."""
+
+
+def _template(data_dir: Path) -> dict[str, Any]:
+    configs = {}
+    for path in data_dir.glob("node*.toml"):
+        if path.stem[4:].isdigit():
+            configs[int(path.stem[4:])] = tomllib.loads(path.read_text())
+    if not configs:
+        raise EnsembleError(f"no node<id>.toml in {data_dir}: was it made by `zoomq ensemble up`?")
+    return configs[min(configs)] | {"_known": sorted(configs)}
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def add(data_dir: Path, observer: bool = False, timeout: float = 60.0) -> str:
+    """Add a node to the running local ensemble: its config (the next id; ports continuing the
+    ensemble's ranges; the current members and itself) as `<data_dir>/node<id>.toml`, which the
+    `ensemble up` process starts; once it follows the leader, a reconfig makes it a member.
+    Returns the new /zookeeper/config."""
+    from runtime.config import ServerEntry, SpecError, membership_from_text
+
+    template = _template(data_dir)
+    if template.get("curve_secret_key"):
+        raise EnsembleError("a CURVE ensemble cannot grow this way yet: every member's config needs the new node's key")
+    client = _admin_client(data_dir, min(timeout, 15.0))
+    try:
+        try:
+            current = membership_from_text(client.get_config()[0])
+        except SpecError as exc:
+            raise EnsembleError(f"/zookeeper/config is not a membership: {exc}") from exc
+        sid = max([s.id for s in current.servers] + template["_known"]) + 1
+        me = next(s for s in template["servers"] if s["id"] == template["sid"])
+        step = sid - template["sid"]
+        entry = ServerEntry(sid, me.get("host", "127.0.0.1"), me["quorum_port"] + step, me["election_port"] + step,
+                            template["client_port"] + step, "observer" if observer else "participant")
+        ports = [entry.quorum_port, entry.election_port, entry.client_port]
+        cfg = {k: v for k, v in template.items() if k != "_known"}
+        cfg.update(sid=sid, data_dir=str((data_dir / f"node{sid}").resolve()), client_port=entry.client_port)
+        for key in ("zk_port", "zk_secure_port"):
+            if cfg.get(key):
+                cfg[key] += step
+                ports.append(cfg[key])
+        if cfg.get("zk_secure_port"):
+            raise EnsembleError("a TLS ensemble cannot grow this way yet: the new node needs its certificate")
+        busy = [port for port in ports if not _port_free(port)]
+        if busy:
+            raise EnsembleError(f"node {sid} would use ports {ports}, but {busy} are in use")
+        cfg["servers"] = [msgspec.to_builtins(s) for s in [*current.servers, entry]]
+        write_configs([cfg], data_dir)
+        deadline = time.monotonic() + timeout
+        print(f"node {sid}: config written to {data_dir / f'node{sid}.toml'}; waiting for it to follow the leader", flush=True)
+        while _role(data_dir, sid) not in ("follower", "observer"):
+            if time.monotonic() > deadline:
+                raise EnsembleError(f"node {sid} did not start following within {timeout:g}s (is `zoomq ensemble up "
+                                    f"--data-dir {data_dir}` running? see node{sid}.log)")
+            time.sleep(0.2)
+        data, _ = client.reconfig(joining=entry.spec(), leaving=None, new_members=None)
+        return data.decode()
+    finally:
+        client.stop()
+        client.close()
+
+
+def remove(data_dir: Path, sid: int, timeout: float = 30.0) -> str:
+    """Remove node `sid` from the running local ensemble by a reconfig; the `ensemble up`
+    process then stops it (`<data_dir>/node<id>.removed` marks it). Returns the new config."""
+    client = _admin_client(data_dir, min(timeout, 15.0))
+    try:
+        data, _ = client.reconfig(joining=None, leaving=str(sid), new_members=None)
+    finally:
+        client.stop()
+        client.close()
+    (data_dir / f"node{sid}{REMOVED_SUFFIX}").write_text(data.decode() + "\n")
+    return data.decode()
+
+
+def _role(data_dir: Path, sid: int) -> str | None:
+    return next((r["role"] for r in status(data_dir) if r["id"] == sid), None)
 
 
 def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -245,10 +403,14 @@ def status(data_dir: Path) -> list[dict[str, Any]]:
         try:
             st = json.loads((d / "status.json").read_text())
         except (OSError, ValueError):
+            if (data_dir / f"node{sid}{REMOVED_SUFFIX}").exists():
+                entry["role"] = "removed"
             out.append(entry)
             continue
         pid = st.get("pid")
         if not pid or not psutil.pid_exists(pid):
+            if (data_dir / f"node{sid}{REMOVED_SUFFIX}").exists():
+                entry["role"] = "removed"
             out.append(entry)
             continue
         entry.update(role=st.get("role"), client=st.get("client"), pid=pid, leader=st.get("leader"),
@@ -278,4 +440,4 @@ def format_status(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["add_curve", "connection_string", "curve_options", "format_status", "node_dirs", "plan", "status", "up", "write_configs"]
+__all__ = ["EnsembleError", "add", "add_curve", "remove", "super_password", "connection_string", "curve_options", "format_status", "node_dirs", "plan", "status", "up", "write_configs"]

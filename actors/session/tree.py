@@ -43,7 +43,7 @@ from actors.protocol.txn import (
     Txn,
     ttl_of,
 )
-from runtime.config import Membership, ServerEntry, SpecError, membership_text, parse_spec
+from runtime.config import Membership, SpecError, membership_from_text, membership_text
 from zoomq.quota import LIMITS_NODE, QUOTA_PREFIX, STATS_NODE, QuotaLimits, QuotaUsage, quota_target, stats_path, usage_text
 from zoomq.protocol import (
     EVENT_NODE_CHILDREN_CHANGED,
@@ -781,16 +781,10 @@ class DataTree:
                     stack.append(child)
 
 
+
 def parse_membership(text: bytes) -> Membership:
     """/zookeeper/config's content back into a Membership (as a reconfig txn wrote it)."""
-    servers: list[ServerEntry] = []
-    version = 0
     try:
-        for line in text.decode().splitlines():
-            if line.startswith("version="):
-                version = int(line[len("version="):], 16)
-            elif line.strip():
-                servers.append(parse_spec(line))
-    except (UnicodeDecodeError, ValueError, SpecError) as exc:
+        return membership_from_text(text)
+    except SpecError as exc:
         raise TreeInvariantError(f"{CONFIG} does not hold a membership: {exc}") from exc
-    return Membership(servers, version)

@@ -172,3 +172,49 @@ def test_ensemble_up_with_curve_serves_keyed_clients_only(tmp_path):
         up.send_signal(signal.SIGTERM)
         code = up.wait(60)
     assert code == 0
+
+
+def test_ensemble_add_and_remove_reconfigure_the_running_ensemble(tmp_path):
+    base = _base_port(5)  # room for the node added
+    data = tmp_path / "ens"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "zoomq", "ensemble", "up", "-n", "3", "--base-port", str(base), "--data-dir", str(data),
+         "--tick-ms", "100"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    pids: list[int] = []
+
+    def rows():
+        return {r["id"]: r for r in json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")}
+
+    try:
+        wait_for(lambda: sorted(str(r["role"]) for r in rows().values()) == ["follower", "follower", "leader"], 60, "the ensemble")
+        hosts = ",".join(f"127.0.0.1:{base + i}" for i in range(4))
+        zk = Client(hosts=hosts)
+        zk.start(timeout=30)
+        zk.create("/before", b"1")
+        added = _zoomq("ensemble", "add", "--data-dir", str(data))
+        assert added.returncode == 0, added.stderr
+        assert f"server.4=127.0.0.1:{base + QUORUM_OFFSET + 3}:{base + ELECTION_OFFSET + 3}:participant;127.0.0.1:{base + 3}" in added.stdout
+        assert (data / "node4.toml").exists() and (data / "node4" / "membership.json").exists()
+        four = Client(hosts=f"127.0.0.1:{base + 3}")
+        four.start(timeout=30)
+        assert four.get("/before")[0] == b"1" and b"server.4=" in four.get_config()[0]
+        four.stop()
+        pids = [r["pid"] for r in rows().values() if r["pid"]]
+        leader = next(sid for sid, r in rows().items() if r["role"] == "leader")
+        removed = _zoomq("ensemble", "remove", str(leader), "--data-dir", str(data))
+        assert removed.returncode == 0, removed.stderr
+        assert f"server.{leader}=" not in removed.stdout and "server.4=" in removed.stdout
+        wait_for(lambda: rows()[leader]["role"] == "removed", 30, "the removed node stopped by `up`")
+        wait_for(lambda: sorted(str(r["role"]) for sid, r in rows().items() if sid != leader) == ["follower", "follower", "leader"],
+                 60, "a leader among the other three")
+        zk.create("/after", b"2")  # the session moved on to a member
+        assert zk.get("/before")[0] == b"1"
+        zk.stop()
+        assert _zoomq("ensemble", "remove", "9", "--data-dir", str(data)).returncode == 1  # not a member: BadArguments
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(60)
+    assert code == 0
+    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids), 30, "every node process gone")
