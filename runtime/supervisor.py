@@ -455,7 +455,7 @@ class Supervisor:
                       member=after is not None)
         self.cfg = msgspec.structs.replace(self.cfg, servers=servers)
         write_atomic(self.config_path, to_json(self.cfg), durable=False)
-        self._tell("election", Reconfigured(servers, msg.version))
+        self._tell("election", Reconfigured([s for s in servers if after is not None or s.id != self.cfg.sid], msg.version))
         changed = after is not None and mine is not None and after.role != mine.role
         if changed and self.role is not None and self.role.state != "leading" and self.role_actor is not None:
             child = self._children.get(self.role_actor)

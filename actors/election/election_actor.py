@@ -21,6 +21,7 @@ from actors.log import epochs
 from actors.protocol.internal import Elected, Hello, LogReady, Look, Reconfigured
 from actors.protocol.quorum import LOOKING, Notification
 from actors.protocol.zxid import fmt
+from runtime.config import membership_text, read_membership
 from runtime.actor import Actor, limit_unacked
 
 RESEND_S = 0.2
@@ -39,7 +40,10 @@ class ElectionActor(Actor):
             raise SystemExit(f"server id {cfg.sid} is not in the configured servers")
         voters = frozenset(s.id for s in cfg.servers if s.role != "observer")
         observers = frozenset(s.id for s in cfg.servers if s.role == "observer")
-        self.core = Election(cfg.sid, voters, observers, finalize_s=min(0.2, cfg.tick_ms / 1000.0))
+        known = read_membership(cfg.data_dir)  # a reconfig's membership, which notifications carry
+        version = known.version if known is not None else 0
+        text = membership_text(known.servers, known.version) if known is not None else b""
+        self.core = Election(cfg.sid, voters, observers, finalize_s=min(0.2, cfg.tick_ms / 1000.0), config_version=version, config=text)
         self.notification_decoder = msgspec.msgpack.Decoder(Notification)
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
@@ -112,14 +116,20 @@ class ElectionActor(Actor):
             self.core.serve(msg.state, msg.leader, msg.zxid, msg.epoch, msg.round)
             self.wants_log = self.resend_due = None
         elif isinstance(msg, Reconfigured):
-            voters = frozenset(s.id for s in msg.servers if s.voter)
-            observers = frozenset(s.id for s in msg.servers if not s.voter)
-            self.core.set_members(voters, observers)
-            self.cfg = msgspec.structs.replace(self.cfg, servers=list(msg.servers))
-            self._connect_peers(msg.servers)
-            self.log.info("members", version=hex(msg.version), voters=sorted(voters), observers=sorted(observers))
+            self._members(msg.servers, msg.version)
         else:
             self.log.warning("unexpected_message", type=type(msg).__name__)
+
+    def _members(self, servers: list[Any], version: int) -> None:
+        """The membership in force from `version` on (this node kept in its place if it names it not)."""
+        mine = next((s for s in self.cfg.servers if s.id == self.cfg.sid), None)
+        everyone = list(servers) if mine is None or any(s.id == mine.id for s in servers) else [*servers, mine]
+        voters = frozenset(s.id for s in everyone if s.voter)
+        observers = frozenset(s.id for s in everyone if not s.voter)
+        self.core.set_members(voters, observers, version, membership_text(servers, version), self._now)
+        self.cfg = msgspec.structs.replace(self.cfg, servers=everyone)
+        self._connect_peers(everyone)
+        self.log.info("members", version=hex(version), voters=sorted(voters), observers=sorted(observers))
 
     def _ask_log(self, now: float) -> None:
         self.tell("log", Hello(origin=self.cfg.sid, reply_to=self.name))
@@ -163,6 +173,11 @@ class ElectionActor(Actor):
                         except zmq.Again:
                             pass  # not connected: it gets our vote when it asks
             core.outbox.clear()
+        if core.adopted is not None:
+            m, core.adopted = core.adopted, None
+            self.log.info("membership_from_a_peer", version=hex(m.version))
+            self._members(m.servers, m.version)
+            self.tell("supervisor", Reconfigured(m.servers, m.version))
         if core.decided is not None:
             d = core.decided
             core.decided = None

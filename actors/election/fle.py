@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from actors.protocol import majority
 from actors.protocol.quorum import FOLLOWING, LEADING, LOOKING, OBSERVING, Notification
+from runtime.config import Membership, SpecError, membership_from_text
 
 NO_LEADER = -1
 IDLE = "idle"  # before the first look(): notifications are ignored (their senders resend)
@@ -46,7 +47,8 @@ def better(a: Notification, b: Notification) -> bool:
 
 
 class Election:
-    def __init__(self, me: int, voters: frozenset[int], observers: frozenset[int] = frozenset(), *, finalize_s: float = 0.2) -> None:
+    def __init__(self, me: int, voters: frozenset[int], observers: frozenset[int] = frozenset(), *, finalize_s: float = 0.2,
+                 config_version: int = 0, config: bytes = b"") -> None:
         if me not in voters and me not in observers:
             raise ValueError(f"server {me} is in neither the voters nor the observers")
         self.me = me
@@ -64,6 +66,9 @@ class Election:
         self.outbox: list[tuple[int | None, Notification]] = []
         self.suspect: int = NO_LEADER  # a candidate this node does not vote for ...
         self.suspect_until = 0.0  # ... until then
+        self.config_version = config_version  # the membership in force (see set_members)
+        self.config = config
+        self.adopted: Membership | None = None  # a newer membership taken from a peer, for the shell
 
     @property
     def participant(self) -> bool:
@@ -73,7 +78,8 @@ class Election:
         return Notification(self.me, self.state, self.round, leader, zxid, epoch)
 
     def _current(self) -> Notification:
-        return Notification(self.me, self.state, self.round, self.vote.leader, self.vote.zxid, self.vote.epoch)
+        return Notification(self.me, self.state, self.round, self.vote.leader, self.vote.zxid, self.vote.epoch,
+                            self.config_version, self.config)
 
     # --- inputs ---------------------------------------------------------------------------------
 
@@ -96,6 +102,8 @@ class Election:
             self.own = None
             self.vote = self._make(NO_LEADER, zxid, epoch)
         self.broadcast()
+        if self.participant:
+            self._count(now)  # the only voter (a reconfig may leave one, with observers) decides alone
 
     def serve(self, state: str, leader: int, zxid: int, epoch: int, round_: int) -> None:
         """The node serves in `state` under `leader` (e.g. after this actor restarted)."""
@@ -104,24 +112,38 @@ class Election:
         self.vote = Notification(self.me, state, self.round, leader, zxid, epoch)
         self.decide_at = None
 
-    def set_members(self, voters: frozenset[int], observers: frozenset[int]) -> None:
-        """A reconfig committed: the voters and observers from now on (this node among them).
+    def set_members(self, voters: frozenset[int], observers: frozenset[int], version: int = 0, config: bytes = b"",
+                    now: float = 0.0) -> None:
+        """A reconfig committed: the voters and observers from now on (this node among them),
+        and the membership's version and text, which this node's notifications carry.
         Votes of servers no longer voting are forgotten; a round under way goes on."""
         if self.me not in voters and self.me not in observers:
             raise ValueError(f"server {self.me} is in neither the voters nor the observers")
         self.voters, self.observers = voters, observers
+        if version > self.config_version:
+            self.config_version, self.config = version, config
         for votes in (self.received, self.settled):
             for sid in [s for s in votes if s not in voters and s not in observers]:
                 del votes[sid]
         if self.state == LOOKING and not self.participant:
             self.own = None
             self.received.pop(self.me, None)
+        elif self.state == LOOKING and self.own is None:  # an observer made a participant mid-round: a candidate
+            self.own = self._make(self.me, self.vote.zxid, self.vote.epoch)
+            self.vote = self.own
+            self.received[self.me] = self.vote
+        if self.state == LOOKING and self.participant:
+            self._count(now)  # fewer voters may make the votes already in a quorum
 
     def broadcast(self) -> None:
         self.outbox.append((None, self._current()))
 
     def receive(self, n: Notification, now: float) -> None:
-        if self.state == IDLE or n.sid == self.me:
+        if n.sid == self.me:
+            return
+        if n.config_version > self.config_version and n.config:
+            self._adopt(n.config_version, n.config, now)
+        if self.state == IDLE:
             return
         if n.sid not in self.voters and n.sid not in self.observers:
             # A server about to join by a reconfig: it learns where the leader is (it follows
@@ -137,6 +159,21 @@ class Election:
             self._from_looking(n, now)
         else:
             self._from_settled(n)
+
+    def _adopt(self, version: int, config: bytes, now: float) -> None:
+        """A peer has a newer membership in force (a reconfig committed while this node was
+        away): take it, and tell the shell (`adopted`: the supervisor keeps it). A node it leaves
+        out keeps its own place, as a non-voting learner would."""
+        try:
+            membership = membership_from_text(config)
+        except SpecError:
+            return
+        voters = {s.id for s in membership.servers if s.voter}
+        observers = {s.id for s in membership.servers if not s.voter}
+        if self.me not in voters | observers:
+            (voters if self.participant else observers).add(self.me)
+        self.set_members(frozenset(voters), frozenset(observers), version, config, now)
+        self.adopted = membership
 
     def tick(self, now: float) -> None:
         """Decide if the finalize wait ended with no better vote; end a suspicion that ran out."""

@@ -131,14 +131,14 @@ class Leader(RoleCore, ReconfigGate):
         self, *, sid: int, voters: frozenset[int], ensemble: bool, accepted_epoch: int, current_epoch: int,
         tick_ms: int, init_limit: int, container_check_ms: int, max_data_bytes: int, now: float,
         log: Any, sync_memory_txns: int = RECENT_COMMITS, servers: list[ServerEntry] | None = None,
-        reconfig_enabled: bool = False,
+        reconfig_enabled: bool = False, config_version: int = 0,
     ) -> None:
         self.sid = sid
         self.sync_memory_txns = min(sync_memory_txns, RECENT_COMMITS)  # 0: always read the log
         # The membership in force (committed), and while a newer one is not yet committed (in
         # this leader's log before it is established, or a reconfig outstanding) its voters:
         # then every quorum needs both (`_quorum`).
-        self.config = Membership(list(servers or []), 0)
+        self.config = Membership(list(servers or []), config_version)
         self.voters = _voters(self.config.servers) if servers else voters
         self.observers = {s.id for s in self.config.servers if not s.voter}
         self.joint: frozenset[int] | None = None
@@ -164,6 +164,7 @@ class Leader(RoleCore, ReconfigGate):
         self.init_deadline = now + self.init_s
         self.next_reap = now + self.reap_every_s
         self.ended = False
+        self.leaving_at: float | None = None  # established a non-voter: steps down once its session synced, or then
         self.to_append: list[Txn] = []
         self.probe_sent = 0  # the last Probe number sent
         self.probe_acked: dict[int, int] = {}  # voter sid -> the highest Probe number it answered
@@ -199,7 +200,7 @@ class Leader(RoleCore, ReconfigGate):
         if not self.ready:
             return self.init_deadline if self.ensemble else None
         due = self.tracker.next_deadline_ms()
-        deadline = self.next_reap
+        deadline = self.next_reap if self.leaving_at is None else min(self.next_reap, self.leaving_at)
         return deadline if due is None else min(deadline, due / 1000.0)
 
     def tick(self) -> None:
@@ -211,6 +212,9 @@ class Leader(RoleCore, ReconfigGate):
                 self._end("no quorum synchronized in time", learners=sorted(p.sid for p in self.learners.values()))
             return
         assert self.prep is not None
+        if self.leaving_at is not None and now >= self.leaving_at:
+            self._end("not a voter of the new configuration", version=fmt(self.config.version))
+            return
         if not self._quorum(self._alive_sids()):
             self._end("lost the quorum", alive=sorted(self._alive_sids()))
             return
@@ -357,7 +361,7 @@ class Leader(RoleCore, ReconfigGate):
                     self._drop(peer, "removed by a reconfig")
             elif peer.observer != (peer.sid in self.observers):
                 self._drop(peer, "its role changed by a reconfig")
-        if self.sid not in self.voters:
+        if self.sid not in self.voters and self.ready:
             self._end("not a voter of the new configuration", version=fmt(config.version))
 
     def _alive_sids(self) -> set[int]:
@@ -512,8 +516,11 @@ class Leader(RoleCore, ReconfigGate):
         newer = self.prep.tree.membership
         if newer is not None and newer.version > self.config.version:
             self._activate(newer)
-            if self.ended:
-                return
+        if self.sid not in self.voters:
+            # Its own log made it a non-voter: committed now, with both quorums. It serves until
+            # its session actor has read that (one sync point; its supervisor then learns the
+            # membership and its election stops picking it), then steps down.
+            self.leaving_at = self.now + self.init_s
         self.proposer = Proposer(me=self.sid, voters=self.voters, committed_zxid=last)
         self.released = last
         for peer in self.learners.values():
@@ -540,6 +547,8 @@ class Leader(RoleCore, ReconfigGate):
     def hello(self) -> None:
         if self.proposer is not None:
             self._out.append(Tell("session", SyncPoint(zxid=self.released, epoch=self.epoch, role=self.role)))
+            if self.leaving_at is not None:
+                self._end("not a voter of the new configuration", version=fmt(self.config.version))
 
     def touch(self, sessions: list[int]) -> None:
         now_ms = self._now_ms

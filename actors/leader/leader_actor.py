@@ -36,6 +36,7 @@ from actors.protocol.internal import Hello, Logged, LogReady, OwnSession, Touch,
 from actors.protocol.txn import Txn
 from runtime.actor import QUORUM_HWM, Actor, set_peer_options, source_fd
 from runtime.channel import ChannelState
+from runtime.config import read_membership
 from runtime.roles import EXIT_ROLE_ENDED
 
 LOG_HELLO_RETRY_S = 1.0
@@ -89,6 +90,7 @@ class LeaderActor(Actor):
             current_epoch=epochs.read_epoch(self.dir, "currentEpoch"), tick_ms=cfg.tick_ms, init_limit=cfg.init_limit,
             container_check_ms=cfg.container_check_ms, max_data_bytes=cfg.max_data_bytes, now=now, log=self.log,
             sync_memory_txns=cfg.sync_memory_txns, servers=cfg.servers, reconfig_enabled=cfg.reconfig_enabled,
+            config_version=known.version if (known := read_membership(cfg.data_dir)) is not None else 0,
         )
         # Learners' synchronizations are read on a thread of their own (one at a time), so that the
         # broadcast to the others goes on; a result wakes the loop through an inproc pair.

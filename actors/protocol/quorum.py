@@ -34,6 +34,11 @@ class Notification(msgspec.Struct, array_like=True, frozen=True, tag="vote", tag
     leader: int
     zxid: int
     epoch: int
+    # The membership the sender has in force, when a reconfig made it (0 / empty: the configured
+    # one): a node that missed that reconfig's commit (down, cut off, its log ahead of what it
+    # applied) takes it from any peer, as ZooKeeper's notifications carry their config.
+    config_version: int = 0
+    config: bytes = b""
 
 
 class Peer(msgspec.Struct, array_like=True, frozen=True, tag_field="tag"):

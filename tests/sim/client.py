@@ -20,7 +20,18 @@ import msgspec
 from bench.linearizability import Op
 from zoomq import protocol as p
 from zoomq.engine import Deliver, Handshake, Request, SessionEngine
-from zoomq.exceptions import BadVersionError, NodeExistsError, NoNodeError, SessionExpiredError, SessionMovedError, error_for
+from runtime.config import ServerEntry
+from tests.sim.session import SUPER_PASSWORD
+from zoomq.exceptions import (
+    BadVersionError,
+    NewConfigNoQuorumError,
+    NodeExistsError,
+    NoNodeError,
+    ReconfigInProcessError,
+    SessionExpiredError,
+    SessionMovedError,
+    error_for,
+)
 from zoomq.security import OPEN_ACL_UNSAFE
 
 SESSION_TIMEOUT_MS = 4_000
@@ -42,7 +53,11 @@ class SimClient:
         self.world = world
         self.cid = cid
         self.keys = keys
-        self.engine = self.engine_class(timeout_ms=SESSION_TIMEOUT_MS)
+        self.reconfigures = cid == 1 and world.cfg.reconfigs
+        auth = [("digest", f"super:{SUPER_PASSWORD}")] if self.reconfigures else []
+        self.engine = self.engine_class(timeout_ms=SESSION_TIMEOUT_MS, auth_data=auth)
+        self.roles = {sid: "observer" if node.observers and sid in node.observers else "participant"
+                      for sid, node in world.nodes.items()}  # the membership as this client last made it
         self.engine.begin(world.now)
         self.node: Any = None
         self.conn_id = 0  # a new connection per connect: answers on an older one are not for us
@@ -178,14 +193,31 @@ class SimClient:
             rng = world.rng
             key = rng.choice(self.keys)
             kind = rng.choice(("set", "cas", "get", "get"))
+            if self.reconfigures and rng.random() < 0.08:
+                self.op = self._reconfig_op()
+                self._start(self.op)
+                return
             value = f"c{self.cid}-{self.done_ops}".encode()
             self.op = {"kind": kind, "key": key, "value": value, "call": world.now,
                        "expect": self.versions.get(key, 0) if kind == "cas" else None}
         self._start(self.op)
 
+    def _reconfig_op(self) -> dict[str, Any]:
+        """Flip one node between participant and observer, keeping at least two participants."""
+        rng = self.world.rng
+        sid = rng.choice(sorted(self.roles))
+        role = "observer" if self.roles[sid] == "participant" else "participant"
+        if role == "observer" and sum(r == "participant" for r in self.roles.values()) <= 2:
+            role, sid = "participant", next((s for s, r in sorted(self.roles.items()) if r == "observer"), sid)
+        spec = ServerEntry(sid, role=role).spec()
+        return {"kind": "reconfig", "key": "/zookeeper/config", "value": spec, "call": self.world.now, "expect": None,
+                "sid": sid, "role": role}
+
     def _start(self, op: dict[str, Any]) -> None:
         key, kind = op["key"], op["kind"]
-        if kind == "create":
+        if kind == "reconfig":
+            self._submit("reconfig", lambda x: p.Reconfig(x, joining=op["value"]))
+        elif kind == "create":
             self._submit("create", lambda x: p.Create(x, key, b"", OPEN_ACL_UNSAFE))
         elif kind in ("set", "cas"):
             version = -1 if kind == "set" else op["expect"]
@@ -206,7 +238,16 @@ class SimClient:
             else:
                 self._finish(None, False)
             return
-        if name == "create":
+        if name == "reconfig":
+            if error is None:
+                self.roles[op["sid"]] = op["role"]
+                self.world.note_acked_write(self, value[0])
+            elif not isinstance(error, (ReconfigInProcessError, NewConfigNoQuorumError)):
+                raise AssertionError(f"reconfig {op['value']} failed with {error!r}")
+            self.op = None
+            self.done_ops += 1
+            self.next_action = now + self.world.rng.uniform(0.0, 0.05)
+        elif name == "create":
             if error is not None and not isinstance(error, NodeExistsError):
                 raise AssertionError(f"creating {op['key']} failed with {error!r}")
             self.created.add(op["key"])
@@ -243,6 +284,11 @@ class SimClient:
         op = self.op
         assert op is not None
         kind = op["kind"]
+        if kind == "reconfig":  # not a register: nothing for the linearizability checker
+            self.op = None
+            self.done_ops += 1
+            self.next_action = self.world.now + self.world.rng.uniform(0.0, 0.05)
+            return
         self.history.append(Op(self.cid, op["key"], kind, None if kind == "get" else op["value"],
                                op["expect"] if kind == "cas" else None, op["call"], ret, ok, out))
         self.op = None

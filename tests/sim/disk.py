@@ -26,6 +26,7 @@ class SimDisk:
         self.pending: list[Txn] = []  # written, not yet fsynced
         self.epochs = {"acceptedEpoch": 0, "currentEpoch": 0}
         self.snapshots: dict[int, bytes] = {}
+        self.membership: Any = None  # membership.json (written whole, durably, as the supervisor does)
 
     @property
     def last_durable(self) -> int:

@@ -21,9 +21,10 @@ from actors.leader.leader import Leader
 from actors.protocol import quorum as q
 from actors.leader.sync import prepare
 from actors.protocol.effects import Drop, EndRole, InstallSnapshot, PersistEpoch, PrepareSync, Send, Tell
-from actors.protocol.internal import Elected, Hello, LeaderUp, Logged, Looking, LogReady, OwnSession, Touch, WriteRequest
+from actors.protocol.internal import Elected, Hello, LeaderUp, Logged, Looking, LogReady, OwnSession, Reconfigured, Touch, WriteRequest
 from actors.protocol.quorum import FOLLOWING, LEADING, LOOKING, OBSERVING
 from runtime.channel import ChannelState
+from runtime.config import Membership, ServerEntry, membership_text
 from tests.sim.disk import SimDisk, SimLog
 from tests.sim.session import SimSession
 
@@ -50,6 +51,7 @@ class SimNode:
         self.sid = sid
         self.voters = voters
         self.observers = observers
+        self.servers = [ServerEntry(s, role="observer" if s in observers else "participant") for s in sorted(voters | observers)]
         self.disk = SimDisk()
         self.incarnation = 0
         self.up = False
@@ -62,8 +64,13 @@ class SimNode:
     def start(self) -> None:
         self.incarnation += 1
         self.up = True
+        if self.disk.membership is not None:  # membership.json: what the last reconfig made, at restart
+            self._set_members(self.disk.membership.servers)
         self.log = SimLog(self)
-        self.election = Election(self.sid, self.voters, self.observers, finalize_s=0.05)
+        known = self.disk.membership
+        self.election = Election(self.sid, self.voters, self.observers, finalize_s=0.05,
+                                 config_version=known.version if known else 0,
+                                 config=membership_text(known.servers, known.version) if known else b"")
         self.suspect: tuple[int, float] = (-1, 0.0)  # as the supervisor's Look says it
         self.election_resend: float | None = None
         self.election_wants_log = False
@@ -113,7 +120,10 @@ class SimNode:
         elif dest == "election":
             self._election_message(msg)
         elif dest == "supervisor":
-            self._elected(msg)
+            if isinstance(msg, Reconfigured):
+                self._reconfigured(msg)
+            else:
+                self._elected(msg)
         elif dest == "role":
             self._role_message(msg)
 
@@ -139,6 +149,10 @@ class SimNode:
 
     def _flush_election(self) -> None:
         core = self.election
+        if core.adopted is not None:  # a peer's newer membership: what the election actor tells the supervisor
+            m, core.adopted = core.adopted, None
+            self.world.trace(f"node {self.sid}: membership {m.version:#x} taken from a peer")
+            self.tell("supervisor", Reconfigured(m.servers, m.version), "election")
         for dest, n in core.outbox:
             for peer in self.world.nodes.values():
                 if peer.sid != self.sid and (dest is None or dest == peer.sid):
@@ -161,7 +175,7 @@ class SimNode:
             self.role = self.factories.leader(
                 sid=self.sid, voters=self.voters, ensemble=True, accepted_epoch=accepted, current_epoch=current,
                 tick_ms=cfg.tick_ms, init_limit=cfg.init_limit, container_check_ms=60_000, max_data_bytes=1 << 20,
-                now=now, log=QUIET,
+                now=now, log=QUIET, servers=self.servers, reconfig_enabled=True,
             )
             self.role.set_time(now, self.world.wall_ms)
             self.tell("log", Hello(origin=self.sid), "role")
@@ -176,6 +190,30 @@ class SimNode:
             self.learner_channel = (channel, ChannelState(now, silence_s=self.role.silence_s, heartbeat_s=cfg.tick_ms / 2000.0))
             self.world.note_role(self, msg.state)
         self._role_effects()
+
+    def _set_members(self, servers: list[ServerEntry]) -> None:
+        mine = next((s for s in self.servers if s.id == self.sid), None)
+        servers = list(servers)
+        if mine is not None and all(s.id != self.sid for s in servers):
+            servers.append(mine)  # not a member (removed, or not added yet): a non-voting learner
+        self.servers = servers
+        self.voters = frozenset(s.id for s in servers if s.voter)
+        self.observers = frozenset(s.id for s in servers if not s.voter)
+
+    def _reconfigured(self, msg: Reconfigured) -> None:
+        """What the supervisor does (runtime/supervisor.py): keep it, tell the election, end a
+        learner whose own role changed."""
+        if self.disk.membership is not None and msg.version <= self.disk.membership.version:
+            return
+        before = self.sid in self.voters
+        if any(s.id == self.sid for s in msg.servers):
+            self.disk.membership = Membership(list(msg.servers), msg.version)
+        self._set_members(msg.servers)
+        self.world.trace(f"node {self.sid}: reconfigured {msg.version:#x}: voters {sorted(self.voters)}")
+        self.election.set_members(self.voters, self.observers, msg.version, membership_text(msg.servers, msg.version), self.world.now)
+        self._flush_election()
+        if before != (self.sid in self.voters) and self.role is not None and not isinstance(self.role, Leader):
+            self._end_role("its role changed by a reconfig")
 
     def _end_role(self, reason: str) -> None:
         self.world.trace(f"node {self.sid}: role ended: {reason}")
@@ -256,7 +294,7 @@ class SimNode:
                 return
             self.leader_channels[ch.b_tag] = (ch, state)
             ch.leader_term = (self.incarnation, self.role_incarnation)  # which leader this channel reached
-            role.learner_info(ch.b_tag, msg, observer=msg.sid in self.observers)
+            role.learner_info(ch.b_tag, msg)
         else:
             data = known[1].accept(payload, self.world.now)
             if data is None:

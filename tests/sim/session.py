@@ -18,14 +18,18 @@ from actors.protocol.internal import Committed, SyncPoint
 from actors.protocol.txn import Txn
 from actors.session.session import SessionCore
 from runtime.config import NodeConfig, ServerEntry
+from zoomq.security import make_digest_acl_credential
 
+SUPER_PASSWORD = "sim"
+SUPER_DIGEST = make_digest_acl_credential("super", SUPER_PASSWORD)  # the reconfiguring client's
 SNAPSHOT_EVERY = 40  # applied txns between snapshots (small: lagging learners then get a SNAP)
 
 
 def node_config(sid: int, voters: frozenset[int], observers: frozenset[int], tick_ms: int) -> NodeConfig:
     servers = [ServerEntry(s, role="observer" if s in observers else "participant") for s in sorted(voters | observers)]
     return NodeConfig(sid=sid, servers=servers, tick_ms=tick_ms, snapshot_every=SNAPSHOT_EVERY,
-                      min_session_timeout_ms=200, max_session_timeout_ms=60_000)
+                      min_session_timeout_ms=200, max_session_timeout_ms=60_000, reconfig_enabled=True,
+                      super_digest=SUPER_DIGEST)
 
 
 class SimSession:

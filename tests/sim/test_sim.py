@@ -26,6 +26,18 @@ def test_five_nodes_and_an_observer(first):
     assert result.failure is None, result.failure
 
 
+@pytest.mark.parametrize("first", range(2001, 2101, CHUNK))
+def test_three_nodes_reconfigured_under_faults(first):
+    result = run_seeds(range(first, first + CHUNK), SimConfig(nodes=3, reconfigs=True))
+    assert result.failure is None, result.failure
+
+
+@pytest.mark.parametrize("first", range(3001, 3051, CHUNK))
+def test_five_nodes_and_an_observer_reconfigured_under_faults(first):
+    result = run_seeds(range(first, first + CHUNK), SimConfig(nodes=5, observers=1, reconfigs=True))
+    assert result.failure is None, result.failure
+
+
 def test_the_same_seed_replays_the_same_run():
     from tests.sim.world import World
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from actors.follower.learner import Learner
 from actors.leader.leader import Leader
-from actors.protocol.txn import Txn
+from actors.protocol.txn import ReconfigTxn, Txn
 from actors.protocol.zxid import epoch_of
 from bench import linearizability
 from tests.sim.client import SimClient
@@ -52,6 +52,9 @@ class SimConfig:
     duration_s: float = 12.0  # faults and client load
     quiesce_s: float = 15.0  # then: healed, every node up, clients idle, until converged
     fault_every_s: tuple[float, float] = (0.3, 1.5)
+    # Client 1 also reconfigures now and then: a random node made an observer or a participant
+    # (never fewer than two voters), through the real reconfig path, under the same faults.
+    reconfigs: bool = False
 
 
 @dataclass
@@ -104,6 +107,7 @@ class World:
         self.steps = 0
         self._trace: deque[str] = deque(maxlen=80)
         self.client_rids: dict[bytes, tuple[Any, int]] = {}
+        self._last_on: dict[tuple[bytes, str], float] = {}  # (client connection, direction) -> last delivery time
         # invariant bookkeeping
         self.leader_of_epoch: dict[int, int] = {}
         # (learner, epoch) -> the leader it accepted that epoch from: ZAB lets two prospective leaders
@@ -141,12 +145,20 @@ class World:
         """A client's frames on its current connection (a new connection per connect, as TCP)."""
         incarnation = node.incarnation
         self.client_rids[rid] = (client, client.conn_id)
-        self.at(self.now + self.delay(), lambda: node.incarnation == incarnation and node.client_frames(rid, frames),
+        self.at(self._in_order((rid, "up")), lambda: node.incarnation == incarnation and node.client_frames(rid, frames),
                 f"client{client.cid}->{node.sid} {len(frames)} frames", owner=node.sid)
 
     def to_client(self, node: Any, rid: bytes, frames: list[bytes]) -> None:
         client, conn_id = self.client_rids[rid]
-        self.at(self.now + self.delay(), lambda: client.receive(node, conn_id, frames), f"{node.sid}->client{client.cid} {len(frames)} frames")
+        self.at(self._in_order((rid, "down")), lambda: client.receive(node, conn_id, frames),
+                f"{node.sid}->client{client.cid} {len(frames)} frames")
+
+    def _in_order(self, way: tuple[bytes, str]) -> float:
+        """A delivery time on a client connection: delayed, but never before an earlier send on the
+        same connection and direction (a client connection is TCP: in order)."""
+        when = max(self.now + self.delay(), self._last_on.get(way, 0.0))
+        self._last_on[way] = when
+        return when
 
     def clients_reset(self, node: Any) -> None:
         """A node died: the clients connected to it see their connection reset."""
@@ -233,6 +245,16 @@ class World:
         if first != (leader, leader_term):
             self.fail(f"node {learner} vouched for epoch {epoch} to two leaders: node {first[0]} and node {leader}")
 
+    def _voters_for(self, leader: Any) -> list[set[int]]:
+        last = leader.last_logged
+        committed = [t for z, t in self.committed.items() if z <= last and isinstance(t.op, ReconfigTxn)]
+        force = max(committed, key=lambda t: t.zxid, default=None)
+        out = [{s.id for s in force.op.servers if s.voter} if force is not None else set(range(1, self.cfg.nodes + 1))]
+        logged = leader.prep.tree.membership if leader.prep is not None else None
+        if logged is not None and (force is None or logged.version > force.zxid):
+            out.append({s.id for s in logged.servers if s.voter})
+        return out
+
     def note_established(self, node: SimNode, leader: Any) -> None:
         epoch = leader.epoch
         other = self.leader_of_epoch.setdefault(epoch, node.sid)
@@ -240,9 +262,12 @@ class World:
             self.fail(f"two leaders established in epoch {epoch}: {other} and {node.sid}")
         term = (node.incarnation, node.role_incarnation)
         vouched = {sid for (sid, e), (by, t) in self.accepted_from.items() if e == epoch and (by, t) == (node.sid, term)}
-        voters = set(range(1, self.cfg.nodes + 1))
-        if len((vouched | {node.sid}) & voters) * 2 <= len(voters):
-            self.fail(f"node {node.sid} established epoch {epoch} with fresh acks from only {sorted(vouched)}")
+        # A quorum of the voters in force (the last reconfig committed in its history) and, when
+        # its log holds a newer one, of that one's voters too.
+        for voters in self._voters_for(leader):
+            if len((vouched | {node.sid}) & voters) * 2 <= len(voters):
+                self.fail(f"node {node.sid} established epoch {epoch} with fresh acks from only {sorted(vouched)} "
+                          f"(voters {sorted(voters)})")
         self.trace(f"node {node.sid}: established epoch {epoch}")
         disk = node.disk
         logged = {t.zxid: t for t in disk.log}
@@ -292,7 +317,7 @@ class World:
     def report(self, message: str) -> str:
         cfg = self.cfg
         repro = (f"python -m tests.sim --seed {self.seed} --nodes {cfg.nodes} --observers {cfg.observers} "
-                 f"--clients {cfg.clients} --duration {cfg.duration_s:g}")
+                 f"--clients {cfg.clients} --duration {cfg.duration_s:g}" + (" --reconfigs" if cfg.reconfigs else ""))
         tail = "\n".join(list(self._trace)[-40:])
         return f"seed {self.seed}, step {self.steps}, t={self.now:.4f}: {message}\nreproduce: {repro}\nlast events:\n{tail}"
 
@@ -381,7 +406,7 @@ class World:
         ops = []
         for client in self.clients:
             ops.extend(client.history)
-            if client.op is not None and client.op["kind"] != "create":  # under way at the end: its outcome is unknown
+            if client.op is not None and client.op["kind"] not in ("create", "reconfig"):  # under way at the end: unknown outcome
                 op = client.op
                 ops.append(linearizability.Op(client.cid, op["key"], op["kind"], None if op["kind"] == "get" else op["value"],
                                               op["expect"] if op["kind"] == "cas" else None, op["call"], None, False))

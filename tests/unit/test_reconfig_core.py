@@ -293,3 +293,52 @@ def test_a_joiner_that_counts_a_dead_member_still_follows_the_leader_two_live_me
     assert core.state == LOOKING  # a follower's word alone is not enough
     core.receive(Notification(2, "leading", 5, 2, z(1, 4), 1), now=0.0)
     assert core.state == FOLLOWING and core.vote.leader == 2
+
+
+def test_the_only_voter_left_by_a_reconfig_elects_itself():
+    core = Election(2, frozenset({2}), frozenset({1, 3}))
+    core.look(z(3, 5), 3, now=0.0)
+    assert core.decided is not None and core.decided.leader == 2 and core.state == "leading"
+
+
+def test_a_node_that_missed_a_reconfig_takes_it_from_a_peers_notification():
+    text = membership_text([member(1), member(2, "observer"), member(3)], z(2, 7))
+    core = Election(2, frozenset({1, 2, 3}))
+    core.look(z(2, 6), 2, now=0.0)
+    assert core.own is not None
+    core.receive(Notification(1, LOOKING, 1, 1, z(2, 7), 2, z(2, 7), text), now=0.0)
+    assert core.adopted == Membership([member(1), member(2, "observer"), member(3)], z(2, 7))
+    assert core.voters == {1, 3} and core.observers == {2} and core.own is None  # an observer now: no candidacy
+    core.broadcast()
+    assert core.outbox[-1][1].config_version == z(2, 7)  # and it passes the membership on
+    core.adopted = None
+    core.receive(Notification(3, LOOKING, 1, 3, z(2, 7), 2, z(2, 5), b"stale"), now=0.0)
+    assert core.adopted is None  # an older one is not taken
+    core.set_members(frozenset({1, 2, 3}), frozenset(), z(2, 9), b"", now=0.0)
+    assert core.own is not None and core.vote.leader == 2  # made a participant again mid-round: a candidate
+
+
+def test_a_leader_its_own_log_leaves_out_establishes_commits_it_and_steps_down_after_its_sessions_sync():
+    change = Txn(z(2, 1), 0, 0, 0, ReconfigTxn([member(1, "observer"), member(2), member(3)]))
+    tree = DataTree()
+    tree.apply(change)
+    core = ScriptedLeader(sid=1, voters=frozenset(), ensemble=True, accepted_epoch=2, current_epoch=2, tick_ms=100,
+                          init_limit=10, container_check_ms=60_000, max_data_bytes=1 << 20, now=0.0,
+                          log=structlog.get_logger(), servers=[member(1), member(2), member(3)], reconfig_enabled=True)
+    core.history = MemoryHistory([change])
+    core.set_time(0.0, 1_000)
+    core.log_ready(z(2, 1), tree)
+    for to, sid in ((A, 2), (B, 3)):
+        core.learner_info(to, q.FollowerInfo(sid, 2, z(2, 1)))
+    core.take_effects()
+    for to in (A, B):
+        core.from_learner(to, q.AckEpoch(2, z(2, 1)))
+        core.take_effects()
+        core.from_learner(to, q.AckNewLeader(z(2, 1)))
+    effects = core.take_effects()
+    assert core.ready and core.voters == {2, 3} and not core.ended
+    assert any(isinstance(e, Tell) and type(e.msg).__name__ == "LeaderUp" for e in effects)
+    core.hello()  # its session actor asks where the committed stream stands: told, then it goes
+    effects = core.take_effects()
+    assert [type(e.msg).__name__ for e in effects if isinstance(e, Tell)] == ["SyncPoint"]
+    assert "not a voter" in [e for e in effects if isinstance(e, EndRole)][0].reason
