@@ -517,7 +517,7 @@ class ZoomqEnsemble:
         members = [s for s in self.servers if s.id not in self.removed]
         node = ZoomqServer(data_dir=self.base_dir / f"node{entry.id}", port=entry.client_port, sid=entry.id,
                            servers=[*members, entry], **self._overrides)
-        self.servers.append(entry)
+        self.servers = [*self.servers, entry]  # a new list: the other nodes' configs keep theirs
         self.nodes.append(node)
         node.start(timeout)
         return node

@@ -196,7 +196,8 @@ def test_ensemble_add_and_remove_reconfigure_the_running_ensemble(tmp_path):
         added = _zoomq("ensemble", "add", "--data-dir", str(data))
         assert added.returncode == 0, added.stderr
         assert f"server.4=127.0.0.1:{base + QUORUM_OFFSET + 3}:{base + ELECTION_OFFSET + 3}:participant;127.0.0.1:{base + 3}" in added.stdout
-        assert (data / "node4.toml").exists() and (data / "node4" / "membership.json").exists()
+        assert (data / "node4.toml").exists()
+        wait_for(lambda: (data / "node4" / "membership.json").exists(), 30, "node 4 applying the reconfig")
         four = Client(hosts=f"127.0.0.1:{base + 3}")
         four.start(timeout=30)
         assert four.get("/before")[0] == b"1" and b"server.4=" in four.get_config()[0]
