@@ -13,7 +13,7 @@ do not lead first, round robin), and collects their reports on a ZeroMQ PULL soc
 time of every process of every node's tree (psutil; zoomq's actors by name from status.json),
 and afterwards their memory. Then it stops the clients and the target, by PID.
 
-Reported: ops/s, latency p50/p90/p99/p99.9/max (ms, merged log-linear histograms), errors by
+Reported: ops/s, latency p50/p90/p99/p99.9/max (ms, HdrHistograms merged across the load processes), errors by
 exception kind, server CPU seconds per 1,000 ops (every node process), client CPU seconds per
 1,000 ops, RSS and PSS per node, CPU per process (per actor for zoomq). `--json FILE` writes the
 whole result.

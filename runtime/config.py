@@ -210,6 +210,11 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # clients that asked for read-only (Client(read_only=True)), refusing writes with
     # NotReadOnlyCallError, until it rejoins. Off by default, as in ZooKeeper. Ensembles only.
     read_only_mode: bool = False
+    # Operators' HTTP ports (actors/ops), on client_host, 0 = off (the default): Prometheus'
+    # /metrics (ZooKeeper's metricsProvider.httpPort), and ZooKeeper's AdminServer JSON API
+    # (`GET /commands/<name>`, admin.serverPort).
+    metrics_port: int = 0
+    admin_port: int = 0
     # ZooKeeper's reconfigEnabled: whether `reconfig` may change the membership of the running
     # ensemble (by a super user, or a session the ACL of /zookeeper/config lets WRITE). Off by
     # default, as in ZooKeeper (ReconfigDisabledError); `zoomq ensemble up` turns it on.
@@ -279,6 +284,9 @@ def load(path: str | Path | None = None, **overrides: Any) -> NodeConfig:
         raise ConfigError(f"zk_port must be 0 (off) or a port other than client_port, not {cfg.zk_port}")
     if not (0 <= cfg.zk_secure_port < 65536) or cfg.zk_secure_port in (cfg.client_port, cfg.zk_port or -1):
         raise ConfigError(f"zk_secure_port must be 0 (off) or a port other than client_port and zk_port, not {cfg.zk_secure_port}")
+    ports = [p for p in (cfg.client_port, cfg.zk_port, cfg.zk_secure_port, cfg.metrics_port, cfg.admin_port) if p]
+    if not all(0 <= p < 65536 for p in (cfg.metrics_port, cfg.admin_port)) or len(set(ports)) != len(ports):
+        raise ConfigError(f"metrics_port and admin_port must be 0 (off) or ports of their own, not {cfg.metrics_port} / {cfg.admin_port}")
     cfg = _check_tls(cfg)
     if cfg.tick_ms <= 0 or cfg.min_timeout_ms > cfg.max_timeout_ms:
         raise ConfigError("tick_ms must be > 0 and min session timeout <= max")

@@ -290,6 +290,10 @@ class LocalBus:
         """Frames queued and not yet written (all destinations)."""
         return sum(out.queued for out in self._outs.values())
 
+    def queued_by_dest(self) -> dict[str, int]:
+        """Frames queued and not yet written, per destination (for /metrics' queue depths)."""
+        return {dest: out.queued for dest, out in self._outs.items()}
+
     def close(self) -> None:
         """Close everything. The socket file stays: a new incarnation may already have bound
         the same path (it unlinks a stale one itself)."""

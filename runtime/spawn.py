@@ -31,6 +31,7 @@ ACTORS = {
     "election": "actors.election.election_actor:ElectionActor",
     "session": "actors.session.session_actor:SessionActor",
     "gateway": "actors.gateway.gateway_actor:GatewayActor",
+    "ops": "actors.ops.ops_actor:OpsActor",
 }
 
 

@@ -114,6 +114,8 @@ class Supervisor:
             actors = ENSEMBLE_ACTORS if self.ensemble else DEFAULT_ACTORS
             if cfg.gateway_on:
                 actors = (*actors, "gateway")  # ZooKeeper's wire protocol, next to the session actor
+            if cfg.metrics_port or cfg.admin_port:
+                actors = (*actors, "ops")  # /metrics and ZooKeeper's AdminServer
         self.actors = list(actors)
         self.argv = argv
         self.log = (
@@ -139,6 +141,8 @@ class Supervisor:
         self._look_at: float | None = None  # when to (re)start an election
         self._suspect = -1  # the leader whose following just failed (see _on_role_exit)
         self.membership_version = 0  # the reconfig the membership in cfg.servers comes from (0: none)
+        self._looking_since: float | None = None  # when the current election began
+        self.elections = [0, 0.0, 0.0]  # count, total ms, last ms
         self._bus: LocalBus | None = None  # messages to and from the actors (ensembles only)
         self._inbox_decoder = msgspec.msgpack.Decoder(InternalMsg)
         self._encoder = msgspec.msgpack.Encoder()
@@ -218,6 +222,8 @@ class Supervisor:
             "data_dir": self.cfg.data_dir,
             "run_dir": self.run_dir,
             "actors": actors,
+            # elections this supervisor ran: [count, total ms, last ms] (for /metrics' election_time)
+            "elections": [self.elections[0], round(self.elections[1], 3), round(self.elections[2], 3)],
         }
 
     # --- setup and teardown -------------------------------------------------------------------
@@ -351,6 +357,8 @@ class Supervisor:
             if self._look_at is not None and now >= self._look_at and "election" in self._children:
                 self._look_at = None
                 self._tell("election", Look(self._suspect, self.cfg.sync_limit * self.cfg.tick_ms))
+                if self._looking_since is None:
+                    self._looking_since = now
                 self._suspect = -1
             while self._failed_starts:
                 result = self._apply(self.policy.on_exit(self._failed_starts.pop(0), now), now)
@@ -470,6 +478,10 @@ class Supervisor:
     def _on_elected(self, msg: Elected) -> None:
         if self._state in ("stopping", "restarting", "giving_up"):
             return
+        if self._looking_since is not None:  # ZooKeeper's election_time: from Look to the outcome
+            took_ms = (time.monotonic() - self._looking_since) * 1000.0
+            self._looking_since = None
+            self.elections = [self.elections[0] + 1, self.elections[1] + took_ms, took_ms]
         role = Role(msg.state, msg.leader, msg.epoch, msg.zxid, msg.round)
         if self.role_actor is not None:
             if self.role == role:

@@ -37,6 +37,8 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--zk-port", type=int, metavar="N", help="also speak ZooKeeper's own protocol on this port (kazoo, zkCli.sh, ...)")
     p.add_argument("--zk-secure-port", type=int, metavar="N",
                    help="ZooKeeper's protocol inside TLS on this port (needs zk_tls_cert / zk_tls_key in the config)")
+    p.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus' /metrics on this port (off without)")
+    p.add_argument("--admin-port", type=int, metavar="N", help="serve ZooKeeper's AdminServer JSON (/commands) on this port (off without)")
     p.add_argument("--data-dir", metavar="DIR", help="data directory (default ./zoomq-data)")
     p.add_argument("--host", metavar="H", help="client address to bind (default 127.0.0.1)")
     p.add_argument("--sid", type=int, metavar="N", help="this node's server id (myid)")
@@ -55,6 +57,8 @@ def _run_server(args: argparse.Namespace) -> int:
             client_port=args.port,
             zk_port=args.zk_port,
             zk_secure_port=args.zk_secure_port,
+            metrics_port=args.metrics_port,
+            admin_port=args.admin_port,
             data_dir=args.data_dir,
             client_host=args.host,
             sid=args.sid,

@@ -453,14 +453,16 @@ class ZoomqEnsemble:
         leader.kill()                     # SIGKILL the whole node
         ens.wait_leader(exclude=leader)   # a new leader serves
     ```
-    Other keyword arguments are NodeConfig fields for every node (`tick_ms` defaults to 100 so
+    `node_overrides` = {sid: {field: value}} for one node's own settings (e.g. its metrics_port). Other
+    keyword arguments are NodeConfig fields for every node (`tick_ms` defaults to 100 so
     that failure detection takes a fraction of a second; session timeouts may still be long).
     `curve=True` gives every node a CurveZMQ key pair (in `<base_dir>/keys`) and `client()` a
     client key the nodes admit (`<base_dir>/keys/clients/client.key`).
     """
 
     def __init__(
-        self, n: int = 3, observers: int = 0, base_dir: str | Path | None = None, curve: bool = False, **config_overrides: Any
+        self, n: int = 3, observers: int = 0, base_dir: str | Path | None = None, curve: bool = False,
+        node_overrides: dict[int, dict[str, Any]] | None = None, **config_overrides: Any
     ) -> None:
         from runtime.config import ServerEntry
 
@@ -483,6 +485,8 @@ class ZoomqEnsemble:
         client_options: dict[str, Any] = {}
         if curve:
             self.servers, per_node, client_options = curve_keys(self.base_dir / "keys", self.servers)
+        for sid, extra in (node_overrides or {}).items():  # e.g. {1: {"metrics_port": P}}: one node's own settings
+            per_node[sid] = {**per_node[sid], **extra}
         self.client_options = client_options
         self._overrides = config_overrides
         self._clients: list[Any] = []

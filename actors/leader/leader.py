@@ -122,6 +122,14 @@ class LearnerState:
     chose_epoch: bool = False  # among the quorum whose FollowerInfo chose the epoch
 
 
+def _behind(acked: int, released: int) -> int:
+    """How many txns a log that ends at `acked` lacks of one that ends at `released` (the epoch's
+    counters; a log still in an earlier epoch lacks at least the current epoch's)."""
+    if acked >= released:
+        return 0
+    return released & 0xFFFFFFFF if epoch_of(acked) != epoch_of(released) else released - acked
+
+
 def _voters(servers: list[ServerEntry]) -> frozenset[int]:
     return frozenset(s.id for s in servers if s.voter)
 
@@ -172,6 +180,7 @@ class Leader(RoleCore, ReconfigGate):
         self.owners: dict[int, int] = {}  # session -> the connection that owns it
         self.recent: deque[Txn] = deque(maxlen=RECENT_COMMITS)  # the latest committed txns, in order
         self.released = 0  # the last txn's zxid whose commit went out (to learners and the session actor)
+        self.proposed = self.committed = self.commit_rounds = 0  # counters for /metrics
         self._out: list[Any] = []
 
     def set_time(self, now: float, wall_ms: int) -> None:
@@ -231,11 +240,15 @@ class Leader(RoleCore, ReconfigGate):
     def stats(self) -> LearnerStats:
         learners = list(self.learners.values())
         synced = [p for p in learners if p.phase in (LearnerPhase.ACKED, LearnerPhase.ACTIVE)]
+        acked = self.proposer.acked if self.proposer is not None else {}
+        released = self.released
         return LearnerStats(
             learners=len(learners),
             synced_followers=sum(1 for p in synced if not p.observer),
             synced_observers=sum(1 for p in synced if p.observer),
             pending_syncs=sum(1 for p in learners if p.phase in (LearnerPhase.PREPARING, LearnerPhase.SYNCING)),
+            proposed=self.proposed, committed=self.committed, commit_rounds=self.commit_rounds,
+            lag={p.sid: _behind(acked.get(p.sid, 0), released) for p in synced if not p.observer},
         )
 
     # --- this node's log ----------------------------------------------------------------------
@@ -587,6 +600,7 @@ class Leader(RoleCore, ReconfigGate):
             return
         self.proposer.propose(entry)
         if isinstance(entry, Txn):
+            self.proposed += 1
             self.to_append.append(entry)
             op = entry.op
             if isinstance(op, ReconfigTxn):
@@ -631,6 +645,8 @@ class Leader(RoleCore, ReconfigGate):
         done = self.proposer.take_committed()
         if not done:
             return
+        self.committed += len(done)
+        self.commit_rounds += 1
         txns = [e for e in done if isinstance(e, Txn)]
         if txns:
             self.recent.extend(txns)

@@ -84,5 +84,10 @@ class Proposer:
         return [e for e in self._queue if isinstance(e, Txn) and e.zxid > zxid]
 
     @property
+    def acked(self) -> dict[int, int]:
+        """Each server's durable log end, as its acks said (read-only view)."""
+        return self._acked
+
+    @property
     def pending(self) -> int:
         return len(self._queue)

@@ -16,14 +16,20 @@ Rules:
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from actors.log import snapshot
 from actors.log.txnlog import TxnLog
-from actors.protocol.internal import Append, Hello, Logged, LogReady, Snapshotted, Truncate
+from actors.protocol.internal import Append, Hello, Logged, LogReady, LogStats, Snapshotted, Truncate
 from actors.protocol.zxid import fmt
 from runtime.actor import Actor
+from runtime.latency import Latencies
+
+STATS_EVERY_S = 2.0  # fsync latencies to the ops actor, when /metrics is on
 
 
 class LogActor(Actor):
@@ -42,6 +48,8 @@ class LogActor(Actor):
             last = self.txnlog.last_zxid = newest[0][0]  # a leader's snapshot newer than the log
         self.reply_to = "role"
         self.dirty = False
+        self.fsyncs = Latencies()
+        self.stats_due = now if self.cfg.metrics_port else None  # only the ops actor wants them
         self.log.info("log_recovered", last_zxid=fmt(last), temp_files_removed=removed)
         self.tell(self.reply_to, LogReady(sid=self.cfg.sid, last_zxid=last))
 
@@ -73,9 +81,21 @@ class LogActor(Actor):
 
     def on_batch_end(self, now: float) -> None:
         if self.dirty:
+            started = time.perf_counter()
             self.txnlog.sync()
+            self.fsyncs.record("fsync", (time.perf_counter() - started) * 1000.0)
             self.dirty = False
             self.tell(self.reply_to, Logged(sid=self.cfg.sid, zxid=self.txnlog.last_zxid))
+
+    # --- /metrics (the ops actor) ---------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        return self.stats_due
+
+    def on_timer(self, now: float) -> None:
+        if self.stats_due is not None and now >= self.stats_due:
+            self.stats_due = now + STATS_EVERY_S
+            self.tell("ops", LogStats(msgspec.json.encode(self.fsyncs.snapshot()), self.bus.queued_by_dest()))
 
     def on_stop(self) -> None:
         self.txnlog.close()

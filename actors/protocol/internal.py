@@ -181,6 +181,28 @@ class StatusQuery(Internal, tag="statusq"):
     reply_to: str
 
 
+class AdminQuery(Internal, tag="adminq"):
+    """From the ops actor to the session actor: an AdminServer command ("json:<command>") or
+    "metrics"; answered with AdminAnswer (JSON text) to `reply_to`."""
+
+    id: int
+    command: str
+    reply_to: str
+
+
+class AdminAnswer(Internal, tag="admina"):
+    id: int
+    text: bytes
+
+
+class LogStats(Internal, tag="logstats"):
+    """From the log actor to the ops actor (when /metrics is on), every few seconds: its fsyncs'
+    latency histogram (runtime/latency.py `Latencies.snapshot()`, as JSON)."""
+
+    fsync: bytes
+    queued: dict[str, int] = {}  # its bus queues: frames not yet written, per destination
+
+
 class LearnerStats(Internal, tag="lstats"):
     """From the leader to its session actor, every heartbeat: its learners, for `mntr`
     (ZooKeeper's zk_learners / zk_synced_followers / zk_synced_observers / zk_pending_syncs)."""
@@ -189,6 +211,13 @@ class LearnerStats(Internal, tag="lstats"):
     synced_followers: int  # voting followers past synchronization
     synced_observers: int
     pending_syncs: int  # learners being synchronized (DIFF/TRUNC/SNAP sent, NEWLEADER not acked)
+    # zoomq's ZAB counters (for /metrics): txns proposed, entries committed, commit rounds
+    # (committed / rounds = the batch size), and each voting learner's lag (txns its log is
+    # behind the last commit).
+    proposed: int = 0
+    committed: int = 0
+    commit_rounds: int = 0
+    lag: dict[int, int] = {}
 
 
 InternalMsg = (
@@ -210,5 +239,8 @@ InternalMsg = (
     | Snapshotted
     | Ready
     | StatusQuery
+    | AdminQuery
+    | AdminAnswer
+    | LogStats
     | LearnerStats
 )

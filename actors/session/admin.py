@@ -48,6 +48,17 @@ class AdminFacts:
     config: Any = None  # NodeConfig
     environment: dict[str, str] = field(default_factory=dict)
     quotas: dict[str, Any] = field(default_factory=dict)  # quota root -> (QuotaLimits, QuotaUsage)
+    latency: Any = None  # actors/session/latency.py Latencies
+    actors: dict[str, Any] = field(default_factory=dict)  # actor -> {"pid", "cpu_s", "rss", "restarts"} (status.json)
+    watches_by_path: dict[str, list[int]] = field(default_factory=dict)  # filled for watches_by_path only
+
+    @property
+    def latency_ms(self) -> tuple[float, float, float]:
+        """(min, avg, max) request latency in ms, as ZooKeeper reports it."""
+        lat = self.latency
+        if lat is None or not lat.count:
+            return 0.0, 0.0, 0.0
+        return round(lat.min_ms or 0.0, 3), round(lat.avg_ms, 3), round(lat.max_ms, 3)
 
 
 def answer(command: str, facts: Callable[[], AdminFacts]) -> str:
@@ -71,7 +82,7 @@ def _isro(facts: Callable[[], AdminFacts]) -> str:
 def _srvr(facts: Callable[[], AdminFacts]) -> str:
     f = facts()
     return (
-        f"Zookeeper version: {VERSION}\nLatency min/avg/max: 0/0.0/0\nReceived: {f.received}\n"
+        f"Zookeeper version: {VERSION}\nLatency min/avg/max: {'/'.join(str(v) for v in f.latency_ms)}\nReceived: {f.received}\n"
         f"Sent: {f.sent}\nConnections: {f.connections}\nOutstanding: {f.outstanding}\n"
         f"Zxid: {hex(f.zxid)}\nMode: {f.mode}\nNode count: {f.node_count}\n"
     )
@@ -88,9 +99,9 @@ def _mntr(facts: Callable[[], AdminFacts]) -> str:
     lines: dict[str, Any] = {
         "zk_version": VERSION,
         "zk_server_state": f.mode,
-        "zk_avg_latency": 0,
-        "zk_max_latency": 0,
-        "zk_min_latency": 0,
+        "zk_avg_latency": f.latency_ms[1],
+        "zk_max_latency": f.latency_ms[2],
+        "zk_min_latency": f.latency_ms[0],
         "zk_packets_received": f.received,
         "zk_packets_sent": f.sent,
         "zk_num_alive_connections": f.connections,
@@ -117,6 +128,12 @@ def _mntr(facts: Callable[[], AdminFacts]) -> str:
         lines["zk_synced_observers"] = stats.synced_observers
         lines["zk_pending_syncs"] = stats.pending_syncs
     lines.update(_quota_lines(f.quotas))
+    for name, entry in sorted(f.actors.items()):  # zoomq's own: each actor process, as the supervisor sees it
+        if entry.get("cpu_s") is not None:
+            lines[f"zoomq_actor_{name}_cpu_seconds"] = entry["cpu_s"]
+        if entry.get("rss") is not None:
+            lines[f"zoomq_actor_{name}_rss_bytes"] = entry["rss"]
+        lines[f"zoomq_actor_{name}_restarts"] = entry.get("restarts", 0)
     return "".join(f"{k}\t{v}\n" for k, v in lines.items())
 
 
@@ -188,4 +205,118 @@ _WORDS: dict[str, Callable[[Callable[[], AdminFacts]], str]] = {
     "wchs": _wchs,
     "conf": _conf,
     "envi": _envi,
+}
+
+
+# --- ZooKeeper's AdminServer (JSON over HTTP, served by the ops actor) ----------------------------
+
+# command -> its ZooKeeper aliases (the four-letter word first): /commands/<either> answers.
+JSON_COMMANDS: dict[str, tuple[str, ...]] = {
+    "ruok": ("ruok",),
+    "monitor": ("mntr",),
+    "server_stats": ("srvr",),
+    "stat": ("stat",),
+    "configuration": ("conf", "config"),
+    "connections": ("cons",),
+    "watch_summary": ("wchs",),
+    "watches_by_path": ("wchp",),
+    "environment": ("envi", "env"),
+    "is_read_only": ("isro",),
+    "leader": ("lead",),  # answered by the ops actor: it knows whom the node follows
+    "voting_view": ("vots",),  # likewise: the membership in force
+}
+
+
+def command_name(name: str) -> str | None:
+    """The AdminServer command `name` (a command or one of its aliases) stands for."""
+    name = name.strip().lower()
+    if name in JSON_COMMANDS:
+        return name
+    return next((cmd for cmd, aliases in JSON_COMMANDS.items() if name in aliases), None)
+
+
+def json_command(command: str, facts: Callable[[], AdminFacts]) -> dict[str, Any]:
+    """ZooKeeper's AdminServer answer for `command` (a name from JSON_COMMANDS), with its field
+    names; every answer carries "command" and "error" as ZooKeeper's do."""
+    handler = _JSON.get(command)
+    if handler is None:
+        return {"command": command, "error": f"Unknown command: {command}"}
+    return {**handler(facts), "command": command, "error": None}
+
+
+def _server_stats(f: AdminFacts) -> dict[str, Any]:
+    low, avg, high = f.latency_ms
+    return {
+        "packets_sent": f.sent, "packets_received": f.received, "fsync_threshold_exceed_count": 0,
+        "client_response_stats": {"last_buffer_size": -1, "min_buffer_size": -1, "max_buffer_size": -1},
+        "provider_null": False, "server_state": f.mode, "outstanding_requests": f.outstanding,
+        "last_processed_zxid": f.zxid, "avg_latency": avg, "max_latency": high, "min_latency": low,
+        "num_alive_client_connections": f.connections, "uptime": f.uptime_ms,
+    }
+
+
+def _json_server_stats(facts: Callable[[], AdminFacts]) -> dict[str, Any]:
+    f = facts()
+    return {"version": VERSION, "read_only": f.mode == "read-only", "server_stats": _server_stats(f),
+            "client_response": {"last_buffer_size": -1, "min_buffer_size": -1, "max_buffer_size": -1}, "node_count": f.node_count}
+
+
+def _connection(f: AdminFacts, c: ConnectionView) -> dict[str, Any]:
+    return {"remote_socket_address": c.peer, "interest_ops": 1, "outstanding_requests": c.queued,
+            "session_id": hex(c.session_id), "session_timeout": c.timeout_ms, "last_zxid": hex(f.zxid)}
+
+
+def _json_stat(facts: Callable[[], AdminFacts]) -> dict[str, Any]:
+    f = facts()
+    return {**_json_server_stats(lambda: f), "connections": [_connection(f, c) for c in f.open], "secure_connections": []}
+
+
+def _json_monitor(facts: Callable[[], AdminFacts]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for line in _mntr(facts).splitlines():
+        key, _, value = line.partition("\t")
+        key = key[3:] if key.startswith("zk_") else key
+        try:
+            out[key] = int(value)
+        except ValueError:
+            try:
+                out[key] = float(value)
+            except ValueError:
+                out[key] = value
+    return out
+
+
+def _json_configuration(facts: Callable[[], AdminFacts]) -> dict[str, Any]:
+    cfg = facts().config
+    out: dict[str, Any] = {
+        "client_port": cfg.client_port, "client_port_listen_backlog": -1, "data_dir": cfg.data_dir,
+        "data_log_dir": cfg.data_dir, "tick_time": cfg.tick_ms, "max_client_cnxns": 0,
+        "min_session_timeout": cfg.min_timeout_ms, "max_session_timeout": cfg.max_timeout_ms, "server_id": cfg.sid,
+    }
+    if cfg.servers:
+        out["init_limit"] = cfg.init_limit
+        out["sync_limit"] = cfg.sync_limit
+    return out
+
+
+def _json_watch_summary(facts: Callable[[], AdminFacts]) -> dict[str, Any]:
+    f = facts()
+    return {"num_connections": f.watching_sessions, "num_paths": f.watch_paths, "num_total_watches": f.watch_count}
+
+
+def _json_environment(facts: Callable[[], AdminFacts]) -> dict[str, Any]:
+    return {"zookeeper.version": VERSION, **facts().environment}
+
+
+_JSON: dict[str, Callable[[Callable[[], AdminFacts]], dict[str, Any]]] = {
+    "ruok": lambda facts: {},
+    "monitor": _json_monitor,
+    "server_stats": _json_server_stats,
+    "stat": _json_stat,
+    "configuration": _json_configuration,
+    "connections": lambda facts: (lambda f: {"connections": [_connection(f, c) for c in f.open], "secure_connections": []})(facts()),
+    "watch_summary": _json_watch_summary,
+    "watches_by_path": lambda facts: {"path2sessions": facts().watches_by_path},
+    "environment": _json_environment,
+    "is_read_only": lambda facts: {"read_only": facts().mode == "read-only"},
 }

@@ -53,6 +53,8 @@ from actors.gateway import GATEWAY_RID_PREFIX
 from actors.leader.prep import allowed
 from actors.protocol.effects import Tell
 from actors.protocol.internal import (
+    AdminAnswer,
+    AdminQuery,
     Committed,
     Hello,
     LeaderUp,
@@ -69,6 +71,7 @@ from actors.protocol.txn import OWNED_CXID, CloseSessionTxn, CreateSessionTxn, M
 from actors.protocol.zxid import fmt, follows
 from actors.session import admin
 from actors.session.reads import CONNECTION_SCHEMES, read_result
+from runtime.latency import Latencies
 from actors.session.tree import CONFIG, DataTree, data_size
 from runtime.config import ServerEntry, membership_text
 from actors.session.watches import WatchTable
@@ -85,6 +88,7 @@ PASSWD_BYTES = 16
 EXPIRED = p.Connected(p.PROTOCOL_VERSION, 0, 0, bytes(PASSWD_BYTES))
 SUPER = Id("super", "")
 _WATCHER_TYPES = frozenset({p.WATCHER_CHILDREN, p.WATCHER_DATA, p.WATCHER_ANY, p.WATCHER_PERSISTENT, p.WATCHER_PERSISTENT_RECURSIVE})
+_TAGS: dict[type, str] = {cls: cls.__struct_config__.tag for cls in p.ClientMsg.__args__}  # type: ignore[attr-defined]
 _CLIENT_TAGS = frozenset(cls.__struct_config__.tag for cls in p.ClientMsg.__args__)  # type: ignore[attr-defined]
 
 
@@ -98,6 +102,7 @@ class Pending:
     is_write: bool = False
     then_read: bool = False  # a linearizable read: forwarded as a Sync, read when its marker comes back
     replay: tuple[str, bool, int] | None = None  # (path, recursive, since_zxid): history to send at its turn
+    started: float = 0.0  # when it arrived (monotonic): its latency is measured to its answer
 
 
 @dataclass(slots=True)
@@ -160,6 +165,9 @@ class SessionCore:
         self.learner_stats: LearnerStats | None = None  # the leader's, when this node leads
         self._effects: list[Any] = []
         self.membership_version = 0  # the newest reconfig told to the supervisor
+        self.latencies = Latencies()
+        self.applied_total = 0  # txns applied from the commit stream since start (for /metrics)
+        self.clock = now  # the time of the input being handled (monotonic)
         self._hello(now)
 
     # --- outputs ------------------------------------------------------------------------------
@@ -198,6 +206,7 @@ class SessionCore:
         return self.next_touch if self.synced else min(self.hello_due, self.next_touch)
 
     def tick(self, now: float) -> None:
+        self.clock = now
         if not self.synced and now >= self.hello_due:
             self._hello(now)
         if now >= self.next_touch:
@@ -209,6 +218,7 @@ class SessionCore:
     # --- the role's messages ------------------------------------------------------------------
 
     def role_message(self, msg: Any, now: float) -> None:
+        self.clock = now
         if isinstance(msg, Committed):
             if self.synced:
                 self._committed(msg.entries, now)
@@ -220,6 +230,8 @@ class SessionCore:
             self._hello(now)
         elif isinstance(msg, LearnerStats):
             self.learner_stats = msg
+        elif isinstance(msg, AdminQuery):
+            self._effects.append(Tell(msg.reply_to, AdminAnswer(msg.id, self.admin_query(msg.command))))
         elif isinstance(msg, Looking):
             self.log.info("looking")
             self._fail_forwarded(Codes.CONNECTIONLOSS)
@@ -311,6 +323,7 @@ class SessionCore:
                     self._reconfigured(entry.op.servers, entry.zxid)
                 self._answer_txn(entry, body)
                 self.applied_since_snapshot += 1
+                self.applied_total += 1
             elif isinstance(entry, Marker):
                 self._answer_marker(entry)
 
@@ -445,6 +458,7 @@ class SessionCore:
 
     def client_frames(self, rid: bytes, frames: list[Any], now: float, gateway: bool = False) -> None:
         """One connection's messages (zmq frames or bytes, one message each)."""
+        self.clock = now
         if not self.synced and not self.serving_read_only:
             if self.refuse_unsynced:
                 self._refuse(rid, frames)
@@ -531,9 +545,10 @@ class SessionCore:
             if getattr(msg, "linearizable", False) and validate_path(msg.path) is None:
                 self._linearizable_read(session, msg)
             elif session.pending:
-                session.pending.append(Pending(msg.xid, msg))
+                session.pending.append(Pending(msg.xid, msg, started=self.clock))
             else:
                 self._send(rid, self._read(session, msg))
+                self.latencies.record(_TAGS[type(msg)], 0.0)
         elif isinstance(msg, p.WRITE_OPS):
             self._write(session, msg)
         elif isinstance(msg, p.Auth):
@@ -703,7 +718,7 @@ class SessionCore:
             return
         if isinstance(msg, p.Close):
             session.closing = True
-        item = Pending(msg.xid, msg, is_write=True)
+        item = Pending(msg.xid, msg, is_write=True, started=self.clock)
         session.pending.append(item)
         session.writes[msg.xid] = item
         self._tell(WriteRequest(self.sid, session.session_id, msg.xid, msg, session.auth,
@@ -715,7 +730,7 @@ class SessionCore:
         marker reaches this node after every txn committed before it, and the read then runs
         here. Nothing is logged. Linearizable: every write acknowledged before the call was
         committed before the leader decided the marker."""
-        item = Pending(msg.xid, msg, is_write=True, then_read=True)
+        item = Pending(msg.xid, msg, is_write=True, then_read=True, started=self.clock)
         session.pending.append(item)
         session.writes[msg.xid] = item
         self._tell(WriteRequest(self.sid, session.session_id, msg.xid, p.Sync(msg.xid, msg.path), session.auth,
@@ -747,6 +762,8 @@ class SessionCore:
             else:
                 self._send(session.rid, self._read(session, head.request))
             pending.popleft()
+            if head.started and head.request is not None:
+                self.latencies.record(_TAGS.get(type(head.request), "other"), (self.clock - head.started) * 1000.0)
 
     def _read(self, session: LocalSession, req: Any) -> bytes:
         err, body = read_result(self.tree, self.watches, session.session_id, session.auth, req)
@@ -813,6 +830,36 @@ class SessionCore:
     def admin(self, command: str) -> str:
         return admin.answer(command, self._facts)
 
+    def admin_query(self, command: str) -> bytes:
+        """JSON for the ops actor: "json:<AdminServer command>" or "metrics" (what /metrics shows
+        that the session actor knows: mntr's values, request latencies, the leader's counters)."""
+        if command.startswith("json:"):
+            name = command[len("json:"):]
+            facts = self._facts
+            if name == "watches_by_path":
+                facts = self._facts_with_watches
+            return msgspec.json.encode(admin.json_command(name, facts))
+        if command == "metrics":
+            f = self._facts()
+            stats = self.learner_stats if f.mode == "leader" else None
+            return msgspec.json.encode({
+                "mntr": admin.json_command("monitor", lambda: f),
+                "latency": self.latencies.snapshot(),
+                "applied": self.applied_total,
+                "bus_queued": self.node_facts().get("bus_queued", {}),
+                "leader": {name: getattr(stats, name) for name in stats.__struct_fields__} if stats is not None else None,
+            })
+        return msgspec.json.encode({"command": command, "error": f"Unknown command: {command}"})
+
+    def _facts_with_watches(self) -> admin.AdminFacts:
+        facts = self._facts()
+        paths: dict[str, set[int]] = {}
+        for table in (self.watches.data, self.watches.child):
+            for path, sids in table.items():
+                paths.setdefault(path, set()).update(sids)
+        facts.watches_by_path = {path: sorted(sids) for path, sids in sorted(paths.items())}
+        return facts
+
     def _facts(self) -> admin.AdminFacts:
         tree = self.tree
         watches = self.watches
@@ -833,6 +880,7 @@ class SessionCore:
             uptime_ms=node.get("uptime_ms", 0), open_fds=node.get("open_fds"), learners=self.learner_stats,
             config=self.cfg, environment=node.get("environment", {}),
             quotas={root: (q.limits, q.usage()) for root, q in tree.quotas.items()},
+            latency=self.latencies, actors=node.get("actors", {}),
         )
 
 

@@ -12,6 +12,7 @@ admin words report. Every decision about a client's request is the core's.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import platform
 import struct
@@ -96,6 +97,11 @@ class SessionActor(Actor):
         try:
             facts["open_fds"] = len(os.listdir("/proc/self/fd"))
         except OSError:
+            pass
+        facts["bus_queued"] = self.bus.queued_by_dest()
+        try:  # the supervisor's view of every actor of this node (refreshed every few seconds)
+            facts["actors"] = json.loads((Path(self.run_dir) / "status.json").read_bytes()).get("actors") or {}
+        except (OSError, ValueError):
             pass
         return facts
 
