@@ -447,6 +447,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "tls": _add_tls,
     "bench": _add_bench,
     "demo": _add_demo,
+    "console": lambda sub: __import__("zoomq.console.cli", fromlist=["add_parser"]).add_parser(sub),  # web console (extra `console`)
 }
 
 

@@ -31,12 +31,15 @@ SHELL_FILES = {
 }
 
 
+SHELL_PACKAGES = ("zoomq/console/",)  # the web console: an HTTP server, its sessions' clients, a clock
+
+
 def _core_modules() -> list[Path]:
     out = []
     for package in ("actors", "zoomq"):
         for path in sorted((ROOT / package).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
-            if path.name.endswith("_actor.py") or rel in SHELL_FILES or "/recipe/" in rel:
+            if path.name.endswith("_actor.py") or rel in SHELL_FILES or "/recipe/" in rel or rel.startswith(SHELL_PACKAGES):
                 continue
             out.append(path)
     return out
