@@ -201,6 +201,11 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     max_session_timeout_ms: int = 0  # 0 = 20 x tick_ms
     max_data_bytes: int = MAX_DATA_BYTES
     max_children_listed: int = 1_000_000
+    # The most znodes one GetSubtree (what `zoomq backup` and `zoomq export` read, in one step of
+    # the session actor so that it is consistent) may hold; a larger subtree is refused with
+    # BadArgumentsError: back up its parts. 1M znodes of small values take the session actor about
+    # two seconds (a frame of ~90 MB), during which it answers no other client.
+    backup_max_znodes: int = 1_000_000
     snapshot_every: int = 100_000  # txns between snapshots
     snapshot_retain: int = 3  # newest snapshots (and the logs they need) kept by purge
     # Ensembles: the role actor started ahead of time also reads the state, so that a new leader

@@ -244,6 +244,10 @@ class Client:
     async def get_ephemerals(self, prefix: str = "/") -> list[str]:
         return await self._wait(self._engine.get_ephemerals_async(prefix))
 
+    async def get_subtree(self, path: str = "/") -> Any:
+        """The subtree at `path` read in one step (see zoomq.Client.get_subtree)."""
+        return await self._wait(self._engine.get_subtree_async(path))
+
     async def command(self, cmd: bytes | str = b"ruok") -> str:
         return await asyncio.wait_for(self._wait(self._engine.command_async(cmd)), 10)
 

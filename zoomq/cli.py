@@ -448,6 +448,12 @@ SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "bench": _add_bench,
     "demo": _add_demo,
     "console": lambda sub: __import__("zoomq.console.cli", fromlist=["add_parser"]).add_parser(sub),  # web console (extra `console`)
+    "backup": lambda sub, name="backup": __import__("zoomq.datatools", fromlist=["add"]).add(sub, name),  # data tools
+    "restore": lambda sub, name="restore": __import__("zoomq.datatools", fromlist=["add"]).add(sub, name),  # data tools
+    "export": lambda sub, name="export": __import__("zoomq.datatools", fromlist=["add"]).add(sub, name),  # data tools
+    "import": lambda sub, name="import": __import__("zoomq.datatools", fromlist=["add"]).add(sub, name),  # data tools
+    "log": lambda sub, name="log": __import__("zoomq.datatools", fromlist=["add"]).add(sub, name),  # data tools
+    "snapshot": lambda sub, name="snapshot": __import__("zoomq.datatools", fromlist=["add"]).add(sub, name),  # data tools
 }
 
 

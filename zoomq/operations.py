@@ -344,6 +344,31 @@ class Operations:
 
         return self._submit(p.GetEphemerals(self._next_xid(), self._path(prefix)), parse)
 
+    def get_subtree(self, path: str = "/") -> p.SubtreeResult:
+        """Every znode at and below `path` with its data, ACL and Stat, read by the node in one
+        step: consistent at `result.zxid` (zoomq only; what `zoomq backup` uses). `result.nodes`
+        (protocol.SubtreeNode: path, data, acl, stat) has parents before children; nodes this
+        session may not READ are left out with everything below them (`result.unreadable`
+        counts them), ephemerals are left out (`result.ephemerals`), and `result.masked`
+        counts nodes whose digest ACL ids are shown as `user:x` (no ADMIN on them). Raises
+        NoNodeError, NoAuthError (no READ on `path`), BadArgumentsError (a bad path, or more
+        znodes than the node's backup_max_znodes)."""
+        return self.get_subtree_async(path).get()
+
+    def get_subtree_async(self, path: str = "/") -> AsyncResult:
+        full = self._path(path)
+
+        def parse(reply: p.Reply) -> Any:
+            self._check(reply, path)
+            body = reply.body
+            if not self.chroot:
+                return body
+            return p.SubtreeResult(
+                body.zxid, [p.SubtreeNode(self._unchroot(n.path), n.data, n.acl, n.stat) for n in body.nodes],
+                [self._unchroot(e) for e in body.ephemerals], body.unreadable, body.masked)
+
+        return self._submit(p.GetSubtree(self._next_xid(), full), parse)
+
     def command(self, cmd: bytes | str = b"ruok") -> str:
         return self.command_async(cmd).get(timeout=10)
 

@@ -226,6 +226,17 @@ class GetAllChildrenNumber(Msg, tag="count"):
     path: str
 
 
+class GetSubtree(Msg, tag="subtree"):
+    """Every znode of the subtree at `path` with its data, ACL and Stat, read in one step of the
+    node's session actor: consistent at the zxid the node has applied (zoomq only; what `zoomq
+    backup` reads). Nodes without READ for the session are left out with everything below them
+    (counted), ephemerals are left out (listed); a subtree of more than the node's
+    `backup_max_znodes` znodes is refused with BADARGUMENTS. Answered with a SubtreeResult."""
+
+    xid: int
+    path: str = "/"
+
+
 class AdminCommand(Msg, tag="admin"):
     """A four-letter-word style query (ruok, srvr, stat, mntr, ...); answered by `AdminReply`."""
 
@@ -274,9 +285,10 @@ ClientMsg = (
     | MultiRead
     | WhoAmI
     | Reconfig
+    | GetSubtree
 )
 WriteOp = Create | Delete | SetData | SetACL | Check | Multi | Sync | Close | Reconfig
-READ_OPS = (Exists, GetData, GetACL, GetChildren, GetEphemerals, GetAllChildrenNumber, MultiRead, WhoAmI)
+READ_OPS = (Exists, GetData, GetACL, GetChildren, GetEphemerals, GetAllChildrenNumber, MultiRead, WhoAmI, GetSubtree)
 WRITE_OPS = (Create, Delete, SetData, SetACL, Check, Multi, Sync, Close, Reconfig)
 
 # --- node -> client ---------------------------------------------------------------------------
@@ -356,6 +368,31 @@ class TextResult(Msg, tag="text"):
     text: str
 
 
+class SubtreeNode(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One znode of a SubtreeResult: its full path, value (None apart from b""), ACL and Stat
+    (the ephemeralOwner field tells containers and TTL nodes, as ZooKeeper encodes them)."""
+
+    path: str
+    data: bytes | None
+    acl: list[ACL]
+    stat: ZnodeStat
+
+
+class SubtreeResult(Msg, tag="subtree"):
+    """A GetSubtree's answer. `zxid`: the node's applied zxid, the one point the whole subtree
+    is consistent at. `nodes`: parents before children (depth first, children by name).
+    `ephemerals`: the ephemeral znodes left out (those the session may read). `unreadable`: how
+    many znodes were left out because the session may not READ them (each with everything below
+    it, which is not counted). `masked`: the znodes whose digest ACL ids are shown as `user:x`
+    (no ADMIN on them, as getACL shows them)."""
+
+    zxid: int
+    nodes: list[SubtreeNode]
+    ephemerals: list[str] = []
+    unreadable: int = 0
+    masked: int = 0
+
+
 ReplyBody = (
     CreateResult
     | StatResult
@@ -369,6 +406,7 @@ ReplyBody = (
     | TextResult
     | MultiReadResult
     | WhoAmIResult
+    | SubtreeResult
 )
 
 

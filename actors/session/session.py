@@ -766,7 +766,8 @@ class SessionCore:
                 self.latencies.record(_TAGS.get(type(head.request), "other"), (self.clock - head.started) * 1000.0)
 
     def _read(self, session: LocalSession, req: Any) -> bytes:
-        err, body = read_result(self.tree, self.watches, session.session_id, session.auth, req)
+        err, body = read_result(self.tree, self.watches, session.session_id, session.auth, req,
+                                subtree_limit=self.cfg.backup_max_znodes)
         return self.encoder.encode(p.Reply(req.xid, self.tree.last_zxid, err, body))
 
     def _auth(self, session: LocalSession, msg: p.Auth, gateway: bool) -> None:

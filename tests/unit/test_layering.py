@@ -28,6 +28,7 @@ SHELL_FILES = {
     "zoomq/retry.py",
     "zoomq/admin.py",
     "zoomq/ensemble.py",
+    "zoomq/backup.py",  # the data tools: files, a data dir's lock, the clients they drive
 }
 
 
