@@ -8,7 +8,7 @@ from zoomq.testing import ZoomqServer, zoomq_server  # noqa: F401 - the fixture 
 
 
 @pytest.fixture
-def node(zoomq_server: ZoomqServer) -> ZoomqServer:
+def node(zoomq_server: ZoomqServer) -> ZoomqServer:  # noqa: F811 - the imported fixture, by name
     return zoomq_server
 
 

@@ -13,12 +13,12 @@ import psutil
 import pytest
 
 from zoomq import Client
-
-kazoo = pytest.importorskip("kazoo", reason="kazoo is a test dependency: pip install -e '.[test]'")
-from kazoo.client import KazooClient  # noqa: E402
 from zoomq.admin import ask, parse_mntr
 from zoomq.ensemble import ELECTION_OFFSET, QUORUM_OFFSET
 from zoomq.testing import wait_for
+
+kazoo = pytest.importorskip("kazoo", reason="kazoo is a test dependency: pip install -e '.[test]'")
+from kazoo.client import KazooClient  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

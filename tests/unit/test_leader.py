@@ -16,7 +16,7 @@ from zoomq import protocol as p
 from zoomq.security import OPEN_ACL_UNSAFE
 
 pytestmark = pytest.mark.timeout(30)
-A, B, C, O = b"learner-2", b"learner-3", b"learner-4", b"observer-5"
+A, B, C, O = b"learner-2", b"learner-3", b"learner-4", b"observer-5"  # noqa: E741 - O for the observer
 
 
 def z(epoch: int, counter: int) -> int:

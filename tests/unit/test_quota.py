@@ -10,7 +10,7 @@ import pytest
 
 from actors.protocol.txn import Marker, Txn
 from actors.session.tree import DataTree
-from tests.unit.test_prep import SID, Harness, mk
+from tests.unit.test_prep import Harness, mk
 from zoomq.exceptions import Codes
 from zoomq.protocol import Check, Delete, Multi, SetData
 from zoomq.quota import QuotaLimits, QuotaUsage, format_stats, limits_path, parse_stats, quota_target, stats_path
