@@ -40,9 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--target", choices=("zoomq", "zookeeper"), default="zoomq")
     s = sub.add_parser("scale", help="many znodes: memory per node, recovery time after a restart")
     scale.add_arguments(s)
-    n = sub.add_parser("nemesis", help="faults on an ensemble in network namespaces; checks nothing acknowledged is lost")
+    n = sub.add_parser(
+        "nemesis", help="faults on an ensemble in network namespaces; checks nothing acknowledged is lost"
+    )
     nemesis_run.add_arguments(n)
-    k = sub.add_parser("kazoo-suite", help="kazoo's own test suite against zoomq and/or Apache ZooKeeper, per-file table")
+    k = sub.add_parser(
+        "kazoo-suite", help="kazoo's own test suite against zoomq and/or Apache ZooKeeper, per-file table"
+    )
     kazoo_suite.add_arguments(k)
     args = parser.parse_args(argv)
     if args.cmd == "quick":

@@ -77,8 +77,9 @@ def summarise(runs: dict[str, list[dict[str, Any]]], workload: str) -> list[dict
         med = {t: _median(v) for t, v in rounds.items()}
         z, k = med.get("zoomq"), med.get("zookeeper")
         ratio = round(z / k, 3) if z is not None and k else None
-        out.append({"key": key, "label": label, "better": better, "zoomq": z, "zookeeper": k, "ratio": ratio,
-                    "rounds": rounds})
+        out.append(
+            {"key": key, "label": label, "better": better, "zoomq": z, "zookeeper": k, "ratio": ratio, "rounds": rounds}
+        )
     return out
 
 
@@ -130,7 +131,11 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
 
     figures = summarise(runs, args.workload)
-    command = "python -m bench compare " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["compare"] else None
+    command = (
+        "python -m bench compare " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        if sys.argv[1:2] == ["compare"]
+        else None
+    )
     setup = describe(runs["zoomq"][0])
     setup = re.sub(r"^zoomq \S+, ", "", setup)
     versions = {t: rs[0].get("server_version") for t, rs in runs.items()}
@@ -154,7 +159,9 @@ def run(args: argparse.Namespace) -> int:
         "rounds": args.rounds,
         "versions": versions,
         "header": HEADER,
-        "figures": {f["key"]: {k: f[k] for k in ("label", "better", "zoomq", "zookeeper", "ratio", "rounds")} for f in figures},
+        "figures": {
+            f["key"]: {k: f[k] for k in ("label", "better", "zoomq", "zookeeper", "ratio", "rounds")} for f in figures
+        },
         "cpu_per_process_s_per_1k_ops": profiles,
         "runs": {t: [{k: v for k, v in r.items() if k != "histogram_us"} for r in rs] for t, rs in runs.items()},
     }
@@ -162,10 +169,20 @@ def run(args: argparse.Namespace) -> int:
     md = [f"# {title}", ""]
     if command:
         md += ["```bash", command, "```", ""]
-    md += [f"{setup}; {args.rounds} rounds per target, alternating (versions: "
-           + ", ".join(f"{t} {v}" for t, v in versions.items()) + ").", "", HEADER, "", table, ""]
+    md += [
+        f"{setup}; {args.rounds} rounds per target, alternating (versions: "
+        + ", ".join(f"{t} {v}" for t, v in versions.items())
+        + ").",
+        "",
+        HEADER,
+        "",
+        table,
+        "",
+    ]
     for t, prof in profiles.items():
-        md.append(f"- {t}: CPU per process, s per 1,000 ops (median): " + ", ".join(f"{k} {v}" for k, v in prof.items()))
+        md.append(
+            f"- {t}: CPU per process, s per 1,000 ops (median): " + ", ".join(f"{k} {v}" for k, v in prof.items())
+        )
     md += ["", plot_note if isinstance(made, str) else "![throughput](throughput.png) ![latency](latency.png)", ""]
     (out / "results.md").write_text("\n".join(md))
     print(f"wrote {out / 'results.json'} and {out / 'results.md'}")

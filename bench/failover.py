@@ -26,8 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", type=int, default=3, help="participants")
     p.add_argument("--runs", type=int, default=3, help="leader kills")
     p.add_argument("--tick-ms", type=int, default=2000)
-    p.add_argument("--victim", choices=("leader", "follower"), default="leader",
-                   help="which node is killed (a follower is restarted and synchronized while writes go on)")
+    p.add_argument(
+        "--victim",
+        choices=("leader", "follower"),
+        default="leader",
+        help="which node is killed (a follower is restarted and synchronized while writes go on)",
+    )
     p.add_argument("--json", action="store_true")
 
 
@@ -64,7 +68,11 @@ def run(args: argparse.Namespace) -> int:
                 n = len(acked)
                 wait_for(lambda n=n: len(acked) >= n + 200, 120, "writes after the follower rejoined")
             else:
-                wait_for(lambda: any(t > killed_at for t, _ in acked[-5:]) and acked[-1][0] > killed_at + 0.05, 120, "writes after the kill")
+                wait_for(
+                    lambda: any(t > killed_at for t, _ in acked[-5:]) and acked[-1][0] > killed_at + 0.05,
+                    120,
+                    "writes after the kill",
+                )
             times = [t for t, _ in acked if t >= killed_at - 0.5]  # this kill only
             gaps.append(max(b - a for a, b in zip(times, times[1:], strict=False)))
             if not on_leader:
@@ -85,17 +93,28 @@ def run(args: argparse.Namespace) -> int:
 def report(args: argparse.Namespace, gaps: list[float], acknowledged: int, label: str = "", **extra: Any) -> int:
     """Print the writes-resumed times (JSON with --json); `extra` fields go into the JSON and,
     as `key value`, after the sentence. Shared by both targets."""
-    result = {**({"target": label.lower()} if label else {}), "nodes": args.nodes, "tick_ms": args.tick_ms,
-              "victim": getattr(args, "victim", "leader"),
-              "writes_resumed_s": [round(g, 3) for g in gaps], "median_s": round(statistics.median(gaps), 3),
-              "acknowledged": acknowledged, **extra}
+    result = {
+        **({"target": label.lower()} if label else {}),
+        "nodes": args.nodes,
+        "tick_ms": args.tick_ms,
+        "victim": getattr(args, "victim", "leader"),
+        "writes_resumed_s": [round(g, 3) for g in gaps],
+        "median_s": round(statistics.median(gaps), 3),
+        "acknowledged": acknowledged,
+        **extra,
+    }
     if args.json:
         print(json.dumps(result))
     else:
         tail = "".join(f"; {v} {k.replace('_', ' ')}" for k, v in extra.items())
-        what = ("longest write gap around SIGKILL, restart and resync of a follower"
-                if getattr(args, "victim", "leader") == "follower" else "writes resumed after SIGKILL of the leader in")
-        print(f"{label + ', ' if label else ''}{args.nodes} nodes, tick {args.tick_ms} ms: {what} "
-              f"{', '.join(f'{g:.3f}' for g in gaps)} s (median {result['median_s']:.3f} s); "
-              f"{acknowledged} acknowledged writes, all on every node{tail}")
+        what = (
+            "longest write gap around SIGKILL, restart and resync of a follower"
+            if getattr(args, "victim", "leader") == "follower"
+            else "writes resumed after SIGKILL of the leader in"
+        )
+        print(
+            f"{label + ', ' if label else ''}{args.nodes} nodes, tick {args.tick_ms} ms: {what} "
+            f"{', '.join(f'{g:.3f}' for g in gaps)} s (median {result['median_s']:.3f} s); "
+            f"{acknowledged} acknowledged writes, all on every node{tail}"
+        )
     return 0

@@ -72,14 +72,19 @@ def run(args: argparse.Namespace) -> int:
                 killed_at = time.monotonic()
                 target.kill_node(victim.sid)
                 if on_leader:
-                    wait_for(lambda k=killed_at: failures or acked[-1][0] > k + 1.0, 120, "writes a second after the kill")
+                    wait_for(
+                        lambda k=killed_at: failures or acked[-1][0] > k + 1.0, 120, "writes a second after the kill"
+                    )
                     target.launch_node(victim.sid)
                     target.wait_node(victim.sid, timeout=120)
                     n = len(acked)
                     wait_for(lambda n=n: failures or len(acked) >= n + 200, 120, "writes after the follower rejoined")
                 else:
-                    wait_for(lambda k=killed_at: failures or (any(t > k for t, _ in acked[-5:]) and acked[-1][0] > k + 0.05),
-                             120, "writes after the kill")
+                    wait_for(
+                        lambda k=killed_at: failures or (any(t > k for t, _ in acked[-5:]) and acked[-1][0] > k + 0.05),
+                        120,
+                        "writes after the kill",
+                    )
                 if failures:
                     raise SystemExit(f"the writer's session expired: {failures[0]!r}")
                 times = [t for t, _ in acked if t >= killed_at - 0.5]  # this kill only

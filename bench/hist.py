@@ -68,8 +68,12 @@ class Histogram:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly form: HdrHistogram's compressed, base64 encoding, and the exact extremes."""
-        return {"hdr": self._h.encode().decode("ascii") if self.count else "", "count": self.count,
-                "min": self._min, "max": self._max}
+        return {
+            "hdr": self._h.encode().decode("ascii") if self.count else "",
+            "count": self.count,
+            "min": self._min,
+            "max": self._max,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Histogram:
@@ -80,7 +84,10 @@ class Histogram:
             return cls()
         merged = cls()
         merged._h.add(HdrHistogram.decode(encoded))
-        merged._min, merged._max = int(data.get("min", merged._h.get_min_value())), int(data.get("max", merged._h.get_max_value()))
+        merged._min, merged._max = (
+            int(data.get("min", merged._h.get_min_value())),
+            int(data.get("max", merged._h.get_max_value())),
+        )
         return merged
 
     def summary_ms(self, unit_us: bool = True) -> dict[str, float]:

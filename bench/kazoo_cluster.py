@@ -56,7 +56,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 class ZoomqKazooServer:
     """One zoomq node with the interface of kazoo's ManagedZooKeeper."""
 
-    def __init__(self, info: Any, servers: list[Any], base_dir: Path, tls: dict[str, str], extra: dict[str, Any]) -> None:
+    def __init__(
+        self, info: Any, servers: list[Any], base_dir: Path, tls: dict[str, str], extra: dict[str, Any]
+    ) -> None:
         from zoomq.testing import ZoomqServer
 
         self.server_info = info
@@ -146,10 +148,20 @@ def _cluster_class() -> type:
                 port = port_offset + 10 * i
                 sid = i + 1
                 observer = observer_start_id != -1 and sid >= observer_start_id
-                infos.append(ServerInfo(sid, port, port + 4, port + 1, port + 2, port + 3, "observer" if observer else "participant"))
+                infos.append(
+                    ServerInfo(
+                        sid, port, port + 4, port + 1, port + 2, port + 3, "observer" if observer else "participant"
+                    )
+                )
             entries = [
-                ServerEntry(id=info.server_id, host="127.0.0.1", quorum_port=info.leader_port, election_port=info.election_port,
-                            client_port=info.admin_port + 2, role=info.peer_type)
+                ServerEntry(
+                    id=info.server_id,
+                    host="127.0.0.1",
+                    quorum_port=info.leader_port,
+                    election_port=info.election_port,
+                    client_port=info.admin_port + 2,
+                    role=info.peer_type,
+                )
                 for info in infos
             ]
             self._servers = [ZoomqKazooServer(info, entries, self.base_dir, tls, extra) for info in infos]
@@ -180,8 +192,16 @@ def get_zoomq_cluster() -> Any:
     """kazoo's get_global_cluster(), for zoomq: one cluster, rebuilt when the settings the suite
     changes through the environment change (as kazoo's own function does)."""
     global _CLUSTER, _CLUSTER_KEY
-    key = tuple(os.environ.get(k) for k in ("ZOOKEEPER_PORT_OFFSET", "ZOOKEEPER_CLUSTER_SIZE", "ZOOKEEPER_OBSERVER_START_ID",
-                                            "ZOOKEEPER_JAAS_AUTH", "ZOOKEEPER_LOCAL_SESSION_RO"))
+    key = tuple(
+        os.environ.get(k)
+        for k in (
+            "ZOOKEEPER_PORT_OFFSET",
+            "ZOOKEEPER_CLUSTER_SIZE",
+            "ZOOKEEPER_OBSERVER_START_ID",
+            "ZOOKEEPER_JAAS_AUTH",
+            "ZOOKEEPER_LOCAL_SESSION_RO",
+        )
+    )
     if _CLUSTER is not None:
         if key == _CLUSTER_KEY:
             return _CLUSTER

@@ -34,13 +34,30 @@ OUTCOMES = ("passed", "failed", "skipped", "xfailed")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", choices=("zoomq", "zookeeper", "both"), default="zoomq")
-    p.add_argument("--kazoo-version", default=DEFAULT_VERSION, metavar="V", help=f"kazoo release whose suite runs (default {DEFAULT_VERSION})")
-    p.add_argument("--workdir", default=str(Path.home() / ".cache" / "zoomq" / "kazoo-suite"), metavar="DIR",
-                   help="where the sdist is downloaded and unpacked (kept between runs)")
+    p.add_argument(
+        "--kazoo-version",
+        default=DEFAULT_VERSION,
+        metavar="V",
+        help=f"kazoo release whose suite runs (default {DEFAULT_VERSION})",
+    )
+    p.add_argument(
+        "--workdir",
+        default=str(Path.home() / ".cache" / "zoomq" / "kazoo-suite"),
+        metavar="DIR",
+        help="where the sdist is downloaded and unpacked (kept between runs)",
+    )
     p.add_argument("--out", default="kazoo-suite", metavar="DIR", help="results.md / results.json / junit-<target>.xml")
-    p.add_argument("--files", nargs="*", metavar="FILE", help="only these test files (e.g. test_client.py test_lock.py)")
+    p.add_argument(
+        "--files", nargs="*", metavar="FILE", help="only these test files (e.g. test_client.py test_lock.py)"
+    )
     p.add_argument("-k", dest="keyword", metavar="EXPR", help="pytest -k expression")
-    p.add_argument("--port-offset", type=int, default=20000, metavar="N", help="the suite's first port (kazoo's ZOOKEEPER_PORT_OFFSET)")
+    p.add_argument(
+        "--port-offset",
+        type=int,
+        default=20000,
+        metavar="N",
+        help="the suite's first port (kazoo's ZOOKEEPER_PORT_OFFSET)",
+    )
     p.add_argument("--timeout", type=int, default=180, metavar="S", help="per test, as kazoo's own setting")
 
 
@@ -52,7 +69,19 @@ def fetch(version: str, workdir: Path) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     archive = workdir / f"kazoo-{version}.tar.gz"
     if not archive.exists():
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps", f"kazoo=={version}", "-d", str(workdir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-binary",
+            ":all:",
+            "--no-deps",
+            f"kazoo=={version}",
+            "-d",
+            str(workdir),
+        ]
         subprocess.run(cmd, check=True, timeout=300)
     with tarfile.open(archive) as tar:
         tar.extractall(workdir, filter="data")
@@ -72,8 +101,23 @@ def run_target(target: str, src: Path, out: Path, args: argparse.Namespace) -> P
     paths = [str(tests / f) for f in args.files] if args.files else [str(tests)]
     ini = out / "pytest.ini"
     ini.write_text(f"[pytest]\ntimeout = {args.timeout}\nlog_level = WARNING\n")
-    cmd = [sys.executable, "-m", "pytest", *paths, "-c", str(ini), "--rootdir", str(src), "-p", "no:cacheprovider",
-           "-p", "bench.kazoo_cluster", "-q", "-rfE", f"--junitxml={junit}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *paths,
+        "-c",
+        str(ini),
+        "--rootdir",
+        str(src),
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "bench.kazoo_cluster",
+        "-q",
+        "-rfE",
+        f"--junitxml={junit}",
+    ]
     if args.keyword:
         cmd += ["-k", args.keyword]
     env = dict(os.environ)
@@ -106,7 +150,7 @@ def parse_junit(path: Path) -> dict[str, str]:
         parts = module.split(".")
         # kazoo.tests.test_client.TestClient -> test_client.py::TestClient
         at = next((i for i, part in enumerate(parts) if part.startswith("test_")), len(parts) - 1)
-        test_id = f"{parts[at]}.py::" + "::".join([*parts[at + 1:], case.get("name", "")])
+        test_id = f"{parts[at]}.py::" + "::".join([*parts[at + 1 :], case.get("name", "")])
         outcome = "passed"
         for child in case:
             if child.tag in ("failure", "error"):
@@ -132,7 +176,12 @@ def report(by_target: dict[str, dict[str, str]], version: str) -> str:
     table = summarize(by_target)
     targets = list(by_target)
     head = "| file | " + " | ".join(f"{t}: pass / fail / skip / xfail" for t in targets) + " |"
-    lines = [f"kazoo {version}'s own test suite (`kazoo/tests` from its sdist)", "", head, "|---|" + "---|" * len(targets)]
+    lines = [
+        f"kazoo {version}'s own test suite (`kazoo/tests` from its sdist)",
+        "",
+        head,
+        "|---|" + "---|" * len(targets),
+    ]
     totals = {t: dict.fromkeys(OUTCOMES, 0) for t in targets}
     for name in sorted(table):
         cells = []
@@ -142,7 +191,9 @@ def report(by_target: dict[str, dict[str, str]], version: str) -> str:
                 totals[t][k] += c[k]
             cells.append(" / ".join(str(c[k]) for k in OUTCOMES))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("| **total** | " + " | ".join(" / ".join(f"**{totals[t][k]}**" for k in OUTCOMES) for t in targets) + " |")
+    lines.append(
+        "| **total** | " + " | ".join(" / ".join(f"**{totals[t][k]}**" for k in OUTCOMES) for t in targets) + " |"
+    )
     if "zookeeper" in by_target and "zoomq" in by_target:
         zk, zq = by_target["zookeeper"], by_target["zoomq"]
         worse = sorted(t for t, o in zk.items() if o == "passed" and zq.get(t) != "passed")

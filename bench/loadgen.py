@@ -258,21 +258,27 @@ class Pipelined(Workload):
         rng = random.Random(self.id)
         issue: Callable[[int], tuple[Any, str | None]]
         if name == "set":
+
             def issue(seq: int) -> tuple[Any, str | None]:
                 return zk.set_async(key, value), None
         elif name == "get":
+
             def issue(seq: int) -> tuple[Any, str | None]:
                 return zk.get_async(key), None
         elif name == "exists":
+
             def issue(seq: int) -> tuple[Any, str | None]:
                 return zk.exists_async(key), None
         elif name == "get-lin":
+
             def issue(seq: int) -> tuple[Any, str | None]:
                 return zk.get_async(key, linearizable=True), None
         elif name == "sync-get":
+
             def issue(seq: int) -> tuple[Any, str | None]:
                 return _then(zk, zk.sync_async(key), lambda: zk.get_async(key)), None
         elif name == "create":
+
             def issue(seq: int) -> tuple[Any, str | None]:
                 return zk.create_async(f"{prefix}{seq}", value), None
         else:
@@ -284,6 +290,7 @@ class Pipelined(Workload):
                 if rng.random() * 100.0 < read_pct:
                     return zk.get_async(key), "read"
                 return zk.set_async(key, value), "write"
+
         Pipeline(window, self.depth, issue).run()
 
 
@@ -302,7 +309,9 @@ class Churn(Workload):
             if time.monotonic_ns() >= window.end_ns:
                 break
             t0 = time.monotonic_ns()
-            zk = make_client(spec["target"], spec["hosts"], float(spec["session_timeout"]), spec.get("client", "native"))
+            zk = make_client(
+                spec["target"], spec["hosts"], float(spec["session_timeout"]), spec.get("client", "native")
+            )
             try:
                 zk.start(timeout=30)
             except Exception as exc:  # noqa: BLE001 - counted; try again
@@ -312,7 +321,9 @@ class Churn(Workload):
                 continue
             t1 = time.monotonic_ns()
             try:
-                creates = [lambda zk=zk: zk.create_async(prefix, self.value, ephemeral=True, sequence=True)] * self.depth
+                creates = [
+                    lambda zk=zk: zk.create_async(prefix, self.value, ephemeral=True, sequence=True)
+                ] * self.depth
                 created = self._batch(window, creates, "create")
                 self._batch(window, [(lambda p=p, zk=zk: zk.delete_async(p)) for p in created if p], "delete")
             finally:

@@ -31,7 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--value-size", type=int, default=100)
     p.add_argument("--hosts", default=None, help="use a running node instead of starting one")
     p.add_argument("--nodes", type=int, default=1, help="1 = standalone; 3, 5 = an ensemble (participants)")
-    p.add_argument("--connect", choices=("follower", "leader"), default="follower", help="with --nodes > 1: the node the client uses")
+    p.add_argument(
+        "--connect",
+        choices=("follower", "leader"),
+        default="follower",
+        help="with --nodes > 1: the node the client uses",
+    )
     p.add_argument("--tick-ms", type=int, default=2000, help="with --nodes > 1: the ensemble's tick")
     p.add_argument("--json", action="store_true")
 
@@ -144,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(f"| workload | pipelined ops/s (depth {args.depth}) | sync ops/s | sync p50 ms | sync p99 ms | client CPU µs/op | node CPU µs/op per actor |")
+        print(
+            f"| workload | pipelined ops/s (depth {args.depth}) | sync ops/s | sync p50 ms | sync p99 ms | client CPU µs/op | node CPU µs/op per actor |"
+        )
         print("|---|---|---|---|---|---|---|")
         for r in results:
             actors = ", ".join(f"{k} {v}" for k, v in sorted(r["server_cpu_us_per_op"].items()))

@@ -73,14 +73,18 @@ def describe(r: dict[str, Any]) -> str:
 def format_run(r: dict[str, Any]) -> str:
     """The human-readable summary of one run (bench/run.py's result)."""
     lines = [describe(r)]
-    unit = {"lock": "acquisitions/s", "watch": "notifications/s", "churn": "ops/s (creates + deletes)"}.get(r["workload"], "ops/s")
+    unit = {"lock": "acquisitions/s", "watch": "notifications/s", "churn": "ops/s (creates + deletes)"}.get(
+        r["workload"], "ops/s"
+    )
     lines.append(f"  throughput   {_num(float(r['ops_per_s']))} {unit}  ({r['ops']:,} ops)")
     lines.append(
         f"  latency ms   p50 {_num(r['p50_ms'])}  p90 {_num(r['p90_ms'])}  p99 {_num(r['p99_ms'])}  "
         f"p99.9 {_num(r['p999_ms'])}  max {_num(r['max_ms'])}  mean {_num(r['mean_ms'])}"
     )
     for kind, s in (r.get("latency_by_kind") or {}).items():
-        lines.append(f"    {kind:<10} p50 {_num(s['p50_ms'])}  p99 {_num(s['p99_ms'])}  p99.9 {_num(s['p999_ms'])}  max {_num(s['max_ms'])}")
+        lines.append(
+            f"    {kind:<10} p50 {_num(s['p50_ms'])}  p99 {_num(s['p99_ms'])}  p99.9 {_num(s['p999_ms'])}  max {_num(s['max_ms'])}"
+        )
     errors = r.get("errors") or {}
     lines.append("  errors       " + (", ".join(f"{k} {v}" for k, v in sorted(errors.items())) if errors else "none"))
     lines.append(
@@ -92,7 +96,9 @@ def format_run(r: dict[str, Any]) -> str:
     procs = r.get("cpu_per_process") or {}
     if procs:
         busy = sorted(procs.items(), key=lambda kv: -kv[1]["cpu_s"])
-        lines.append("  CPU per process, s per 1,000 ops: " + ", ".join(f"{k} {_num(v['s_per_1k_ops'], 4)}" for k, v in busy))
+        lines.append(
+            "  CPU per process, s per 1,000 ops: " + ", ".join(f"{k} {_num(v['s_per_1k_ops'], 4)}" for k, v in busy)
+        )
     extra = r.get("extra") or {}
     shown = {k: v for k, v in extra.items() if not isinstance(v, dict | list)}
     if shown:

@@ -78,23 +78,43 @@ def add_arguments(p: argparse.ArgumentParser, target_flag: bool = True) -> None:
         p.add_argument("--target", choices=TARGETS, default="zoomq")
     p.add_argument("--nodes", type=int, choices=(1, 3, 5), default=1, help="participants: 1 = standalone")
     p.add_argument("--observers", type=int, default=0, help="observers besides the participants")
-    p.add_argument("--workload", type=workload_arg, default="set",
-                   help="create | set | get | exists | get-lin (linearizable get) | sync-get | mixed:R (R %% reads) | churn | watch | lock")
+    p.add_argument(
+        "--workload",
+        type=workload_arg,
+        default="set",
+        help="create | set | get | exists | get-lin (linearizable get) | sync-get | mixed:R (R %% reads) | churn | watch | lock",
+    )
     p.add_argument("--clients", type=int, default=1, help="client processes (watch: watchers, plus one writer)")
     p.add_argument("--depth", type=int, default=64, help="requests in flight per client (churn: znodes per session)")
     p.add_argument("--duration", type=float, default=5.0, help="seconds measured")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before the measurement")
     p.add_argument("--value-size", type=int, default=100, help="bytes per value")
     p.add_argument("--tick-ms", type=int, default=2000, help="the target's tick (ZooKeeper's tickTime)")
-    p.add_argument("--connect", choices=("spread", "followers", "leader"), default="spread",
-                   help="which nodes the clients use (spread: all, the non-leaders first)")
-    p.add_argument("--client", choices=("native", "kazoo"), default="native",
-                   help="zoomq's own client, or kazoo through zoomq's ZooKeeper-protocol port (ZooKeeper is always driven by kazoo)")
+    p.add_argument(
+        "--connect",
+        choices=("spread", "followers", "leader"),
+        default="spread",
+        help="which nodes the clients use (spread: all, the non-leaders first)",
+    )
+    p.add_argument(
+        "--client",
+        choices=("native", "kazoo"),
+        default="native",
+        help="zoomq's own client, or kazoo through zoomq's ZooKeeper-protocol port (ZooKeeper is always driven by kazoo)",
+    )
     p.add_argument("--session-timeout", type=float, default=30.0, help="client session timeout, s")
-    p.add_argument("--layout", choices=("local", "netns"), default="local",
-                   help="local: every node on 127.0.0.1; netns: each node on its own network host (root; bench/nemesis)")
-    p.add_argument("--link-delay-ms", type=float, default=0.0,
-                   help="with --layout netns: delay added to every peer and client link (jitter: a fifth of it)")
+    p.add_argument(
+        "--layout",
+        choices=("local", "netns"),
+        default="local",
+        help="local: every node on 127.0.0.1; netns: each node on its own network host (root; bench/nemesis)",
+    )
+    p.add_argument(
+        "--link-delay-ms",
+        type=float,
+        default=0.0,
+        help="with --layout netns: delay added to every peer and client link (jitter: a fifth of it)",
+    )
     p.add_argument("--json", metavar="FILE", default=None, help="write the result as JSON to FILE")
 
 
@@ -111,7 +131,9 @@ def run_once(target_name: str, opts: argparse.Namespace, progress: Progress | No
 
         target: Target = NetnsTarget(target_name, opts.nodes, opts.observers, opts.tick_ms, opts.link_delay_ms)
     else:
-        target = make_target(target_name, opts.nodes, opts.observers, opts.tick_ms, client=getattr(opts, "client", "native"))
+        target = make_target(
+            target_name, opts.nodes, opts.observers, opts.tick_ms, client=getattr(opts, "client", "native")
+        )
     try:
         target.start(timeout=120.0)
         result = measure(target, opts, say)
@@ -128,20 +150,32 @@ def _client_specs(target: Target, opts: argparse.Namespace, endpoint: str) -> li
     specs = []
     for i in range(n):
         role = ("writer" if i == opts.clients else "watcher") if watch else "client"
-        specs.append({
-            "id": i, "role": role, "target": target.name, "hosts": hosts[i % len(hosts)], "endpoint": endpoint,
-            "workload": opts.workload, "depth": opts.depth, "value_size": opts.value_size,
-            "session_timeout": opts.session_timeout,
-            "client": "kazoo" if target.name == "zookeeper" else getattr(opts, "client", "native"),
-        })
+        specs.append(
+            {
+                "id": i,
+                "role": role,
+                "target": target.name,
+                "hosts": hosts[i % len(hosts)],
+                "endpoint": endpoint,
+                "workload": opts.workload,
+                "depth": opts.depth,
+                "value_size": opts.value_size,
+                "session_timeout": opts.session_timeout,
+                "client": "kazoo" if target.name == "zookeeper" else getattr(opts, "client", "native"),
+            }
+        )
     return specs
 
 
 class _Clients:
     """The client processes and the PULL socket they report to."""
 
-    def __init__(self, specs_for: Callable[[str], list[dict[str, Any]]], prefix: list[str] | None = None,
-                 endpoint: str | None = None) -> None:
+    def __init__(
+        self,
+        specs_for: Callable[[str], list[dict[str, Any]]],
+        prefix: list[str] | None = None,
+        endpoint: str | None = None,
+    ) -> None:
         """`prefix`: what runs each client process (e.g. `ip netns exec NS`); `endpoint`: where
         they report (default: a free tcp://127.0.0.1 port)."""
         self.ctx = zmq.Context()
@@ -161,10 +195,17 @@ class _Clients:
             for spec in self.specs:
                 log = open(self.logdir / f"client{spec['id']}.log", "wb")  # noqa: SIM115 - the child owns it
                 try:
-                    self.procs.append(subprocess.Popen(
-                        [*(prefix or []), sys.executable, "-m", "bench.loadgen", json.dumps(spec)], cwd=REPO_ROOT, env=env,
-                        stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True,
-                    ))
+                    self.procs.append(
+                        subprocess.Popen(
+                            [*(prefix or []), sys.executable, "-m", "bench.loadgen", json.dumps(spec)],
+                            cwd=REPO_ROOT,
+                            env=env,
+                            stdin=subprocess.PIPE,
+                            stdout=log,
+                            stderr=log,
+                            start_new_session=True,
+                        )
+                    )
                 finally:
                     log.close()
         except BaseException:
@@ -199,12 +240,16 @@ class _Clients:
                         continue
                     raise RunError(f"client {i} exited with code {code}; its log:\n{self.log_tail(i)}")
 
-    def wait_for(self, kind: str, timeout: float, progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    def wait_for(
+        self, kind: str, timeout: float, progress: Callable[[int], None] | None = None
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while len(self.messages[kind]) < len(self.procs):
             if time.monotonic() >= deadline:
                 missing = sorted(set(range(len(self.procs))) - set(self.messages[kind]))
-                raise RunError(f"no {kind!r} from clients {missing} within {timeout:g} s; first log:\n{self.log_tail(missing[0])}")
+                raise RunError(
+                    f"no {kind!r} from clients {missing} within {timeout:g} s; first log:\n{self.log_tail(missing[0])}"
+                )
             self.poll(min(deadline, time.monotonic() + POLL_MS / 1000))
             if progress is not None:
                 progress(len(self.messages[kind]))
@@ -261,8 +306,11 @@ def server_version(target: Target) -> str | None:
 
 def measure(target: Target, opts: argparse.Namespace, say: Progress) -> dict[str, Any]:
     """Load a started target with the clients of `opts` and return the result."""
-    clients = _Clients(lambda endpoint: _client_specs(target, opts, endpoint),
-                       prefix=getattr(target, "client_prefix", list)(), endpoint=getattr(target, "report_endpoint", lambda: None)())
+    clients = _Clients(
+        lambda endpoint: _client_specs(target, opts, endpoint),
+        prefix=getattr(target, "client_prefix", list)(),
+        endpoint=getattr(target, "report_endpoint", lambda: None)(),
+    )
     n = len(clients.procs)
     try:
         clients.wait_for("ready", READY_TIMEOUT_S, lambda k: say(0.02, f"{target.name}: {k}/{n} clients ready"))
@@ -278,7 +326,10 @@ def measure(target: Target, opts: argparse.Namespace, say: Progress) -> dict[str
                 now = time.monotonic_ns()
                 if now >= t_ns:
                     return
-                say(0.05 + 0.9 * (now - go) / 1e9 / total_s, f"{target.name}: {phase} {(now - go) / 1e9:.1f}/{total_s:.1f} s")
+                say(
+                    0.05 + 0.9 * (now - go) / 1e9 / total_s,
+                    f"{target.name}: {phase} {(now - go) / 1e9:.1f}/{total_s:.1f} s",
+                )
                 clients.poll(time.monotonic() + min(0.2, (t_ns - now) / 1e9))
 
         tick_until(start_ns, "warm-up")
@@ -289,8 +340,15 @@ def measure(target: Target, opts: argparse.Namespace, say: Progress) -> dict[str
         for node in target.nodes():
             tree = [p for label, p in procs.items() if label.startswith(node.label + ":")]
             rss, pss = memory_mib(tree)
-            memory.append({"node": node.label, "role": node.role, "hosts": node.hosts, "rss_mib": round(rss, 1),
-                           "pss_mib": round(pss, 1)})
+            memory.append(
+                {
+                    "node": node.label,
+                    "role": node.role,
+                    "hosts": node.hosts,
+                    "rss_mib": round(rss, 1),
+                    "pss_mib": round(pss, 1),
+                }
+            )
         say(0.96, f"{target.name}: draining")
         results = clients.wait_for("result", RESULT_GRACE_S)
     finally:
@@ -298,8 +356,14 @@ def measure(target: Target, opts: argparse.Namespace, say: Progress) -> dict[str
     return _aggregate(target, opts, results, cpu0, cpu1, memory)
 
 
-def _aggregate(target: Target, opts: argparse.Namespace, results: list[dict[str, Any]], cpu0: dict[int, tuple[str, float]],
-               cpu1: dict[int, tuple[str, float]], memory: list[dict[str, Any]]) -> dict[str, Any]:
+def _aggregate(
+    target: Target,
+    opts: argparse.Namespace,
+    results: list[dict[str, Any]],
+    cpu0: dict[int, tuple[str, float]],
+    cpu1: dict[int, tuple[str, float]],
+    memory: list[dict[str, Any]],
+) -> dict[str, Any]:
     hist = Histogram()
     by_kind: dict[str, Histogram] = {}
     errors: dict[str, int] = {}
@@ -365,7 +429,14 @@ def _aggregate(target: Target, opts: argparse.Namespace, results: list[dict[str,
         "nodes_detail": memory,
         "cpu_per_process": cpu_per_process,
         "clients_detail": [
-            {"id": r["id"], "role": r["role"], "hosts": r["hosts"], "ops": r["ops"], "cpu_s": round(r["cpu_s"], 3), "errors": r["errors"]}
+            {
+                "id": r["id"],
+                "role": r["role"],
+                "hosts": r["hosts"],
+                "ops": r["ops"],
+                "cpu_s": round(r["cpu_s"], 3),
+                "errors": r["errors"],
+            }
             for r in results
         ],
         "extra": extra,

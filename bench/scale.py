@@ -40,8 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--value-size", type=int, default=100)
     p.add_argument("--tick-ms", type=int, default=2000)
     p.add_argument("--crash", action="store_true", help="SIGKILL the nodes instead of stopping them")
-    p.add_argument("--wipe-follower", action="store_true",
-                   help="then (3+ nodes): stop a follower, wipe its data, start it while writes go on; time its catch-up")
+    p.add_argument(
+        "--wipe-follower",
+        action="store_true",
+        help="then (3+ nodes): stop a follower, wipe its data, start it while writes go on; time its catch-up",
+    )
     p.add_argument("--json", metavar="FILE", default=None)
 
 
@@ -85,8 +88,15 @@ def _memory(target: Target) -> list[dict[str, Any]]:
     out = []
     for node in target.nodes():
         rss, pss = memory_mib([p for label, p in procs.items() if label.startswith(node.label + ":")])
-        out.append({"node": node.label, "role": node.role, "rss_mib": round(rss, 1), "pss_mib": round(pss, 1),
-                    "data_mib": round(_dir_mib(node.data_dir), 1)})
+        out.append(
+            {
+                "node": node.label,
+                "role": node.role,
+                "rss_mib": round(rss, 1),
+                "pss_mib": round(pss, 1),
+                "data_mib": round(_dir_mib(node.data_dir), 1),
+            }
+        )
     return out
 
 
@@ -141,8 +151,11 @@ def _wipe_follower(args: argparse.Namespace, target: Target, value: bytes) -> di
         deadline = started + 600
         target.wait_node(follower.sid, timeout=600)
         # a znode created after the start: served, the follower followed on
-        after = wait_for(lambda: acked and acked[-1][0] > started and acked[-1][1],
-                         max(1.0, deadline - time.monotonic()), "a write acknowledged since the follower started")
+        after = wait_for(
+            lambda: acked and acked[-1][0] > started and acked[-1][1],
+            max(1.0, deadline - time.monotonic()),
+            "a write acknowledged since the follower started",
+        )
         served = _serves(args.target, follower.hosts, after, deadline)
     finally:
         stop.set()
@@ -151,8 +164,14 @@ def _wipe_follower(args: argparse.Namespace, target: Target, value: bytes) -> di
     during = [t for t, _ in acked if started <= t <= served]
     gaps = [b - a for a, b in itertools.pairwise([started, *during, served])]
     memory = next(m for m in _memory(target) if m["node"] == follower.label)
-    return {"node": follower.label, "catch_up_s": round(served - started, 2), "writes_meanwhile": len(during),
-            "longest_write_pause_s": round(max(gaps), 3), "rss_mib": memory["rss_mib"], "pss_mib": memory["pss_mib"]}
+    return {
+        "node": follower.label,
+        "catch_up_s": round(served - started, 2),
+        "writes_meanwhile": len(during),
+        "longest_write_pause_s": round(max(gaps), 3),
+        "rss_mib": memory["rss_mib"],
+        "pss_mib": memory["pss_mib"],
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,7 +182,11 @@ def run(args: argparse.Namespace) -> int:
     target = make_target(args.target, args.nodes, 0, args.tick_ms)
     try:
         target.start(timeout=120)
-        print(f"{args.target}: creating {args.znodes:,} znodes of {args.value_size} bytes ...", file=sys.stderr, flush=True)
+        print(
+            f"{args.target}: creating {args.znodes:,} znodes of {args.value_size} bytes ...",
+            file=sys.stderr,
+            flush=True,
+        )
         zk = make_client(args.target, target.hosts, 30.0)
         zk.start(timeout=30)
         try:
@@ -187,22 +210,41 @@ def run(args: argparse.Namespace) -> int:
     finally:
         target.stop()
     result = {
-        "target": args.target, "nodes": args.nodes, "znodes": args.znodes, "value_size": args.value_size,
-        "create_s": round(seconds, 2), "creates_per_s": round(args.znodes / seconds), "errors": errors,
-        "memory_loaded": loaded, "restart": "SIGKILL" if args.crash else "stop",
-        "serving_after_restart_s": recovered, "memory_after_restart": after, "wiped_follower": wiped,
+        "target": args.target,
+        "nodes": args.nodes,
+        "znodes": args.znodes,
+        "value_size": args.value_size,
+        "create_s": round(seconds, 2),
+        "creates_per_s": round(args.znodes / seconds),
+        "errors": errors,
+        "memory_loaded": loaded,
+        "restart": "SIGKILL" if args.crash else "stop",
+        "serving_after_restart_s": recovered,
+        "memory_after_restart": after,
+        "wiped_follower": wiped,
     }
-    print(f"{args.target}, {args.nodes} node(s): {args.znodes:,} znodes x {args.value_size} B created in {seconds:.1f} s "
-          f"({result['creates_per_s']:,}/s, {errors} errors)")
+    print(
+        f"{args.target}, {args.nodes} node(s): {args.znodes:,} znodes x {args.value_size} B created in {seconds:.1f} s "
+        f"({result['creates_per_s']:,}/s, {errors} errors)"
+    )
     for m in loaded:
-        print(f"  {m['node']} {m['role']}: RSS {m['rss_mib']:.0f} MiB (PSS {m['pss_mib']:.0f}), data dir {m['data_mib']:.0f} MiB")
-    print(f"  after {'SIGKILL' if args.crash else 'stop'} and start of every node, serving the last znode after: "
-          + ", ".join(f"{k} {v:.2f} s" for k, v in recovered.items()))
-    print("  memory after the restart: " + ", ".join(f"{m['node']} RSS {m['rss_mib']:.0f} (PSS {m['pss_mib']:.0f}) MiB" for m in after))
+        print(
+            f"  {m['node']} {m['role']}: RSS {m['rss_mib']:.0f} MiB (PSS {m['pss_mib']:.0f}), data dir {m['data_mib']:.0f} MiB"
+        )
+    print(
+        f"  after {'SIGKILL' if args.crash else 'stop'} and start of every node, serving the last znode after: "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in recovered.items())
+    )
+    print(
+        "  memory after the restart: "
+        + ", ".join(f"{m['node']} RSS {m['rss_mib']:.0f} (PSS {m['pss_mib']:.0f}) MiB" for m in after)
+    )
     if wiped is not None:
-        print(f"  {wiped['node']} wiped and started while writes went on: serving after {wiped['catch_up_s']:.2f} s, "
-              f"RSS {wiped['rss_mib']:.0f} (PSS {wiped['pss_mib']:.0f}) MiB; {wiped['writes_meanwhile']} writes meanwhile, "
-              f"longest pause {wiped['longest_write_pause_s']:.3f} s")
+        print(
+            f"  {wiped['node']} wiped and started while writes went on: serving after {wiped['catch_up_s']:.2f} s, "
+            f"RSS {wiped['rss_mib']:.0f} (PSS {wiped['pss_mib']:.0f}) MiB; {wiped['writes_meanwhile']} writes meanwhile, "
+            f"longest pause {wiped['longest_write_pause_s']:.3f} s"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

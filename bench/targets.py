@@ -143,7 +143,9 @@ class ZoomqTarget(Target):
 
     name = "zoomq"
 
-    def __init__(self, nodes: int = 1, observers: int = 0, tick_ms: int = 2000, zk_gateway: bool = False, **config: Any) -> None:
+    def __init__(
+        self, nodes: int = 1, observers: int = 0, tick_ms: int = 2000, zk_gateway: bool = False, **config: Any
+    ) -> None:
         self.n, self.observers, self.tick_ms = nodes, observers, tick_ms
         self.zk_gateway = zk_gateway  # each node also serves ZooKeeper's protocol (for kazoo clients)
         self.base = Path(tempfile.mkdtemp(prefix="bench-zoomq-"))
@@ -172,8 +174,11 @@ class ZoomqTarget(Target):
             self.leader(max(1.0, deadline - time.monotonic()))
             # Measured as a node runs after its first seconds: with its standby role actor up (its
             # start, an interpreter and imports, would otherwise fall into the measured window).
-            wait_for(lambda: all(s.standby_ready() for s in self.servers), timeout=max(1.0, deadline - time.monotonic()),
-                     what="standby role actors ready")
+            wait_for(
+                lambda: all(s.standby_ready() for s in self.servers),
+                timeout=max(1.0, deadline - time.monotonic()),
+                what="standby role actors ready",
+            )
         return self
 
     def stop(self) -> None:
@@ -191,7 +196,13 @@ class ZoomqTarget(Target):
 
     def nodes(self) -> list[NodeInfo]:
         return [
-            NodeInfo(sid=i + 1, hosts=self._hosts(s), role=self._role(s), pid=s.pid if s.running else None, data_dir=s.data_dir)
+            NodeInfo(
+                sid=i + 1,
+                hosts=self._hosts(s),
+                role=self._role(s),
+                pid=s.pid if s.running else None,
+                data_dir=s.data_dir,
+            )
             for i, s in enumerate(self.servers)
         ]
 
@@ -261,7 +272,12 @@ def zookeeper_classpath(with_netty: bool = False) -> str | None:
         if simple.exists():
             jars.append(str(simple))
         if with_netty:
-            extra = ("netty-codec.jar", "netty-resolver.jar", "netty-transport-native-unix-common.jar", "servlet-api.jar")
+            extra = (
+                "netty-codec.jar",
+                "netty-resolver.jar",
+                "netty-transport-native-unix-common.jar",
+                "servlet-api.jar",
+            )
             jars += [str(debian.parent / name) for name in extra if (debian.parent / name).exists()]
         return os.pathsep.join(jars)
     upstream = sorted(glob.glob("/usr/share/zookeeper/lib/*.jar"))
@@ -317,8 +333,14 @@ class ZooKeeperTarget(Target):
 
     name = "zookeeper"
 
-    def __init__(self, nodes: int = 1, observers: int = 0, tick_ms: int = 2000, heap_mb: int = 1000,
-                 extra_cfg: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        nodes: int = 1,
+        observers: int = 0,
+        tick_ms: int = 2000,
+        heap_mb: int = 1000,
+        extra_cfg: dict[str, Any] | None = None,
+    ) -> None:
         classpath = zookeeper_classpath()
         if classpath is None:
             raise RuntimeError(INSTALL_HINT)
@@ -328,8 +350,14 @@ class ZooKeeperTarget(Target):
         self.base = Path(tempfile.mkdtemp(prefix="bench-zk-"))
         self.standalone = nodes <= 1 and observers == 0
         self._nodes = [
-            _ZkNode(sid=sid, client_port=free_port(), quorum_port=free_port(), election_port=free_port(),
-                    observer=sid > nodes, dir=self.base / f"node{sid}")
+            _ZkNode(
+                sid=sid,
+                client_port=free_port(),
+                quorum_port=free_port(),
+                election_port=free_port(),
+                observer=sid > nodes,
+                dir=self.base / f"node{sid}",
+            )
             for sid in range(1, nodes + observers + 1)
         ]
         for node in self._nodes:
@@ -383,8 +411,14 @@ class ZooKeeperTarget(Target):
         if node.log is not None:
             node.log.close()
         node.log = open(node.dir / "node.log", "ab")  # noqa: SIM115 - closed at stop
-        node.proc = subprocess.Popen(self._argv(node), cwd=node.dir, stdin=subprocess.DEVNULL, stdout=node.log,
-                                     stderr=node.log, start_new_session=True)
+        node.proc = subprocess.Popen(
+            self._argv(node),
+            cwd=node.dir,
+            stdin=subprocess.DEVNULL,
+            stdout=node.log,
+            stderr=node.log,
+            start_new_session=True,
+        )
 
     def wait_node(self, sid: int, timeout: float = 60.0) -> None:
         node = self._node(sid)
@@ -392,7 +426,12 @@ class ZooKeeperTarget(Target):
         def serving() -> bool:
             if node.proc is None or node.proc.poll() is not None:
                 raise RuntimeError(f"ZooKeeper node {sid} exited while starting; log:\n{self.log_tail(sid)}")
-            return zk_mode("127.0.0.1", node.client_port, timeout=1.0) in ("leader", "follower", "observer", "standalone")
+            return zk_mode("127.0.0.1", node.client_port, timeout=1.0) in (
+                "leader",
+                "follower",
+                "observer",
+                "standalone",
+            )
 
         try:
             wait_for(serving, timeout=timeout, what=f"ZooKeeper node {sid} to serve", interval=0.05)
@@ -453,8 +492,15 @@ class ZooKeeperTarget(Target):
         for node in self._nodes:
             running = node.proc is not None and node.proc.poll() is None
             role = (zk_mode("127.0.0.1", node.client_port) or "looking") if running else "down"
-            out.append(NodeInfo(sid=node.sid, hosts=f"127.0.0.1:{node.client_port}", role=role,
-                                pid=node.proc.pid if running and node.proc else None, data_dir=node.dir / "data"))
+            out.append(
+                NodeInfo(
+                    sid=node.sid,
+                    hosts=f"127.0.0.1:{node.client_port}",
+                    role=role,
+                    pid=node.proc.pid if running and node.proc else None,
+                    data_dir=node.dir / "data",
+                )
+            )
         return out
 
     def processes(self) -> dict[str, psutil.Process]:
@@ -527,6 +573,17 @@ def memory_mib(procs: list[psutil.Process]) -> tuple[float, float]:
 
 
 __all__ = [
-    "INSTALL_HINT", "TARGETS", "NodeInfo", "Target", "ZooKeeperTarget", "ZoomqTarget", "cpu_seconds", "four_letter",
-    "make_target", "memory_mib", "zk_mode", "zookeeper_available", "zookeeper_classpath",
+    "INSTALL_HINT",
+    "TARGETS",
+    "NodeInfo",
+    "Target",
+    "ZooKeeperTarget",
+    "ZoomqTarget",
+    "cpu_seconds",
+    "four_letter",
+    "make_target",
+    "memory_mib",
+    "zk_mode",
+    "zookeeper_available",
+    "zookeeper_classpath",
 ]

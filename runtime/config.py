@@ -38,8 +38,10 @@ class ServerEntry(msgspec.Struct, frozen=True):
 
     def spec(self) -> str:
         """ZooKeeper's dynamic-config form of this member (a line of /zookeeper/config)."""
-        return (f"server.{self.id}={self.host}:{self.quorum_port}:{self.election_port}:{self.role};"
-                f"{self.client_host or self.host}:{self.client_port}")
+        return (
+            f"server.{self.id}={self.host}:{self.quorum_port}:{self.election_port}:{self.role};"
+            f"{self.client_host or self.host}:{self.client_port}"
+        )
 
 
 def membership_text(servers: list[ServerEntry], version: int = 0) -> bytes:
@@ -63,7 +65,7 @@ def parse_spec(text: str) -> ServerEntry:
     key, eq, value = text.strip().partition("=")
     if not eq or not key.startswith("server."):
         raise SpecError(f"not a server spec (server.<id>=<host>:<port>:<port>[:role][;[host:]port]): {text!r}")
-    sid = _number(key[len("server."):], "server id", text)
+    sid = _number(key[len("server.") :], "server id", text)
     server, _, client = value.partition(";")
     parts = server.split(":")
     if len(parts) not in (3, 4) or not parts[0]:
@@ -78,8 +80,15 @@ def parse_spec(text: str) -> ServerEntry:
         if colon and not chost:
             raise SpecError(f"server {sid}: empty client host in {client!r}")
         client_port = _port(cport, text)
-    entry = ServerEntry(sid, parts[0], _port(parts[1], text), _port(parts[2], text), client_port, role,
-                        client_host="" if client_host == parts[0] else client_host)
+    entry = ServerEntry(
+        sid,
+        parts[0],
+        _port(parts[1], text),
+        _port(parts[2], text),
+        client_port,
+        role,
+        client_host="" if client_host == parts[0] else client_host,
+    )
     if entry.quorum_port == entry.election_port:
         raise SpecError(f"server {sid}: the quorum and election ports must differ")
     return entry
@@ -102,7 +111,9 @@ def _split_list(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").replace("\n", ",").split(",") if item.strip()]
 
 
-def reconfigured(current: list[ServerEntry], joining: str | None, leaving: str | None, new_members: str | None) -> list[ServerEntry]:
+def reconfigured(
+    current: list[ServerEntry], joining: str | None, leaving: str | None, new_members: str | None
+) -> list[ServerEntry]:
     """The membership a reconfig asks for, as ZooKeeper's: either whole (`new_members`) or
     `current` with `joining` added (a joining id already there is replaced: how a participant
     becomes an observer and back) and the `leaving` ids removed. SpecError if it cannot be."""
@@ -127,7 +138,9 @@ def reconfigured(current: list[ServerEntry], joining: str | None, leaving: str |
     if not any(s.voter for s in servers):
         raise SpecError("the new configuration has no participant")
     keep_keys = {s.id: s.curve_public_key for s in current}
-    return sorted((msgspec.structs.replace(s, curve_public_key=keep_keys.get(s.id, "")) for s in servers), key=lambda s: s.id)
+    return sorted(
+        (msgspec.structs.replace(s, curve_public_key=keep_keys.get(s.id, "")) for s in servers), key=lambda s: s.id
+    )
 
 
 def membership_from_text(text: bytes) -> Membership:
@@ -141,7 +154,7 @@ def membership_from_text(text: bytes) -> Membership:
     for line in lines:
         if line.startswith("version="):
             try:
-                version = int(line[len("version="):], 16)
+                version = int(line[len("version=") :], 16)
             except ValueError as exc:
                 raise SpecError(f"bad version line {line!r}") from exc
         elif line.strip():
@@ -288,10 +301,14 @@ def load(path: str | Path | None = None, **overrides: Any) -> NodeConfig:
     if not (0 <= cfg.zk_port < 65536) or cfg.zk_port == cfg.client_port:
         raise ConfigError(f"zk_port must be 0 (off) or a port other than client_port, not {cfg.zk_port}")
     if not (0 <= cfg.zk_secure_port < 65536) or cfg.zk_secure_port in (cfg.client_port, cfg.zk_port or -1):
-        raise ConfigError(f"zk_secure_port must be 0 (off) or a port other than client_port and zk_port, not {cfg.zk_secure_port}")
+        raise ConfigError(
+            f"zk_secure_port must be 0 (off) or a port other than client_port and zk_port, not {cfg.zk_secure_port}"
+        )
     ports = [p for p in (cfg.client_port, cfg.zk_port, cfg.zk_secure_port, cfg.metrics_port, cfg.admin_port) if p]
     if not all(0 <= p < 65536 for p in (cfg.metrics_port, cfg.admin_port)) or len(set(ports)) != len(ports):
-        raise ConfigError(f"metrics_port and admin_port must be 0 (off) or ports of their own, not {cfg.metrics_port} / {cfg.admin_port}")
+        raise ConfigError(
+            f"metrics_port and admin_port must be 0 (off) or ports of their own, not {cfg.metrics_port} / {cfg.admin_port}"
+        )
     cfg = _check_tls(cfg)
     if cfg.tick_ms <= 0 or cfg.min_timeout_ms > cfg.max_timeout_ms:
         raise ConfigError("tick_ms must be > 0 and min session timeout <= max")
@@ -306,10 +323,15 @@ def load(path: str | Path | None = None, **overrides: Any) -> NodeConfig:
         # A reconfig changed the membership since the config file was written: the data dir's
         # copy wins (as ZooKeeper's dynamic config file), CURVE keys of known members kept.
         keys = {s.id: s.curve_public_key for s in cfg.servers}
-        servers = [msgspec.structs.replace(s, curve_public_key=s.curve_public_key or keys.get(s.id, "")) for s in membership.servers]
+        servers = [
+            msgspec.structs.replace(s, curve_public_key=s.curve_public_key or keys.get(s.id, ""))
+            for s in membership.servers
+        ]
         if cfg.sid not in {s.id for s in servers}:
-            raise ConfigError(f"server {cfg.sid} was removed from the ensemble by reconfig {membership.version:#x} "
-                              f"({cfg.data_dir}/{MEMBERSHIP_FILE}); start it with a new data dir to join again")
+            raise ConfigError(
+                f"server {cfg.sid} was removed from the ensemble by reconfig {membership.version:#x} "
+                f"({cfg.data_dir}/{MEMBERSHIP_FILE}); start it with a new data dir to join again"
+            )
         cfg = msgspec.structs.replace(cfg, servers=servers)
     if cfg.servers:
         ids = [s.id for s in cfg.servers]
@@ -338,8 +360,13 @@ def _check_tls(cfg: NodeConfig) -> NodeConfig:
             raise ConfigError("zk_tls_cert / zk_tls_key / zk_tls_ca are set but zk_secure_port is not")
         return cfg
     if not cfg.zk_tls_cert or not cfg.zk_tls_key:
-        raise ConfigError("zk_secure_port needs zk_tls_cert and zk_tls_key (PEM files; `zoomq tls generate` makes them)")
-    files = {name: str(Path(getattr(cfg, name)).resolve()) if getattr(cfg, name) else "" for name in ("zk_tls_cert", "zk_tls_key", "zk_tls_ca")}
+        raise ConfigError(
+            "zk_secure_port needs zk_tls_cert and zk_tls_key (PEM files; `zoomq tls generate` makes them)"
+        )
+    files = {
+        name: str(Path(getattr(cfg, name)).resolve()) if getattr(cfg, name) else ""
+        for name in ("zk_tls_cert", "zk_tls_key", "zk_tls_ca")
+    }
     try:
         tls.server_context(files["zk_tls_cert"], files["zk_tls_key"], files["zk_tls_ca"], cfg.zk_tls_client_auth)
     except tls.TlsError as exc:
@@ -352,7 +379,9 @@ def _check_curve(cfg: NodeConfig) -> NodeConfig:
 
     if not cfg.curve_secret_key:
         if cfg.curve_client_keys or any(s.curve_public_key for s in cfg.servers):
-            raise ConfigError("curve_client_keys and servers' curve_public_key need curve_secret_key (this node's key pair)")
+            raise ConfigError(
+                "curve_client_keys and servers' curve_public_key need curve_secret_key (this node's key pair)"
+            )
         return cfg
     secret_path = str(Path(cfg.curve_secret_key).resolve())
     try:
@@ -361,7 +390,9 @@ def _check_curve(cfg: NodeConfig) -> NodeConfig:
         raise ConfigError(f"curve_secret_key: {exc}") from exc
     clients = cfg.curve_client_keys
     if not clients:
-        raise ConfigError('curve_secret_key needs curve_client_keys: a directory of client public keys, or "*" for any client')
+        raise ConfigError(
+            'curve_secret_key needs curve_client_keys: a directory of client public keys, or "*" for any client'
+        )
     if clients != curve.ANY_CLIENT:
         clients = str(Path(clients).resolve())
         if not Path(clients).is_dir():

@@ -32,7 +32,9 @@ class Role(msgspec.Struct, frozen=True):
 
 
 def write_role(run_dir: str | Path, role: Role) -> None:
-    write_atomic(Path(run_dir) / ROLE_FILE, msgspec.json.encode(role), durable=False)  # the run dir: rewritten at restart
+    write_atomic(
+        Path(run_dir) / ROLE_FILE, msgspec.json.encode(role), durable=False
+    )  # the run dir: rewritten at restart
 
 
 def read_role(run_dir: str | Path) -> Role | None:

@@ -62,7 +62,10 @@ def standby(config_path: str, run_dir: str) -> int:
 
         log = logs.configure(node=cfg.sid, actor="standby", level=cfg.log_level, json=cfg.log_json)
         tail: deque = deque(maxlen=leader_actor.RECENT_COMMITS)
-        leader_actor.PRELOADED = (load_state(Path(cfg.data_dir) / "version-1", log=log, tail=tail, keep_data=False), tail)
+        leader_actor.PRELOADED = (
+            load_state(Path(cfg.data_dir) / "version-1", log=log, tail=tail, keep_data=False),
+            tail,
+        )
     with contextlib.suppress(OSError):  # seen by the supervisor's status (and the tools that wait on it)
         write_atomic(Path(run_dir) / STANDBY_READY, str(os.getpid()).encode(), durable=False)
     name = sys.stdin.readline().strip()

@@ -207,7 +207,10 @@ class Supervisor:
         elif self.role is None:
             role, leader = "looking", None
         else:
-            role, leader = {"leading": "leader", "following": "follower", "observing": "observer"}[self.role.state], self.role.leader
+            role, leader = (
+                {"leading": "leader", "following": "follower", "observing": "observer"}[self.role.state],
+                self.role.leader,
+            )
         standby = self._standby
         standby_pid = standby.pid if standby is not None and standby.poll() is None else None
         return {
@@ -451,7 +454,9 @@ class Supervisor:
         if msg.version <= self.membership_version or not self.ensemble:
             return
         keys = {s.id: s.curve_public_key for s in self.cfg.servers}
-        servers = [msgspec.structs.replace(s, curve_public_key=s.curve_public_key or keys.get(s.id, "")) for s in msg.servers]
+        servers = [
+            msgspec.structs.replace(s, curve_public_key=s.curve_public_key or keys.get(s.id, "")) for s in msg.servers
+        ]
         mine = next((s for s in self.cfg.servers if s.id == self.cfg.sid), None)
         after = next((s for s in servers if s.id == self.cfg.sid), None)
         self.membership_version = msg.version
@@ -459,11 +464,14 @@ class Supervisor:
             write_membership(self.cfg.data_dir, Membership(servers, msg.version))
         elif mine is not None:
             servers.append(mine)
-        self.log.info("reconfigured", version=hex(msg.version), servers=[s.spec() for s in msg.servers],
-                      member=after is not None)
+        self.log.info(
+            "reconfigured", version=hex(msg.version), servers=[s.spec() for s in msg.servers], member=after is not None
+        )
         self.cfg = msgspec.structs.replace(self.cfg, servers=servers)
         write_atomic(self.config_path, to_json(self.cfg), durable=False)
-        self._tell("election", Reconfigured([s for s in servers if after is not None or s.id != self.cfg.sid], msg.version))
+        self._tell(
+            "election", Reconfigured([s for s in servers if after is not None or s.id != self.cfg.sid], msg.version)
+        )
         changed = after is not None and mine is not None and after.role != mine.role
         if changed and self.role is not None and self.role.state != "leading" and self.role_actor is not None:
             child = self._children.get(self.role_actor)

@@ -118,8 +118,9 @@ def node_with_super(tmp_path_factory: Any, name: str, password: str) -> Iterator
     (for module-scoped fixtures); stopped afterwards."""
     from zoomq.security import make_digest_acl_credential
 
-    server = ZoomqServer(data_dir=tmp_path_factory.mktemp(name) / "data",
-                         super_digest=make_digest_acl_credential("super", password))
+    server = ZoomqServer(
+        data_dir=tmp_path_factory.mktemp(name) / "data", super_digest=make_digest_acl_credential("super", password)
+    )
     server.start()
     try:
         yield server
@@ -176,7 +177,7 @@ class JuteConnection:
             rxid, zxid, err = struct.unpack(">iqi", frame[:16])
             if rxid == -1:  # a watch notification: WatcherEvent{type, state, path}
                 etype, state, n = struct.unpack(">iii", frame[16:28])
-                self.events.append((etype, state, frame[28:28 + n].decode()))
+                self.events.append((etype, state, frame[28 : 28 + n].decode()))
                 continue
             return rxid, zxid, err, frame[16:]
         raise AssertionError("no reply")
@@ -187,12 +188,12 @@ class JuteConnection:
 
 def jute_strings(body: bytes, at: int = 0) -> tuple[list[str], int]:
     """A jute vector<ustring> at `at`: (strings, offset after it)."""
-    (count,) = struct.unpack(">i", body[at:at + 4])
+    (count,) = struct.unpack(">i", body[at : at + 4])
     at += 4
     out = []
     for _ in range(max(count, 0)):
-        (n,) = struct.unpack(">i", body[at:at + 4])
-        out.append(body[at + 4:at + 4 + n].decode())
+        (n,) = struct.unpack(">i", body[at : at + 4])
+        out.append(body[at + 4 : at + 4 + n].decode())
         at += 4 + n
     return out, at
 

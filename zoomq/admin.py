@@ -12,16 +12,25 @@ import zmq.utils.monitor
 from zoomq import protocol as p
 
 WORDS = ("ruok", "isro", "srvr", "stat", "mntr", "cons", "wchs", "conf", "envi")
-_HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
 
 
 class AdminError(RuntimeError):
     """The node did not answer in time, or answered with an error."""
 
 
-def ask(host: str, port: int, command: str, timeout: float = 5.0,
-        curve_server_key: str | None = None, curve_secret_key: str | None = None, *,
-        curve_keys: tuple[tuple[bytes, bytes], bytes] | None = None) -> str:
+def ask(
+    host: str,
+    port: int,
+    command: str,
+    timeout: float = 5.0,
+    curve_server_key: str | None = None,
+    curve_secret_key: str | None = None,
+    *,
+    curve_keys: tuple[tuple[bytes, bytes], bytes] | None = None,
+) -> str:
     """The node's answer to `command`, as text (over CURVE when given the node's public key and
     this client's key pair, as files or z85 text, or `curve_keys` already loaded: ((public,
     secret), server public key))."""

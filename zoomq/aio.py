@@ -94,12 +94,21 @@ class Client:
         from zoomq.recipe import queue as queue_recipe
 
         for name, cls in (
-            ("Lock", lock.Lock), ("ReadLock", lock.ReadLock), ("WriteLock", lock.WriteLock),
-            ("Semaphore", lock.Semaphore), ("Election", election.Election), ("Counter", counter.Counter),
-            ("Barrier", barrier.Barrier), ("DoubleBarrier", barrier.DoubleBarrier), ("Party", party.Party),
-            ("ShallowParty", party.ShallowParty), ("Queue", queue_recipe.Queue),
-            ("LockingQueue", queue_recipe.LockingQueue), ("TreeCache", cache.TreeCache),
-            ("ConfigCenter", scenarios.ConfigCenter), ("ServiceRegistry", scenarios.ServiceRegistry),
+            ("Lock", lock.Lock),
+            ("ReadLock", lock.ReadLock),
+            ("WriteLock", lock.WriteLock),
+            ("Semaphore", lock.Semaphore),
+            ("Election", election.Election),
+            ("Counter", counter.Counter),
+            ("Barrier", barrier.Barrier),
+            ("DoubleBarrier", barrier.DoubleBarrier),
+            ("Party", party.Party),
+            ("ShallowParty", party.ShallowParty),
+            ("Queue", queue_recipe.Queue),
+            ("LockingQueue", queue_recipe.LockingQueue),
+            ("TreeCache", cache.TreeCache),
+            ("ConfigCenter", scenarios.ConfigCenter),
+            ("ServiceRegistry", scenarios.ServiceRegistry),
             ("Membership", scenarios.Membership),
         ):
             setattr(self, name, functools.partial(self._recipe, cls))
@@ -173,15 +182,26 @@ class Client:
         return await future
 
     async def create(
-        self, path: str, value: bytes = b"", acl: Any = None, ephemeral: bool = False, sequence: bool = False,
-        makepath: bool = False, include_data: bool = False, container: bool = False, ttl: int = 0,
+        self,
+        path: str,
+        value: bytes = b"",
+        acl: Any = None,
+        ephemeral: bool = False,
+        sequence: bool = False,
+        makepath: bool = False,
+        include_data: bool = False,
+        container: bool = False,
+        ttl: int = 0,
     ) -> Any:
         if makepath:
             parent = path.rstrip("/").rsplit("/", 1)[0]
             if parent:
                 await self.ensure_path(parent, acl)
-        return await self._wait(self._engine.create_async(
-            path, value, acl, ephemeral, sequence, include_data=include_data, container=container, ttl=ttl))
+        return await self._wait(
+            self._engine.create_async(
+                path, value, acl, ephemeral, sequence, include_data=include_data, container=container, ttl=ttl
+            )
+        )
 
     async def ensure_path(self, path: str, acl: Any = None) -> bool:
         if await self.exists(path):
@@ -196,12 +216,17 @@ class Client:
     async def exists(self, path: str, watch: Callable | None = None, *, linearizable: bool = False) -> ZnodeStat | None:
         return await self._wait(self._engine.exists_async(path, self._callback(watch), linearizable=linearizable))
 
-    async def get(self, path: str, watch: Callable | None = None, *, linearizable: bool = False) -> tuple[bytes, ZnodeStat]:
+    async def get(
+        self, path: str, watch: Callable | None = None, *, linearizable: bool = False
+    ) -> tuple[bytes, ZnodeStat]:
         return await self._wait(self._engine.get_async(path, self._callback(watch), linearizable=linearizable))
 
-    async def get_children(self, path: str, watch: Callable | None = None, include_data: bool = False, *,
-                           linearizable: bool = False) -> Any:
-        return await self._wait(self._engine.get_children_async(path, self._callback(watch), include_data, linearizable=linearizable))
+    async def get_children(
+        self, path: str, watch: Callable | None = None, include_data: bool = False, *, linearizable: bool = False
+    ) -> Any:
+        return await self._wait(
+            self._engine.get_children_async(path, self._callback(watch), include_data, linearizable=linearizable)
+        )
 
     async def set(self, path: str, value: bytes, version: int = -1) -> ZnodeStat:
         return await self._wait(self._engine.set_async(path, value, version))
@@ -229,11 +254,20 @@ class Client:
     async def sync(self, path: str) -> str:
         return await self._wait(self._engine.sync_async(path))
 
-    async def add_watch(self, path: str, watch: Callable[[WatchedEvent], Any], mode: int | None = None, *, recursive: bool = False,
-                        since_zxid: int | None = None) -> None:
+    async def add_watch(
+        self,
+        path: str,
+        watch: Callable[[WatchedEvent], Any],
+        mode: int | None = None,
+        *,
+        recursive: bool = False,
+        since_zxid: int | None = None,
+    ) -> None:
         if not callable(watch):
             raise TypeError("watch must be callable")
-        await self._wait(self._engine.add_watch_async(path, self._callback(watch), mode, recursive=recursive, since_zxid=since_zxid))
+        await self._wait(
+            self._engine.add_watch_async(path, self._callback(watch), mode, recursive=recursive, since_zxid=since_zxid)
+        )
 
     async def remove_watches(self, path: str, watcher_type: int = WatcherType.ANY) -> None:
         await self._wait(self._engine.remove_watches_async(path, watcher_type))
@@ -251,8 +285,9 @@ class Client:
     async def command(self, cmd: bytes | str = b"ruok") -> str:
         return await asyncio.wait_for(self._wait(self._engine.command_async(cmd)), 10)
 
-    async def reconfig(self, joining: str | None, leaving: str | None, new_members: str | None,
-                       from_config: int = -1) -> tuple[bytes, ZnodeStat]:
+    async def reconfig(
+        self, joining: str | None, leaving: str | None, new_members: str | None, from_config: int = -1
+    ) -> tuple[bytes, ZnodeStat]:
         """Change the ensemble's membership; (new /zookeeper/config content, its Stat). As
         `zoomq.Client.reconfig` (the same arguments, checks and errors)."""
         return await self._wait(self._engine.reconfig_async(joining, leaving, new_members, from_config))
@@ -362,6 +397,7 @@ class Client:
             return task
 
         if func is None:
+
             def decorate(user_func: Callable) -> Callable:
                 begin(user_func)
                 return user_func
@@ -445,7 +481,9 @@ class AsyncRecipe:
     async def members(self) -> list[str]:
         """The members (a Party's, which kazoo iterates; a Membership's)."""
         own = getattr(self._recipe, "members", None)
-        return await _thread_call(asyncio.get_running_loop(), own if callable(own) else functools.partial(list, self._recipe))
+        return await _thread_call(
+            asyncio.get_running_loop(), own if callable(own) else functools.partial(list, self._recipe)
+        )
 
     async def size(self) -> int:
         """len() of a Party or a Queue."""

@@ -73,8 +73,15 @@ def progress(total: int | None, desc: str, quiet: bool, unit: str = "znode") -> 
     """A tqdm bar on stderr; off with `quiet` or when stderr is not a terminal."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=quiet or not sys.stderr.isatty(),
-                dynamic_ncols=True, leave=False)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=sys.stderr,
+        disable=quiet or not sys.stderr.isatty(),
+        dynamic_ncols=True,
+        leave=False,
+    )
 
 
 def split_target(text: str) -> tuple[str, str | None]:
@@ -96,8 +103,16 @@ def from_subtree(result: p.SubtreeResult, path: str, source: dict[str, Any]) -> 
         entry = entry_from_stat(node.path, node.data, node.acl, node.stat)
         if entry is not None:  # the node leaves ephemerals out already
             entries.append(entry)
-    header = Header(path=path, source=source, zxid=result.zxid, created=now_iso(), count=len(entries),
-                    ephemerals=list(result.ephemerals), unreadable=result.unreadable, acl_masked=result.masked)
+    header = Header(
+        path=path,
+        source=source,
+        zxid=result.zxid,
+        created=now_iso(),
+        count=len(entries),
+        ephemerals=list(result.ephemerals),
+        unreadable=result.unreadable,
+        acl_masked=result.masked,
+    )
     return header, entries
 
 
@@ -141,8 +156,10 @@ def unused(data_dir: DataDir) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:
             owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise ToolError(f"{data_dir.root} is in use by a running zoomq node (pid {owner}; {PID_FILE} is locked): "
-                            "back it up through the node (zoomq backup HOST:PORT) or stop the node first") from None
+            raise ToolError(
+                f"{data_dir.root} is in use by a running zoomq node (pid {owner}; {PID_FILE} is locked): "
+                "back it up through the node (zoomq backup HOST:PORT) or stop the node first"
+            ) from None
         yield
     finally:
         os.close(fd)
@@ -178,9 +195,16 @@ def read_data_dir(data_dir: DataDir, path: str) -> tuple[Header, list[Entry]]:
     return from_subtree(result, path, {"kind": "zoomq-data-dir", "data_dir": str(data_dir.root.resolve())})
 
 
-def read_zookeeper(hosts: str, path: str, auth: list[tuple[str, str]], *, timeout: float = 10.0,
-                   connect_timeout: float = 15.0, quiet: bool = False,
-                   types: dict[str, tuple[str, int]] | None = None) -> tuple[Header, list[Entry]]:
+def read_zookeeper(
+    hosts: str,
+    path: str,
+    auth: list[tuple[str, str]],
+    *,
+    timeout: float = 10.0,
+    connect_timeout: float = 15.0,
+    quiet: bool = False,
+    types: dict[str, tuple[str, int]] | None = None,
+) -> tuple[Header, list[Entry]]:
     """The subtree at `path` of a live Apache ZooKeeper, read with kazoo, node by node (pipelined).
     `types`: path -> (container | ttl, ttl ms) from ZooKeeper's own files (zoomq/zkfiles.py),
     for the nodes ZooKeeper 3.6+ shows its clients as persistent ones."""
@@ -207,7 +231,10 @@ def read_zookeeper(hosts: str, path: str, auth: list[tuple[str, str]], *, timeou
                 after: list[str] = []
                 for at in range(0, len(level), IN_FLIGHT // 3):
                     chunk = level[at : at + IN_FLIGHT // 3]
-                    asks = [(node, zk.get_async(node), zk.get_acls_async(node), zk.get_children_async(node)) for node in chunk]
+                    asks = [
+                        (node, zk.get_async(node), zk.get_acls_async(node), zk.get_children_async(node))
+                        for node in chunk
+                    ]
                     for node, got, acls, children in asks:
                         try:
                             data, stat = got.get(timeout=WAIT_S)
@@ -218,7 +245,9 @@ def read_zookeeper(hosts: str, path: str, auth: list[tuple[str, str]], *, timeou
                             continue
                         except KazooNoAuth:
                             if node == path:
-                                raise ToolError(f"NoAuthError (-102): {path}: no READ on the subtree's root on ZooKeeper") from None
+                                raise ToolError(
+                                    f"NoAuthError (-102): {path}: no READ on the subtree's root on ZooKeeper"
+                                ) from None
                             unreadable += 1  # left out with what is below it
                             continue
                         entry = entry_from_stat(node, data, acl, stat)
@@ -257,9 +286,17 @@ def read_zookeeper(hosts: str, path: str, auth: list[tuple[str, str]], *, timeou
             continue
         entries.append(entry)
         stack.extend(reversed(kids.get(at, ())))
-    header = Header(path=path, source={"kind": "zookeeper", "hosts": hosts}, zxid=None, created=now_iso(),
-                    count=len(entries), ephemerals=sorted(ephemerals), unreadable=unreadable, acl_masked=masked,
-                    vanished=vanished)
+    header = Header(
+        path=path,
+        source={"kind": "zookeeper", "hosts": hosts},
+        zxid=None,
+        created=now_iso(),
+        count=len(entries),
+        ephemerals=sorted(ephemerals),
+        unreadable=unreadable,
+        acl_masked=masked,
+        vanished=vanished,
+    )
     return header, entries
 
 
@@ -402,7 +439,12 @@ def restore_data_dir(header: Header, entries: Iterable[Entry], target: Path, qui
             if path == "/":
                 root = tree.nodes["/"]
                 root.data, root.acl = entry.data, tree.intern_acl(entry.acl)
-                root.ctime, root.mtime, root.version, root.aversion = entry.ctime, entry.mtime, entry.version, entry.aversion
+                root.ctime, root.mtime, root.version, root.aversion = (
+                    entry.ctime,
+                    entry.mtime,
+                    entry.version,
+                    entry.aversion,
+                )
                 cversions[path] = entry.cversion
                 done.created += 1
                 continue
@@ -434,7 +476,7 @@ def restore_data_dir(header: Header, entries: Iterable[Entry], target: Path, qui
 
 
 def _target_path(path: str, root: str, dest: str) -> str:
-    suffix = (path if path != "/" else "") if root == "/" else path[len(root):]
+    suffix = (path if path != "/" else "") if root == "/" else path[len(root) :]
     return (dest.rstrip("/") + suffix) or "/"
 
 
@@ -442,8 +484,16 @@ def _wait(result: Any) -> Any:
     return result.get(timeout=WAIT_S)
 
 
-def restore_live(client: Any, header: Header, entries: Iterable[Entry], parents: set[str], dest: str | None,
-                 overwrite: bool, quiet: bool, report: Callable[[str], None]) -> Restored:
+def restore_live(
+    client: Any,
+    header: Header,
+    entries: Iterable[Entry],
+    parents: set[str],
+    dest: str | None,
+    overwrite: bool,
+    quiet: bool,
+    report: Callable[[str], None],
+) -> Restored:
     """Create the entries in a live ensemble under `dest` (default: their own path). `parents`:
     the paths with children among the entries. Raises ToolError at the first error that is
     not NodeExistsError, saying which node (what was created so far stays)."""
@@ -479,16 +529,19 @@ def restore_live(client: Any, header: Header, entries: Iterable[Entry], parents:
                         run([op])
                     return
                 hint = " (a value over the node's max_data_bytes?)" if exc.code == -8 else ""
-                raise ToolError(f"{type(exc).__name__} ({exc.code}): {ops[0].path}{hint} "
-                                f"({done.created} znodes restored before it)") from None
+                raise ToolError(
+                    f"{type(exc).__name__} ({exc.code}): {ops[0].path}{hint} ({done.created} znodes restored before it)"
+                ) from None
             failed = next((i for i, r in enumerate(results) if not isinstance(r, (RolledBackError, str))), None)
             if failed is None:
                 done.created += len(ops)
                 return
             error = results[failed]
             if not isinstance(error, NodeExistsError):
-                raise ToolError(f"{type(error).__name__} ({error.code}): {ops[failed].path} "
-                                f"({done.created} znodes restored before it)")
+                raise ToolError(
+                    f"{type(error).__name__} ({error.code}): {ops[failed].path} "
+                    f"({done.created} znodes restored before it)"
+                )
             asks = [client.exists_async(op.path) for op in ops]
             present = [_exists(ask) for ask in asks]
             kept = []
@@ -569,7 +622,21 @@ def validated(stream: IO[str], name: str) -> tuple[Header, set[str]]:
 
 
 __all__ = [
-    "DataDir", "DataFileError", "Restored", "ToolError", "check_empty", "find_data_dir", "from_subtree", "open_data_file",
-    "read_data_dir", "read_live", "read_zookeeper", "restore_data_dir", "restore_live", "split_target", "unused",
-    "validated", "write_file",
+    "DataDir",
+    "DataFileError",
+    "Restored",
+    "ToolError",
+    "check_empty",
+    "find_data_dir",
+    "from_subtree",
+    "open_data_file",
+    "read_data_dir",
+    "read_live",
+    "read_zookeeper",
+    "restore_data_dir",
+    "restore_live",
+    "split_target",
+    "unused",
+    "validated",
+    "write_file",
 ]

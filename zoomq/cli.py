@@ -34,11 +34,27 @@ def _add_server(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", metavar="FILE", help="TOML config file (fields of runtime.config.NodeConfig)")
     p.add_argument("--port", type=int, metavar="N", help="client port (default 2181)")
-    p.add_argument("--zk-port", type=int, metavar="N", help="also speak ZooKeeper's own protocol on this port (kazoo, zkCli.sh, ...)")
-    p.add_argument("--zk-secure-port", type=int, metavar="N",
-                   help="ZooKeeper's protocol inside TLS on this port (needs zk_tls_cert / zk_tls_key in the config)")
-    p.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus' /metrics on this port (off without)")
-    p.add_argument("--admin-port", type=int, metavar="N", help="serve ZooKeeper's AdminServer JSON (/commands) on this port (off without)")
+    p.add_argument(
+        "--zk-port",
+        type=int,
+        metavar="N",
+        help="also speak ZooKeeper's own protocol on this port (kazoo, zkCli.sh, ...)",
+    )
+    p.add_argument(
+        "--zk-secure-port",
+        type=int,
+        metavar="N",
+        help="ZooKeeper's protocol inside TLS on this port (needs zk_tls_cert / zk_tls_key in the config)",
+    )
+    p.add_argument(
+        "--metrics-port", type=int, metavar="N", help="serve Prometheus' /metrics on this port (off without)"
+    )
+    p.add_argument(
+        "--admin-port",
+        type=int,
+        metavar="N",
+        help="serve ZooKeeper's AdminServer JSON (/commands) on this port (off without)",
+    )
     p.add_argument("--data-dir", metavar="DIR", help="data directory (default ./zoomq-data)")
     p.add_argument("--host", metavar="H", help="client address to bind (default 127.0.0.1)")
     p.add_argument("--sid", type=int, metavar="N", help="this node's server id (myid)")
@@ -130,8 +146,14 @@ def _add_curve_flags(p: argparse.ArgumentParser) -> None:
 def _run_shell(args: argparse.Namespace) -> int:
     from zoomq import shell
 
-    return shell.main(args.hosts, args.command, timeout=args.timeout, connect_timeout=args.connect_timeout,
-                      curve_server_key=args.curve_server_key, curve_secret_key=args.curve_secret_key)
+    return shell.main(
+        args.hosts,
+        args.command,
+        timeout=args.timeout,
+        connect_timeout=args.connect_timeout,
+        curve_server_key=args.curve_server_key,
+        curve_secret_key=args.curve_secret_key,
+    )
 
 
 def _add_reconfig(sub: argparse._SubParsersAction) -> None:
@@ -145,12 +167,23 @@ def _add_reconfig(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("hosts", metavar="HOST:PORT", help="host:port[,host:port...] of the ensemble")
     p.add_argument("--add", action="append", metavar="SPEC", help="server spec(s) to add, comma-separated (repeatable)")
-    p.add_argument("--remove", action="append", metavar="IDS", help="server id(s) to remove, comma-separated (repeatable)")
-    p.add_argument("--members", metavar="SPECS", help="the whole new membership, comma-separated specs (not with --add / --remove)")
-    p.add_argument("--from-config", metavar="VERSION",
-                   help="only if the config is still this version (hex, as the version= line of /zookeeper/config shows it)")
-    p.add_argument("--auth", action="append", metavar="SCHEME:CREDENTIAL",
-                   help="authenticate the session first, e.g. digest:super:secret (repeatable)")
+    p.add_argument(
+        "--remove", action="append", metavar="IDS", help="server id(s) to remove, comma-separated (repeatable)"
+    )
+    p.add_argument(
+        "--members", metavar="SPECS", help="the whole new membership, comma-separated specs (not with --add / --remove)"
+    )
+    p.add_argument(
+        "--from-config",
+        metavar="VERSION",
+        help="only if the config is still this version (hex, as the version= line of /zookeeper/config shows it)",
+    )
+    p.add_argument(
+        "--auth",
+        action="append",
+        metavar="SCHEME:CREDENTIAL",
+        help="authenticate the session first, e.g. digest:super:secret (repeatable)",
+    )
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="session timeout in seconds")
     p.add_argument("--connect-timeout", type=float, default=15.0, metavar="S", help="seconds to wait to connect")
     _add_curve_flags(p)
@@ -188,8 +221,13 @@ def _run_reconfig(args: argparse.Namespace) -> int:
         print(f"zoomq reconfig: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        client = Client(hosts=args.hosts, timeout=args.timeout, auth_data=auth,
-                        curve_server_key=args.curve_server_key, curve_secret_key=args.curve_secret_key)
+        client = Client(
+            hosts=args.hosts,
+            timeout=args.timeout,
+            auth_data=auth,
+            curve_server_key=args.curve_server_key,
+            curve_secret_key=args.curve_secret_key,
+        )
     except Exception as exc:  # noqa: BLE001 - bad hosts or keys: said plainly
         print(f"zoomq reconfig: {format_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
@@ -214,38 +252,73 @@ def _run_reconfig(args: argparse.Namespace) -> int:
 
 
 def _add_ensemble(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ensemble", help="run or inspect an ensemble on this machine",
-                       description="An ensemble of nodes on 127.0.0.1, each under its own supervisor.")
+    p = sub.add_parser(
+        "ensemble",
+        help="run or inspect an ensemble on this machine",
+        description="An ensemble of nodes on 127.0.0.1, each under its own supervisor.",
+    )
     ens = p.add_subparsers(dest="ensemble_command", metavar="up|status")
     up = ens.add_parser("up", help="start N nodes and stop them all on Ctrl-C / SIGTERM")
     up.add_argument("-n", type=int, default=3, metavar="N", help="participants (default 3)")
     up.add_argument("--observers", type=int, default=0, metavar="K", help="observers (default 0)")
-    up.add_argument("--base-port", type=int, default=2181, metavar="P",
-                    help="client ports P..P+N+K-1; quorum ports P+707.., election ports P+1707.. (default 2181)")
+    up.add_argument(
+        "--base-port",
+        type=int,
+        default=2181,
+        metavar="P",
+        help="client ports P..P+N+K-1; quorum ports P+707.., election ports P+1707.. (default 2181)",
+    )
     up.add_argument("--quorum-base-port", type=int, metavar="Q", help="quorum ports Q..Q+N+K-1 (default P+707)")
     up.add_argument("--election-base-port", type=int, metavar="E", help="election ports E..E+N+K-1 (default P+1707)")
-    up.add_argument("--data-dir", default="zoomq-ensemble", metavar="DIR", help="node<id>/ data, configs and logs (default ./zoomq-ensemble)")
+    up.add_argument(
+        "--data-dir",
+        default="zoomq-ensemble",
+        metavar="DIR",
+        help="node<id>/ data, configs and logs (default ./zoomq-ensemble)",
+    )
     up.add_argument("--tick-ms", type=int, default=2000, metavar="N", help="tick in milliseconds (default 2000)")
     up.add_argument("--log-level", choices=LOG_LEVELS, metavar="L", help="|".join(LOG_LEVELS))
-    up.add_argument("--zk-base-port", type=int, metavar="Z", help="ZooKeeper-protocol ports Z..Z+N+K-1 (for kazoo, zkCli.sh); off without")
-    up.add_argument("--zk-secure-base-port", type=int, metavar="S",
-                    help="ZooKeeper's protocol with TLS on S..S+N+K-1; a test CA and certificates in DIR/tls (client: tls/client.pem)")
-    up.add_argument("--curve", action="store_true", help="CurveZMQ on every port; keys in DIR/keys (client key: keys/clients/client.key_secret)")
-    up.add_argument("--read-only-mode", action="store_true",
-                    help="a node cut off from the quorum serves reads to read-only clients (ZooKeeper's readonlymode.enabled)")
+    up.add_argument(
+        "--zk-base-port",
+        type=int,
+        metavar="Z",
+        help="ZooKeeper-protocol ports Z..Z+N+K-1 (for kazoo, zkCli.sh); off without",
+    )
+    up.add_argument(
+        "--zk-secure-base-port",
+        type=int,
+        metavar="S",
+        help="ZooKeeper's protocol with TLS on S..S+N+K-1; a test CA and certificates in DIR/tls (client: tls/client.pem)",
+    )
+    up.add_argument(
+        "--curve",
+        action="store_true",
+        help="CurveZMQ on every port; keys in DIR/keys (client key: keys/clients/client.key_secret)",
+    )
+    up.add_argument(
+        "--read-only-mode",
+        action="store_true",
+        help="a node cut off from the quorum serves reads to read-only clients (ZooKeeper's readonlymode.enabled)",
+    )
     up.set_defaults(run=_run_ensemble_up)
     st = ens.add_parser("status", help="each node's role, ports, pid, epoch, last zxid, sessions, actors")
     st.add_argument("--data-dir", default="zoomq-ensemble", metavar="DIR", help="as given to `up`")
     st.add_argument("--json", action="store_true", help="print JSON")
     st.set_defaults(run=_run_ensemble_status)
     add = ens.add_parser("add", help="add a node to the running ensemble (a reconfig once it follows)")
-    add.add_argument("--data-dir", default="zoomq-ensemble", metavar="DIR", help="as given to `up` (which must be running)")
+    add.add_argument(
+        "--data-dir", default="zoomq-ensemble", metavar="DIR", help="as given to `up` (which must be running)"
+    )
     add.add_argument("--observer", action="store_true", help="add it as an observer (default: a participant)")
-    add.add_argument("--timeout", type=float, default=60.0, metavar="S", help="seconds to wait for it to follow (default 60)")
+    add.add_argument(
+        "--timeout", type=float, default=60.0, metavar="S", help="seconds to wait for it to follow (default 60)"
+    )
     add.set_defaults(run=_run_ensemble_add)
     rm = ens.add_parser("remove", help="remove a node from the running ensemble by a reconfig; `up` then stops it")
     rm.add_argument("id", type=int, metavar="ID", help="the server id to remove")
-    rm.add_argument("--data-dir", default="zoomq-ensemble", metavar="DIR", help="as given to `up` (which must be running)")
+    rm.add_argument(
+        "--data-dir", default="zoomq-ensemble", metavar="DIR", help="as given to `up` (which must be running)"
+    )
     rm.set_defaults(run=_run_ensemble_remove)
     p.set_defaults(run=lambda args: (p.print_help(sys.stderr), EXIT_USAGE)[1])
 
@@ -253,10 +326,20 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
 def _run_ensemble_up(args: argparse.Namespace) -> int:
     from zoomq import ensemble
 
-    return ensemble.up(args.n, args.observers, args.base_port, Path(args.data_dir), args.tick_ms, args.log_level, curve=args.curve,
-                       zk_base_port=args.zk_base_port, zk_secure_base_port=args.zk_secure_base_port,
-                       quorum_base_port=args.quorum_base_port, election_base_port=args.election_base_port,
-                       read_only_mode=args.read_only_mode)
+    return ensemble.up(
+        args.n,
+        args.observers,
+        args.base_port,
+        Path(args.data_dir),
+        args.tick_ms,
+        args.log_level,
+        curve=args.curve,
+        zk_base_port=args.zk_base_port,
+        zk_secure_base_port=args.zk_secure_base_port,
+        quorum_base_port=args.quorum_base_port,
+        election_base_port=args.election_base_port,
+        read_only_mode=args.read_only_mode,
+    )
 
 
 def _run_ensemble_add(args: argparse.Namespace) -> int:
@@ -298,8 +381,11 @@ def _run_ensemble_status(args: argparse.Namespace) -> int:
 def _add_admin(sub: argparse._SubParsersAction) -> None:
     from zoomq.admin import WORDS
 
-    p = sub.add_parser("admin", help="ask a node a four-letter word (ruok, srvr, stat, mntr, cons, wchs, conf, ...)",
-                       description="ZooKeeper's admin commands over the client port: " + ", ".join(WORDS))
+    p = sub.add_parser(
+        "admin",
+        help="ask a node a four-letter word (ruok, srvr, stat, mntr, cons, wchs, conf, ...)",
+        description="ZooKeeper's admin commands over the client port: " + ", ".join(WORDS),
+    )
     p.add_argument("address", metavar="HOST:PORT")
     p.add_argument("word", metavar="CMD", help="|".join(WORDS))
     p.add_argument("--timeout", type=float, default=5.0, metavar="S")
@@ -315,8 +401,14 @@ def _run_admin(args: argparse.Namespace) -> int:
         print(f"zoomq admin: expected HOST:PORT, got {args.address!r}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        text = ask(host, int(port), args.word, timeout=args.timeout,
-                   curve_server_key=args.curve_server_key, curve_secret_key=args.curve_secret_key)
+        text = ask(
+            host,
+            int(port),
+            args.word,
+            timeout=args.timeout,
+            curve_server_key=args.curve_server_key,
+            curve_secret_key=args.curve_secret_key,
+        )
     except AdminError as exc:
         print(f"zoomq admin: {exc}", file=sys.stderr)
         return 1
@@ -325,8 +417,11 @@ def _run_admin(args: argparse.Namespace) -> int:
 
 
 def _add_keys(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("keys", help="CurveZMQ key pairs for nodes and clients",
-                       description="Write CurveZMQ key pairs: NAME.key (public, to hand out) and NAME.key_secret (keep private).")
+    p = sub.add_parser(
+        "keys",
+        help="CurveZMQ key pairs for nodes and clients",
+        description="Write CurveZMQ key pairs: NAME.key (public, to hand out) and NAME.key_secret (keep private).",
+    )
     keys = p.add_subparsers(dest="keys_command", metavar="ACTION")
     gen = keys.add_parser("generate", help="write key pairs NAME.key / NAME.key_secret into a directory")
     gen.add_argument("names", nargs="+", metavar="NAME", help="one pair per name (e.g. node1 node2 node3 app)")
@@ -362,14 +457,22 @@ def _run_keys_show(args: argparse.Namespace) -> int:
 
 
 def _add_tls(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tls", help="a test CA and certificates for the ZooKeeper-protocol TLS port (zk_secure_port)",
-                       description="Make a self-signed CA (DIR/ca.pem, reused if present) and, per NAME, NAME.pem / NAME.key "
-                       "signed by it, for servers and clients alike (a client certificate authenticates as x509:CN=NAME).")
+    p = sub.add_parser(
+        "tls",
+        help="a test CA and certificates for the ZooKeeper-protocol TLS port (zk_secure_port)",
+        description="Make a self-signed CA (DIR/ca.pem, reused if present) and, per NAME, NAME.pem / NAME.key "
+        "signed by it, for servers and clients alike (a client certificate authenticates as x509:CN=NAME).",
+    )
     tls = p.add_subparsers(dest="tls_command", metavar="ACTION")
     gen = tls.add_parser("generate", help="write ca.pem and NAME.pem / NAME.key into a directory")
     gen.add_argument("names", nargs="+", metavar="NAME", help="one certificate per name (e.g. node1 node2 node3 app)")
     gen.add_argument("--dir", default="zoomq-tls", metavar="DIR", help="where to write them (default ./zoomq-tls)")
-    gen.add_argument("--host", action="append", metavar="H", help="subjectAltName (host name or IP; repeatable; default 127.0.0.1 and localhost)")
+    gen.add_argument(
+        "--host",
+        action="append",
+        metavar="H",
+        help="subjectAltName (host name or IP; repeatable; default 127.0.0.1 and localhost)",
+    )
     gen.add_argument("--days", type=int, default=365, metavar="N", help="validity (default 365)")
     gen.set_defaults(run=_run_tls_generate)
     p.set_defaults(run=lambda args: (p.print_help(sys.stderr), EXIT_USAGE)[1])
@@ -394,8 +497,11 @@ def _run_tls_generate(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="the benchmark harness (same as python -m bench): run, compare, failover, scale, quick",
-                       add_help=False)
+    p = sub.add_parser(
+        "bench",
+        help="the benchmark harness (same as python -m bench): run, compare, failover, scale, quick",
+        add_help=False,
+    )
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
     p.set_defaults(run=_run_bench)
 
@@ -407,8 +513,11 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="demonstrations on a local ensemble: logcollector (same as python -m demo.logcollector)",
-                       add_help=False)
+    p = sub.add_parser(
+        "demo",
+        help="demonstrations on a local ensemble: logcollector (same as python -m demo.logcollector)",
+        add_help=False,
+    )
     p.add_argument("demo_args", nargs=argparse.REMAINDER)
     p.set_defaults(run=_run_demo)
 
@@ -447,13 +556,17 @@ SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "tls": _add_tls,
     "bench": _add_bench,
     "demo": _add_demo,
-    "console": lambda sub: __import__("zoomq.console.cli", fromlist=["add_parser"]).add_parser(sub),  # web console (extra `console`)
+    "console": lambda sub: __import__("zoomq.console.cli", fromlist=["add_parser"]).add_parser(
+        sub
+    ),  # web console (extra `console`)
     "backup": lambda sub, name="backup": __import__("zoomq.datatools", fromlist=["add"]).add(sub, name),  # data tools
     "restore": lambda sub, name="restore": __import__("zoomq.datatools", fromlist=["add"]).add(sub, name),  # data tools
     "export": lambda sub, name="export": __import__("zoomq.datatools", fromlist=["add"]).add(sub, name),  # data tools
     "import": lambda sub, name="import": __import__("zoomq.datatools", fromlist=["add"]).add(sub, name),  # data tools
     "log": lambda sub, name="log": __import__("zoomq.datatools", fromlist=["add"]).add(sub, name),  # data tools
-    "snapshot": lambda sub, name="snapshot": __import__("zoomq.datatools", fromlist=["add"]).add(sub, name),  # data tools
+    "snapshot": lambda sub, name="snapshot": __import__("zoomq.datatools", fromlist=["add"]).add(
+        sub, name
+    ),  # data tools
 }
 
 

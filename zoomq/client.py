@@ -143,9 +143,13 @@ class AsyncResult:
 RW_PROBE_FIRST_S = 0.5  # connected read-only: the other hosts are asked `isro` after this, then
 RW_PROBE_MAX_S = 8.0  # ... at doubling intervals up to this (kazoo backs off the same way)
 RW_PROBE_TIMEOUT_S = 0.5  # a host that does not answer within this is skipped
-_HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-CURVE_REFUSED = ("refused the CURVE handshake: the server key given is not that node's, this client's key is not admitted, "
-                 "or only one side uses CURVE")
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+CURVE_REFUSED = (
+    "refused the CURVE handshake: the server key given is not that node's, this client's key is not admitted, "
+    "or only one side uses CURVE"
+)
 
 
 def refusal(event: dict[str, Any]) -> tuple[str, str] | None:
@@ -245,8 +249,14 @@ class Client(Operations):
         if isinstance(command_retry, dict):
             command_retry = KazooRetry(**command_retry)
         self.retry_policy = command_retry or KazooRetry(max_tries=None, delay=0.1, backoff=2, max_delay=3600)
-        self._engine = SessionEngine(timeout_ms=int(timeout * 1000), read_only=bool(read_only), client_id=client_id,
-                                     chroot=self.chroot, auth_data=auth_data or (), log=self.log)
+        self._engine = SessionEngine(
+            timeout_ms=int(timeout * 1000),
+            read_only=bool(read_only),
+            client_id=client_id,
+            chroot=self.chroot,
+            auth_data=auth_data or (),
+            log=self.log,
+        )
         # Every call into the engine holds this lock (callers' threads and the I/O thread); the
         # effects are carried out after it is let go, so no callback ever runs under it.
         self._lock = threading.Lock()
@@ -439,7 +449,9 @@ class Client(Operations):
             with contextlib.suppress(BlockingIOError, OSError):
                 os.write(self._wake_w, b"x")
 
-    def _submit(self, msg: Any, parse: Callable[[p.Reply], Any], watch: Any = None, result: AsyncResult | None = None) -> AsyncResult:
+    def _submit(
+        self, msg: Any, parse: Callable[[p.Reply], Any], watch: Any = None, result: AsyncResult | None = None
+    ) -> AsyncResult:
         result = result or AsyncResult()
         if self._stopped.is_set() and not isinstance(msg, p.Close):
             result.set_exception(ConnectionClosedError("Connection has been closed"))  # as kazoo, also before start()
@@ -463,7 +475,9 @@ class Client(Operations):
         self._engine_call(engine.begin, time.monotonic())
         host_index = 0
         try:
-            while not self._stopped.is_set() or (self._closing is not None and self.connected and not self._closing.ready() and engine.queue):
+            while not self._stopped.is_set() or (
+                self._closing is not None and self.connected and not self._closing.ready() and engine.queue
+            ):
                 if self._rw_host is not None:  # a read-write node answered the probe: go there
                     host_index, self._rw_host = self._rw_host, None
                 host, port = self.hosts[host_index % len(self.hosts)]
@@ -474,7 +488,9 @@ class Client(Operations):
                 try:
                     # One monitor per connection: a refused TCP connect (a dead node) moves on to
                     # the next host at once; a dropped connection is noticed at once while serving.
-                    monitor = sock.get_monitor_socket(zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED)
+                    monitor = sock.get_monitor_socket(
+                        zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED
+                    )
                     if self._curve is not None:
                         pair, server_keys = self._curve
                         sock.curve_publickey, sock.curve_secretkey = pair
@@ -626,7 +642,9 @@ class Client(Operations):
         is where the I/O thread connects next."""
         if now < self._rw_probe_at or (self._rw_prober is not None and self._rw_prober.is_alive()):
             return
-        self._rw_probe_every = min(RW_PROBE_MAX_S, self._rw_probe_every * 2) if self._rw_probe_every else RW_PROBE_FIRST_S
+        self._rw_probe_every = (
+            min(RW_PROBE_MAX_S, self._rw_probe_every * 2) if self._rw_probe_every else RW_PROBE_FIRST_S
+        )
         self._rw_probe_at = now + self._rw_probe_every
         self._rw_prober = threading.Thread(target=self._rw_probe, daemon=True, name="zoomq-rw-probe")
         self._rw_prober.start()

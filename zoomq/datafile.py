@@ -112,13 +112,24 @@ class Header:
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:
-        skipped: dict[str, Any] = {"ephemeral": {"count": len(self.ephemerals), "paths": self.ephemerals},
-                                   "unreadable": self.unreadable, "acl_masked": self.acl_masked}
+        skipped: dict[str, Any] = {
+            "ephemeral": {"count": len(self.ephemerals), "paths": self.ephemerals},
+            "unreadable": self.unreadable,
+            "acl_masked": self.acl_masked,
+        }
         if self.vanished:
             skipped["vanished"] = self.vanished
-        return {"format": FORMAT, "version": VERSION, "source": self.source, "path": self.path, "zxid": self.zxid,
-                "zxid_hex": fmt(self.zxid) if self.zxid is not None else None, "created": self.created,
-                "count": self.count, "skipped": skipped}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "source": self.source,
+            "path": self.path,
+            "zxid": self.zxid,
+            "zxid_hex": fmt(self.zxid) if self.zxid is not None else None,
+            "created": self.created,
+            "count": self.count,
+            "skipped": skipped,
+        }
 
 
 @dataclass(slots=True)
@@ -154,7 +165,9 @@ class Entry:
         }
         if self.type == "ttl":
             out["ttl"] = self.ttl
-        out.update(ctime=self.ctime, mtime=self.mtime, version=self.version, cversion=self.cversion, aversion=self.aversion)
+        out.update(
+            ctime=self.ctime, mtime=self.mtime, version=self.version, cversion=self.cversion, aversion=self.aversion
+        )
         return out
 
 
@@ -272,16 +285,18 @@ class DataFile:
             doc = self._json(first + rest, "the file")
             nodes = doc.get("nodes") if isinstance(doc, dict) else None
             if not isinstance(nodes, list):
-                raise DataFileError(MarshallingError, "not a zoomq data file: no \"nodes\" list", name)
+                raise DataFileError(MarshallingError, 'not a zoomq data file: no "nodes" list', name)
             self._whole = nodes
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise DataFileError(MarshallingError, f"not a zoomq data file (its \"format\" must be {FORMAT!r})", name)
+            raise DataFileError(MarshallingError, f'not a zoomq data file (its "format" must be {FORMAT!r})', name)
         try:
             head = msgspec.convert({k: v for k, v in doc.items() if k != "nodes"}, _HeaderRecord)
         except msgspec.ValidationError as exc:
             raise DataFileError(MarshallingError, f"bad header: {exc}", name) from None
         if head.version > VERSION or head.version < 1:
-            raise DataFileError(MarshallingError, f"format version {head.version} is not one this zoomq reads (1..{VERSION})", name)
+            raise DataFileError(
+                MarshallingError, f"format version {head.version} is not one this zoomq reads (1..{VERSION})", name
+            )
         if validate_path(head.path) is not None:
             raise DataFileError(BadArgumentsError, f"header path {head.path!r}: {validate_path(head.path)}", name)
         count = head.count if head.count is not None else (len(self._whole) if self._whole is not None else None)
@@ -290,10 +305,16 @@ class DataFile:
         skipped = head.skipped if isinstance(head.skipped, dict) else {}
         eph = skipped.get("ephemeral") if isinstance(skipped.get("ephemeral"), dict) else {}
         self.header = Header(
-            path=head.path, source=head.source, zxid=head.zxid, created=head.created, count=count,
+            path=head.path,
+            source=head.source,
+            zxid=head.zxid,
+            created=head.created,
+            count=count,
             ephemerals=[p for p in eph.get("paths", []) if isinstance(p, str)],
-            unreadable=_int(skipped.get("unreadable")), acl_masked=_int(skipped.get("acl_masked")),
-            vanished=_int(skipped.get("vanished")), version=head.version,
+            unreadable=_int(skipped.get("unreadable")),
+            acl_masked=_int(skipped.get("acl_masked")),
+            vanished=_int(skipped.get("vanished")),
+            version=head.version,
         )
         self._prefix = head.path.rstrip("/") + "/"
         self._seen: set[str] = set()
@@ -304,7 +325,9 @@ class DataFile:
         try:
             return msgspec.json.decode(text)
         except msgspec.DecodeError as exc:
-            raise DataFileError(MarshallingError, f"not a zoomq data file: {what} is not JSON ({exc})", self.name) from None
+            raise DataFileError(
+                MarshallingError, f"not a zoomq data file: {what} is not JSON ({exc})", self.name
+            ) from None
 
     @property
     def parents(self) -> set[str]:
@@ -349,10 +372,15 @@ class DataFile:
                 yield self._check(record, where)
                 n += 1
             if not ended:
-                raise DataFileError(MarshallingError, f"truncated: the file ends after {n} of {count} nodes, without its closing ]}}",
-                                    self.name)
+                raise DataFileError(
+                    MarshallingError,
+                    f"truncated: the file ends after {n} of {count} nodes, without its closing ]}}",
+                    self.name,
+                )
         if n != count:
-            raise DataFileError(MarshallingError, f"{n} nodes where the header says {count}: the file is damaged", self.name)
+            raise DataFileError(
+                MarshallingError, f"{n} nodes where the header says {count}: the file is damaged", self.name
+            )
 
     def _check(self, r: _NodeRecord, where: str) -> Entry:
         path = r.path
@@ -367,7 +395,9 @@ class DataFile:
         if path != root:
             parent = path.rsplit("/", 1)[0] or "/"
             if parent not in self._seen:
-                raise DataFileError(NoNodeError, f"{path} comes before its parent {parent} (parents must come first)", where)
+                raise DataFileError(
+                    NoNodeError, f"{path} comes before its parent {parent} (parents must come first)", where
+                )
             self._parents.add(parent)
         if r.data is None:
             data = None
@@ -382,11 +412,15 @@ class DataFile:
             raise DataFileError(InvalidACLError, f"{path}: ACL {_acl_text(acl) or '(empty)'} is not valid", where)
         if r.type not in NODE_TYPES:
             hint = " (ephemeral nodes are never restored)" if r.type == "ephemeral" else ""
-            raise DataFileError(BadArgumentsError, f"{path}: unknown node type {r.type!r}{hint}; one of {', '.join(NODE_TYPES)}", where)
+            raise DataFileError(
+                BadArgumentsError, f"{path}: unknown node type {r.type!r}{hint}; one of {', '.join(NODE_TYPES)}", where
+            )
         ttl = r.ttl or 0
         if r.type == "ttl":
             if not 0 < ttl <= MAX_TTL_MS:
-                raise DataFileError(BadArgumentsError, f"{path}: a ttl node needs a ttl in ms, 1..{MAX_TTL_MS} (got {r.ttl!r})", where)
+                raise DataFileError(
+                    BadArgumentsError, f"{path}: a ttl node needs a ttl in ms, 1..{MAX_TTL_MS} (got {r.ttl!r})", where
+                )
         elif ttl:
             raise DataFileError(BadArgumentsError, f"{path}: a ttl ({ttl}) on a {r.type} node", where)
         self._seen.add(path)

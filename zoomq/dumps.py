@@ -52,7 +52,11 @@ _json = msgspec.json.Encoder()
 
 
 def when(ms: int) -> str:
-    return datetime.datetime.fromtimestamp(ms / 1000.0, tz=datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.datetime.fromtimestamp(ms / 1000.0, tz=datetime.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def show_data(data: bytes | int | None, limit: int = MAX_DATA) -> str:
@@ -103,7 +107,9 @@ def _owner_text(owner: int) -> str:
 def op_text(op: Any, limit: int) -> list[str]:
     """A txn's operation as text: its line, and (a multi) one line per op after it."""
     if isinstance(op, CreateTxn):
-        return [f"create {op.path} data={show_data(op.data, limit)} acl={acl_text(op.acl)} {_owner_text(op.ephemeral_owner)}"]
+        return [
+            f"create {op.path} data={show_data(op.data, limit)} acl={acl_text(op.acl)} {_owner_text(op.ephemeral_owner)}"
+        ]
     if isinstance(op, DeleteTxn):
         return [f"delete {op.path}"]
     if isinstance(op, SetDataTxn):
@@ -129,8 +135,14 @@ def op_text(op: Any, limit: int) -> list[str]:
 def op_json(op: Any) -> dict[str, Any]:
     if isinstance(op, CreateTxn):
         kind = node_type(op.ephemeral_owner)
-        out: dict[str, Any] = {"op": "create", "path": op.path, "data": _b64(op.data), "acl": _acl_json(op.acl),
-                               "ephemeral_owner": op.ephemeral_owner, "node_type": kind[0] if kind else "ephemeral"}
+        out: dict[str, Any] = {
+            "op": "create",
+            "path": op.path,
+            "data": _b64(op.data),
+            "acl": _acl_json(op.acl),
+            "ephemeral_owner": op.ephemeral_owner,
+            "node_type": kind[0] if kind else "ephemeral",
+        }
         if kind and kind[0] == "ttl":
             out["ttl"] = kind[1]
         return out
@@ -193,8 +205,17 @@ def dump_log(target: Path, write: Callable[[str], None], *, as_json: bool = Fals
             continue  # purged while listed
         payloads, end, reason = records.scan(data)
         if as_json:
-            write(_json.encode({"type": "file", "name": path.name, "first_zxid": first, "first_zxid_hex": fmt(first),
-                                "bytes": len(data)}).decode())
+            write(
+                _json.encode(
+                    {
+                        "type": "file",
+                        "name": path.name,
+                        "first_zxid": first,
+                        "first_zxid_hex": fmt(first),
+                        "bytes": len(data),
+                    }
+                ).decode()
+            )
         else:
             write(f"{path.name} (first zxid {fmt(first)}, {len(data)} bytes)")
         offset = 0
@@ -210,30 +231,65 @@ def dump_log(target: Path, write: Callable[[str], None], *, as_json: bool = Fals
             summary.first = txn.zxid if summary.first is None else summary.first
             summary.last = txn.zxid
             if as_json:
-                write(_json.encode({"type": "txn", "file": path.name, "offset": at, "zxid": txn.zxid, "zxid_hex": fmt(txn.zxid),
-                                    "time_ms": txn.time_ms, "time": when(txn.time_ms), "session": _session(txn.session_id),
-                                    "cxid": txn.cxid, "op": op_json(txn.op)}).decode())
+                write(
+                    _json.encode(
+                        {
+                            "type": "txn",
+                            "file": path.name,
+                            "offset": at,
+                            "zxid": txn.zxid,
+                            "zxid_hex": fmt(txn.zxid),
+                            "time_ms": txn.time_ms,
+                            "time": when(txn.time_ms),
+                            "session": _session(txn.session_id),
+                            "cxid": txn.cxid,
+                            "op": op_json(txn.op),
+                        }
+                    ).decode()
+                )
             else:
                 lines = op_text(txn.op, limit)
-                write(f"{when(txn.time_ms)} zxid {fmt(txn.zxid)} session {_session(txn.session_id)} cxid {txn.cxid} {lines[0]}")
+                write(
+                    f"{when(txn.time_ms)} zxid {fmt(txn.zxid)} session {_session(txn.session_id)} cxid {txn.cxid} {lines[0]}"
+                )
                 for line in lines[1:]:
                     write(line)
         if reason is None or (reason == ZERO_END and _zeros(data, end)):
             continue  # a clean end (the unused, preallocated tail of a log file is zeros)
         left = len(data) - end
-        summary.torn = f"{path.name} at offset {end}: {reason}; {left} bytes after it are not valid txns (recovery cuts them)"
+        summary.torn = (
+            f"{path.name} at offset {end}: {reason}; {left} bytes after it are not valid txns (recovery cuts them)"
+        )
         if as_json:
-            write(_json.encode({"type": "torn", "file": path.name, "offset": end, "reason": reason, "bytes": left}).decode())
+            write(
+                _json.encode(
+                    {"type": "torn", "file": path.name, "offset": end, "reason": reason, "bytes": left}
+                ).decode()
+            )
         else:
             write(f"torn tail: {summary.torn}")
         if i + 1 < len(logs):
             later = ", ".join(p.name for _, p in logs[i + 1 :])
             note = f"not read after the torn tail (recovery drops them): {later}"
-            write(_json.encode({"type": "dropped", "files": [p.name for _, p in logs[i + 1 :]]}).decode() if as_json else note)
+            write(
+                _json.encode({"type": "dropped", "files": [p.name for _, p in logs[i + 1 :]]}).decode()
+                if as_json
+                else note
+            )
         break
     if as_json:
-        write(_json.encode({"type": "end", "files": summary.files, "txns": summary.txns, "first_zxid": summary.first,
-                            "last_zxid": summary.last, "torn": summary.torn}).decode())
+        write(
+            _json.encode(
+                {
+                    "type": "end",
+                    "files": summary.files,
+                    "txns": summary.txns,
+                    "first_zxid": summary.first,
+                    "last_zxid": summary.last,
+                    "torn": summary.torn,
+                }
+            ).decode()
+        )
     else:
         span = f", {fmt(summary.first)} .. {fmt(summary.last)}" if summary.first is not None else ""
         write(f"{summary.txns} txns in {summary.files} log files{span}" + ("; torn tail" if summary.torn else ""))
@@ -267,7 +323,7 @@ def check_snapshot(path: Path) -> tuple[int, bytes]:
         raise ToolError(f"{path.name}: invalid snapshot: bad checksum (truncated or corrupt)")
     name = path.name
     try:
-        named = int(name[len(snapshots.PREFIX):], 16) if name.startswith(snapshots.PREFIX) else None
+        named = int(name[len(snapshots.PREFIX) :], 16) if name.startswith(snapshots.PREFIX) else None
     except ValueError:
         named = None
     if named is not None and named != zxid:
@@ -284,7 +340,9 @@ def pick_snapshot(target: Path, report: Callable[[str], None]) -> tuple[Path, in
     data_dir = find_data_dir(target)
     found = snapshots.list_snapshots(data_dir.version_dir)
     if not found:
-        raise ToolError(f"{data_dir.version_dir}: no snapshot files (snapshot.*): a node writes one every snapshot_every txns")
+        raise ToolError(
+            f"{data_dir.version_dir}: no snapshot files (snapshot.*): a node writes one every snapshot_every txns"
+        )
     for _zxid, path in found:
         try:
             zxid, payload = check_snapshot(path)
@@ -295,8 +353,14 @@ def pick_snapshot(target: Path, report: Callable[[str], None]) -> tuple[Path, in
     raise ToolError(f"{data_dir.version_dir}: no valid snapshot among {len(found)}")
 
 
-def dump_snapshot(target: Path, write: Callable[[str], None], report: Callable[[str], None], *, as_json: bool = False,
-                  limit: int = MAX_DATA) -> int:
+def dump_snapshot(
+    target: Path,
+    write: Callable[[str], None],
+    report: Callable[[str], None],
+    *,
+    as_json: bool = False,
+    limit: int = MAX_DATA,
+) -> int:
     """The znodes and sessions of a snapshot; returns how many znodes."""
     from actors.session.tree import _images, _snapshot_decoder, int32
 
@@ -317,12 +381,26 @@ def dump_snapshot(target: Path, write: Callable[[str], None], report: Callable[[
             ephemerals[image.ephemeral_owner] = ephemerals.get(image.ephemeral_owner, 0) + 1
     sessions = sorted(snap.sessions.items())
     if as_json:
-        write(_json.encode({"type": "snapshot", "file": path.name, "zxid": zxid, "zxid_hex": fmt(zxid), "format": snap.format,
-                            "znodes": len(images),
-                            "sessions": [{"id": _session(sid), "timeout_ms": info.timeout_ms, "ephemerals": ephemerals.get(sid, 0)}
-                                         for sid, info in sessions]}).decode())
+        write(
+            _json.encode(
+                {
+                    "type": "snapshot",
+                    "file": path.name,
+                    "zxid": zxid,
+                    "zxid_hex": fmt(zxid),
+                    "format": snap.format,
+                    "znodes": len(images),
+                    "sessions": [
+                        {"id": _session(sid), "timeout_ms": info.timeout_ms, "ephemerals": ephemerals.get(sid, 0)}
+                        for sid, info in sessions
+                    ],
+                }
+            ).decode()
+        )
     else:
-        write(f"{path.name}: zxid {fmt(zxid)}, snapshot format {snap.format}, {len(sessions)} sessions, {len(images)} znodes")
+        write(
+            f"{path.name}: zxid {fmt(zxid)}, snapshot format {snap.format}, {len(sessions)} sessions, {len(images)} znodes"
+        )
         write("sessions:")
         for sid, info in sessions:
             write(f"  {_session(sid)} timeout {info.timeout_ms} ms, {ephemerals.get(sid, 0)} ephemerals")
@@ -330,21 +408,37 @@ def dump_snapshot(target: Path, write: Callable[[str], None], report: Callable[[
     for image in images:
         acl = snap.acls[image.acl] if 0 <= image.acl < len(snap.acls) else []
         n = children.get(image.path, 0)
-        stat = {"czxid": image.czxid, "mzxid": image.mzxid, "ctime": image.ctime, "mtime": image.mtime, "version": image.version,
-                "cversion": int32(2 * image.creates - n), "aversion": image.aversion, "ephemeralOwner": image.ephemeral_owner,
-                "dataLength": len(image.data) if image.data is not None else 0, "numChildren": n, "pzxid": image.pzxid}
+        stat = {
+            "czxid": image.czxid,
+            "mzxid": image.mzxid,
+            "ctime": image.ctime,
+            "mtime": image.mtime,
+            "version": image.version,
+            "cversion": int32(2 * image.creates - n),
+            "aversion": image.aversion,
+            "ephemeralOwner": image.ephemeral_owner,
+            "dataLength": len(image.data) if image.data is not None else 0,
+            "numChildren": n,
+            "pzxid": image.pzxid,
+        }
         if as_json:
-            write(_json.encode({"type": "znode", "path": image.path, "data": _b64(image.data), "acl": _acl_json(acl),
-                                "stat": stat}).decode())
+            write(
+                _json.encode(
+                    {"type": "znode", "path": image.path, "data": _b64(image.data), "acl": _acl_json(acl), "stat": stat}
+                ).decode()
+            )
             continue
         write(image.path)
         write(f"  cZxid = {fmt(image.czxid)}  ctime = {when(image.ctime)}")
         write(f"  mZxid = {fmt(image.mzxid)}  mtime = {when(image.mtime)}")
-        write(f"  pZxid = {fmt(image.pzxid)}  cversion = {stat['cversion']}  dataVersion = {image.version}  "
-              f"aclVersion = {image.aversion}")
-        write(f"  ephemeralOwner = 0x{image.ephemeral_owner & (2**64 - 1):x} ({_owner_text(image.ephemeral_owner)})  "
-              f"dataLength = {stat['dataLength']}  numChildren = {n}")
+        write(
+            f"  pZxid = {fmt(image.pzxid)}  cversion = {stat['cversion']}  dataVersion = {image.version}  "
+            f"aclVersion = {image.aversion}"
+        )
+        write(
+            f"  ephemeralOwner = 0x{image.ephemeral_owner & (2**64 - 1):x} ({_owner_text(image.ephemeral_owner)})  "
+            f"dataLength = {stat['dataLength']}  numChildren = {n}"
+        )
         write(f"  acl = {acl_text(acl)}")
         write(f"  data = {show_data(image.data, limit)}")
     return len(images)
-

@@ -163,8 +163,14 @@ def without_chroot(chroot: str, path: str) -> str:
 
 class SessionEngine:
     def __init__(
-        self, *, timeout_ms: int, read_only: bool = False, client_id: tuple[int, bytes] | None = None, chroot: str = "",
-        auth_data: Iterable[tuple[str, str]] = (), log: Any = None,
+        self,
+        *,
+        timeout_ms: int,
+        read_only: bool = False,
+        client_id: tuple[int, bytes] | None = None,
+        chroot: str = "",
+        auth_data: Iterable[tuple[str, str]] = (),
+        log: Any = None,
     ) -> None:
         self.timeout_ms = timeout_ms
         self.read_only = read_only
@@ -271,7 +277,9 @@ class SessionEngine:
     # --- connections --------------------------------------------------------------------------
 
     def connect_message(self) -> p.Connect:
-        return p.Connect(p.PROTOCOL_VERSION, self.last_zxid, self.timeout_ms, self.session_id, self.passwd, self.read_only)
+        return p.Connect(
+            p.PROTOCOL_VERSION, self.last_zxid, self.timeout_ms, self.session_id, self.passwd, self.read_only
+        )
 
     def handshake(self, msg: Any) -> tuple[Handshake, list[bytes]]:
         if isinstance(msg, p.Reply) and msg.xid == 0 and msg.err:

@@ -53,8 +53,16 @@ ELECTION_OFFSET = 1707  # 2181 -> 3888
 STOP_TIMEOUT_S = 10.0
 
 
-def plan(n: int, observers: int, base_port: int, data_dir: Path, host: str = "127.0.0.1", tick_ms: int = 2000,
-         quorum_base_port: int | None = None, election_base_port: int | None = None) -> list[dict[str, Any]]:
+def plan(
+    n: int,
+    observers: int,
+    base_port: int,
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    tick_ms: int = 2000,
+    quorum_base_port: int | None = None,
+    election_base_port: int | None = None,
+) -> list[dict[str, Any]]:
     """The config of each node (as TOML-ready dicts)."""
     total = n + observers
     quorum = quorum_base_port or base_port + QUORUM_OFFSET
@@ -147,15 +155,35 @@ def write_configs(configs: list[dict[str, Any]], data_dir: Path) -> list[Path]:
     return paths
 
 
-def up(n: int, observers: int, base_port: int, data_dir: Path, tick_ms: int, log_level: str | None = None,
-       curve: bool = False, zk_base_port: int | None = None, zk_secure_base_port: int | None = None,
-       quorum_base_port: int | None = None, election_base_port: int | None = None, read_only_mode: bool = False) -> int:
+def up(
+    n: int,
+    observers: int,
+    base_port: int,
+    data_dir: Path,
+    tick_ms: int,
+    log_level: str | None = None,
+    curve: bool = False,
+    zk_base_port: int | None = None,
+    zk_secure_base_port: int | None = None,
+    quorum_base_port: int | None = None,
+    election_base_port: int | None = None,
+    read_only_mode: bool = False,
+) -> int:
     if n < 1 or observers < 0:
         print("zoomq ensemble up: -n must be >= 1 and --observers >= 0", file=sys.stderr)
         return 2
-    configs = plan(n, observers, base_port, data_dir, tick_ms=tick_ms, quorum_base_port=quorum_base_port,
-                   election_base_port=election_base_port)
-    used = [c["client_port"] for c in configs] + [s[k] for s in configs[0]["servers"] for k in ("quorum_port", "election_port")]
+    configs = plan(
+        n,
+        observers,
+        base_port,
+        data_dir,
+        tick_ms=tick_ms,
+        quorum_base_port=quorum_base_port,
+        election_base_port=election_base_port,
+    )
+    used = [c["client_port"] for c in configs] + [
+        s[k] for s in configs[0]["servers"] for k in ("quorum_port", "election_port")
+    ]
     if read_only_mode:
         for cfg in configs:
             cfg["read_only_mode"] = True
@@ -174,8 +202,10 @@ def up(n: int, observers: int, base_port: int, data_dir: Path, tick_ms: int, log
             return 2
         used += [c["zk_secure_port"] for c in configs]
     if len(set(used)) != len(used):
-        print("zoomq ensemble up: the client, quorum, election and ZooKeeper port ranges overlap; choose other base ports",
-              file=sys.stderr)
+        print(
+            "zoomq ensemble up: the client, quorum, election and ZooKeeper port ranges overlap; choose other base ports",
+            file=sys.stderr,
+        )
         return 2
     keys = add_curve(configs, data_dir) if curve else None
     password = super_password(data_dir)
@@ -200,22 +230,34 @@ def up(n: int, observers: int, base_port: int, data_dir: Path, tick_ms: int, log
             launch(cfg["sid"], path)
         for sid, path in _added_configs(data_dir, {cfg["sid"] for cfg in configs}):
             launch(sid, path)  # a node `ensemble add` made in an earlier run
-        print(f"zoomq ensemble: {n} participants, {observers} observers; data and logs in {data_dir.resolve()}", flush=True)
+        print(
+            f"zoomq ensemble: {n} participants, {observers} observers; data and logs in {data_dir.resolve()}",
+            flush=True,
+        )
         print(f"connect with: {connection_string(configs)}", flush=True)
         if zk_base_port:
             zk_hosts = ",".join(f"{c['client_host']}:{c['zk_port']}" for c in configs)
             print(f"ZooKeeper clients (kazoo, zkCli.sh) connect with: {zk_hosts}", flush=True)
         if tls is not None:
             tls_hosts = ",".join(f"{c['client_host']}:{c['zk_secure_port']}" for c in configs)
-            print(f"ZooKeeper clients with TLS: KazooClient({tls_hosts!r}, use_ssl=True, ca={str(tls / 'ca.pem')!r}, "
-                  f"certfile={str(tls / 'client.pem')!r}, keyfile={str(tls / 'client.key')!r})", flush=True)
+            print(
+                f"ZooKeeper clients with TLS: KazooClient({tls_hosts!r}, use_ssl=True, ca={str(tls / 'ca.pem')!r}, "
+                f"certfile={str(tls / 'client.pem')!r}, keyfile={str(tls / 'client.key')!r})",
+                flush=True,
+            )
         if keys is not None:
             server_keys = {f"{c['client_host']}:{c['client_port']}": str(keys / f"node{c['sid']}.key") for c in configs}
-            print(f"CURVE on: Client(hosts, curve_server_key={server_keys!r}, "
-                  f"curve_secret_key={str(keys / 'clients' / 'client.key_secret')!r}); "
-                  f"admit more clients by adding their .key files to {keys / 'clients'}", flush=True)
-        print(f"grow or shrink it with: zoomq ensemble add|remove --data-dir {data_dir} (reconfig as user "
-              f"{SUPER_USER!r}, password in {data_dir / SUPER_PASSWORD_FILE})", flush=True)
+            print(
+                f"CURVE on: Client(hosts, curve_server_key={server_keys!r}, "
+                f"curve_secret_key={str(keys / 'clients' / 'client.key_secret')!r}); "
+                f"admit more clients by adding their .key files to {keys / 'clients'}",
+                flush=True,
+            )
+        print(
+            f"grow or shrink it with: zoomq ensemble add|remove --data-dir {data_dir} (reconfig as user "
+            f"{SUPER_USER!r}, password in {data_dir / SUPER_PASSWORD_FILE})",
+            flush=True,
+        )
         print("Ctrl-C stops every node.", flush=True)
         running = {sid for sid, _, _ in procs}
         while not stop.wait(0.5):
@@ -230,7 +272,11 @@ def up(n: int, observers: int, base_port: int, data_dir: Path, tick_ms: int, log
                     _stop_all([proc])
                 elif sid in running and proc.poll() is not None:
                     running.discard(sid)
-                    print(f"node {sid} exited with code {proc.returncode} (see node{sid}.log)", file=sys.stderr, flush=True)
+                    print(
+                        f"node {sid} exited with code {proc.returncode} (see node{sid}.log)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             if not running:
                 return 1
         return 0
@@ -269,7 +315,9 @@ def _admin_client(data_dir: Path, timeout: float) -> Any:
 
     hosts = ",".join(r["client"] for r in status(data_dir) if r["client"] and r["role"] not in ("down", None))
     if not hosts:
-        raise EnsembleError(f"no node of {data_dir} is running: start it with `zoomq ensemble up --data-dir {data_dir}`")
+        raise EnsembleError(
+            f"no node of {data_dir} is running: start it with `zoomq ensemble up --data-dir {data_dir}`"
+        )
     client = Client(hosts=hosts, auth_data=[("digest", f"{SUPER_USER}:{super_password(data_dir)}")])
     client.start(timeout=timeout)
     return client
@@ -317,8 +365,14 @@ def add(data_dir: Path, observer: bool = False, timeout: float = 60.0) -> str:
         sid = max([s.id for s in current.servers] + template["_known"]) + 1
         me = next(s for s in template["servers"] if s["id"] == template["sid"])
         step = sid - template["sid"]
-        entry = ServerEntry(sid, me.get("host", "127.0.0.1"), me["quorum_port"] + step, me["election_port"] + step,
-                            template["client_port"] + step, "observer" if observer else "participant")
+        entry = ServerEntry(
+            sid,
+            me.get("host", "127.0.0.1"),
+            me["quorum_port"] + step,
+            me["election_port"] + step,
+            template["client_port"] + step,
+            "observer" if observer else "participant",
+        )
         ports = [entry.quorum_port, entry.election_port, entry.client_port]
         cfg = {k: v for k, v in template.items() if k != "_known"}
         cfg.update(sid=sid, data_dir=str((data_dir / f"node{sid}").resolve()), client_port=entry.client_port)
@@ -334,11 +388,16 @@ def add(data_dir: Path, observer: bool = False, timeout: float = 60.0) -> str:
         cfg["servers"] = [msgspec.to_builtins(s) for s in [*current.servers, entry]]
         write_configs([cfg], data_dir)
         deadline = time.monotonic() + timeout
-        print(f"node {sid}: config written to {data_dir / f'node{sid}.toml'}; waiting for it to follow the leader", flush=True)
+        print(
+            f"node {sid}: config written to {data_dir / f'node{sid}.toml'}; waiting for it to follow the leader",
+            flush=True,
+        )
         while _role(data_dir, sid) not in ("follower", "observer"):
             if time.monotonic() > deadline:
-                raise EnsembleError(f"node {sid} did not start following within {timeout:g}s (is `zoomq ensemble up "
-                                    f"--data-dir {data_dir}` running? see node{sid}.log)")
+                raise EnsembleError(
+                    f"node {sid} did not start following within {timeout:g}s (is `zoomq ensemble up "
+                    f"--data-dir {data_dir}` running? see node{sid}.log)"
+                )
             time.sleep(0.2)
         data, _ = client.reconfig(joining=entry.spec(), leaving=None, new_members=None)
         return data.decode()
@@ -398,8 +457,16 @@ def status(data_dir: Path) -> list[dict[str, Any]]:
     out = []
     for d in node_dirs(data_dir):
         sid = int(d.name[4:])
-        entry: dict[str, Any] = {"id": sid, "role": "down", "client": None, "pid": None, "epoch": None,
-                                 "last_zxid": None, "sessions": None, "actors": {}}
+        entry: dict[str, Any] = {
+            "id": sid,
+            "role": "down",
+            "client": None,
+            "pid": None,
+            "epoch": None,
+            "last_zxid": None,
+            "sessions": None,
+            "actors": {},
+        }
         try:
             st = json.loads((d / "status.json").read_text())
         except (OSError, ValueError):
@@ -413,14 +480,25 @@ def status(data_dir: Path) -> list[dict[str, Any]]:
                 entry["role"] = "removed"
             out.append(entry)
             continue
-        entry.update(role=st.get("role"), client=st.get("client"), pid=pid, leader=st.get("leader"),
-                     actors={k: {"pid": v.get("pid"), "cpu_s": v.get("cpu_s"), "rss": v.get("rss"), "restarts": v.get("restarts")}
-                             for k, v in (st.get("actors") or {}).items()})
+        entry.update(
+            role=st.get("role"),
+            client=st.get("client"),
+            pid=pid,
+            leader=st.get("leader"),
+            actors={
+                k: {"pid": v.get("pid"), "cpu_s": v.get("cpu_s"), "rss": v.get("rss"), "restarts": v.get("restarts")}
+                for k, v in (st.get("actors") or {}).items()
+            },
+        )
         host, _, port = (st.get("client") or ":").rpartition(":")
         try:
             mntr = parse_mntr(ask(host, int(port), "mntr", timeout=2.0, **curve_options(data_dir, sid)))
-            entry.update(epoch=int(mntr.get("zk_epoch", 0)), last_zxid=mntr.get("zk_zxid"),
-                         sessions=int(mntr.get("zk_global_sessions", 0)), connections=int(mntr.get("zk_num_alive_connections", 0)))
+            entry.update(
+                epoch=int(mntr.get("zk_epoch", 0)),
+                last_zxid=mntr.get("zk_zxid"),
+                sessions=int(mntr.get("zk_global_sessions", 0)),
+                connections=int(mntr.get("zk_num_alive_connections", 0)),
+            )
         except (AdminError, ValueError, OSError):
             pass
         out.append(entry)
@@ -428,10 +506,13 @@ def status(data_dir: Path) -> list[dict[str, Any]]:
 
 
 def format_status(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'id':>3} {'role':<9} {'client':<21} {'pid':>7} {'epoch':>5} {'last zxid':<14} {'sessions':>8}  actors (cpu s / rss MiB)"]
+    lines = [
+        f"{'id':>3} {'role':<9} {'client':<21} {'pid':>7} {'epoch':>5} {'last zxid':<14} {'sessions':>8}  actors (cpu s / rss MiB)"
+    ]
     for r in rows:
         actors = " ".join(
-            f"{name}={a['cpu_s'] if a['cpu_s'] is not None else '-'}/{(a['rss'] or 0) / 2**20:.0f}" for name, a in r["actors"].items()
+            f"{name}={a['cpu_s'] if a['cpu_s'] is not None else '-'}/{(a['rss'] or 0) / 2**20:.0f}"
+            for name, a in r["actors"].items()
         )
         lines.append(
             f"{r['id']:>3} {r['role'] or '-':<9} {r['client'] or '-':<21} {r['pid'] or '-':>7} {r['epoch'] if r['epoch'] is not None else '-':>5} "
@@ -440,4 +521,18 @@ def format_status(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["EnsembleError", "add", "add_curve", "remove", "super_password", "connection_string", "curve_options", "format_status", "node_dirs", "plan", "status", "up", "write_configs"]
+__all__ = [
+    "EnsembleError",
+    "add",
+    "add_curve",
+    "remove",
+    "super_password",
+    "connection_string",
+    "curve_options",
+    "format_status",
+    "node_dirs",
+    "plan",
+    "status",
+    "up",
+    "write_configs",
+]

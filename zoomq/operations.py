@@ -120,7 +120,18 @@ class Operations:
         inner.rawlink(lambda r: self._spawn(first, r) if r.exception else first(r))
         return outer
 
-    def create(self, path: str, value: bytes = b"", acl: Any = None, ephemeral: bool = False, sequence: bool = False, makepath: bool = False, include_data: bool = False, container: bool = False, ttl: int = 0) -> Any:
+    def create(
+        self,
+        path: str,
+        value: bytes = b"",
+        acl: Any = None,
+        ephemeral: bool = False,
+        sequence: bool = False,
+        makepath: bool = False,
+        include_data: bool = False,
+        container: bool = False,
+        ttl: int = 0,
+    ) -> Any:
         return self.create_async(path, value, acl, ephemeral, sequence, makepath, include_data, container, ttl).get()
 
     def ensure_path(self, path: str, acl: Any = None) -> bool | str:
@@ -185,8 +196,9 @@ class Operations:
     def get(self, path: str, watch: Callable | None = None, *, linearizable: bool = False) -> tuple[bytes, ZnodeStat]:
         return self.get_async(path, watch, linearizable=linearizable).get()
 
-    def get_children_async(self, path: str, watch: Callable | None = None, include_data: bool = False, *,
-                           linearizable: bool = False) -> AsyncResult:
+    def get_children_async(
+        self, path: str, watch: Callable | None = None, include_data: bool = False, *, linearizable: bool = False
+    ) -> AsyncResult:
         self._watch_arg(watch)
         full = self._path(path)
 
@@ -197,8 +209,9 @@ class Operations:
         msg = p.GetChildren(self._next_xid(), full, watch is not None, include_data, bool(linearizable))
         return self._submit(msg, parse, ("child", path, watch) if watch else None)
 
-    def get_children(self, path: str, watch: Callable | None = None, include_data: bool = False, *,
-                     linearizable: bool = False) -> Any:
+    def get_children(
+        self, path: str, watch: Callable | None = None, include_data: bool = False, *, linearizable: bool = False
+    ) -> Any:
         return self.get_children_async(path, watch, include_data, linearizable=linearizable).get()
 
     def set_async(self, path: str, value: bytes | None, version: int = -1) -> AsyncResult:
@@ -278,12 +291,24 @@ class Operations:
     def sync(self, path: str) -> str:
         return self.sync_async(path).get()
 
-    def add_watch(self, path: str, watch: Callable[[WatchedEvent], Any], mode: int | None = None, *, recursive: bool = False,
-                  since_zxid: int | None = None) -> None:
+    def add_watch(
+        self,
+        path: str,
+        watch: Callable[[WatchedEvent], Any],
+        mode: int | None = None,
+        *,
+        recursive: bool = False,
+        since_zxid: int | None = None,
+    ) -> None:
         self.add_watch_async(path, watch, mode, recursive=recursive, since_zxid=since_zxid).get()
 
     def add_watch_async(
-        self, path: str, watch: Callable[[WatchedEvent], Any], mode: int | None = None, *, recursive: bool = False,
+        self,
+        path: str,
+        watch: Callable[[WatchedEvent], Any],
+        mode: int | None = None,
+        *,
+        recursive: bool = False,
         since_zxid: int | None = None,
     ) -> AsyncResult:
         """A persistent watch: `watch(event)` on every change of `path` until removed (created,
@@ -295,7 +320,9 @@ class Operations:
         keep the last one handled to resume from it later, in another client too). A node whose
         history window (`watch_history_txns`) no longer reaches back that far sends one event of
         type RESYNC instead: read the state afresh."""
-        if since_zxid is not None and (isinstance(since_zxid, bool) or not isinstance(since_zxid, int) or since_zxid < 0):
+        if since_zxid is not None and (
+            isinstance(since_zxid, bool) or not isinstance(since_zxid, int) or since_zxid < 0
+        ):
             raise ValueError(f"since_zxid must be a zxid (an int >= 0), not {since_zxid!r}")
         if mode is None:
             mode = AddWatchMode.PERSISTENT_RECURSIVE if recursive else AddWatchMode.PERSISTENT
@@ -364,8 +391,12 @@ class Operations:
             if not self.chroot:
                 return body
             return p.SubtreeResult(
-                body.zxid, [p.SubtreeNode(self._unchroot(n.path), n.data, n.acl, n.stat) for n in body.nodes],
-                [self._unchroot(e) for e in body.ephemerals], body.unreadable, body.masked)
+                body.zxid,
+                [p.SubtreeNode(self._unchroot(n.path), n.data, n.acl, n.stat) for n in body.nodes],
+                [self._unchroot(e) for e in body.ephemerals],
+                body.unreadable,
+                body.masked,
+            )
 
         return self._submit(p.GetSubtree(self._next_xid(), full), parse)
 
@@ -392,8 +423,9 @@ class Operations:
             raise ValueError("get_config reads /zookeeper/config: use a client without a chroot")
         return self.get("/zookeeper/config")
 
-    def reconfig(self, joining: str | None, leaving: str | None, new_members: str | None,
-                 from_config: int = -1) -> tuple[bytes, ZnodeStat]:
+    def reconfig(
+        self, joining: str | None, leaving: str | None, new_members: str | None, from_config: int = -1
+    ) -> tuple[bytes, ZnodeStat]:
         """Change the ensemble's membership (ZooKeeper 3.5+ reconfig, kazoo's `reconfig`);
         returns the new /zookeeper/config content and its Stat.
 
@@ -407,8 +439,9 @@ class Operations:
         user, or WRITE on /zookeeper/config)."""
         return self.reconfig_async(joining, leaving, new_members, from_config).get()
 
-    def reconfig_async(self, joining: str | None, leaving: str | None, new_members: str | None,
-                       from_config: int) -> AsyncResult:
+    def reconfig_async(
+        self, joining: str | None, leaving: str | None, new_members: str | None, from_config: int
+    ) -> AsyncResult:
         """`reconfig` whose outcome arrives in the returned AsyncResult."""
         # kazoo's checks, word for word; a falsy value is sent as null, as kazoo writes it.
         if joining and not isinstance(joining, str):
@@ -429,8 +462,15 @@ class Operations:
 
     # --- quotas (zoomq/quota.py; ZooKeeper's setquota / listquota / delquota) ----------------------
 
-    def set_quota(self, path: str, *, count: int | None = None, bytes: int | None = None,  # noqa: A002
-                  count_hard: int | None = None, bytes_hard: int | None = None) -> Any:
+    def set_quota(
+        self,
+        path: str,
+        *,
+        count: int | None = None,
+        bytes: int | None = None,  # noqa: A002
+        count_hard: int | None = None,
+        bytes_hard: int | None = None,
+    ) -> Any:
         """Soft (`count`, `bytes`) and hard (`count_hard`, `bytes_hard`) limits on the subtree at
         `path`: znodes (the path itself included) and data bytes. A write past a hard limit fails
         with QuotaExceededError; past a soft one the leader logs it. Limits not given are kept."""
@@ -450,8 +490,15 @@ class Operations:
 
         return quota.list_quotas(self)
 
-    def delete_quota(self, path: str, *, count: bool = False, bytes: bool = False,  # noqa: A002
-                     count_hard: bool = False, bytes_hard: bool = False) -> bool:
+    def delete_quota(
+        self,
+        path: str,
+        *,
+        count: bool = False,
+        bytes: bool = False,  # noqa: A002
+        count_hard: bool = False,
+        bytes_hard: bool = False,
+    ) -> bool:
         """Drop the named limits of `path`'s quota, or all of it when none is named."""
         from zoomq import quota
 
@@ -476,7 +523,6 @@ class Operations:
         return self._submit(p.Multi(self._next_xid(), ops), parse)
 
 
-
 class TransactionRequest:
     """kazoo's TransactionRequest: ops collected, then committed atomically."""
 
@@ -485,7 +531,9 @@ class TransactionRequest:
         self.operations: list[Any] = []
         self.committed = False
 
-    def create(self, path: str, value: bytes = b"", acl: Any = None, ephemeral: bool = False, sequence: bool = False) -> None:
+    def create(
+        self, path: str, value: bytes = b"", acl: Any = None, ephemeral: bool = False, sequence: bool = False
+    ) -> None:
         if not isinstance(value, bytes):
             raise TypeError("Invalid type for 'value' (must be a byte string)")
         flags = (p.EPHEMERAL if ephemeral else 0) | (p.PERSISTENT_SEQUENTIAL if sequence else 0)

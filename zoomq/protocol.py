@@ -54,7 +54,6 @@ EVENT_RESYNC = 100  # zoomq only: the events a resumed persistent watch asked fo
 STATE_SYNC_CONNECTED = 3
 
 
-
 class Msg(msgspec.Struct, array_like=True, frozen=True, tag_field="tag"):
     """Base of every client-protocol message."""
 

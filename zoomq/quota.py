@@ -161,15 +161,25 @@ def _quota_below(client: Any, path: str) -> str | None:
     return None
 
 
-def set_quota(client: Any, path: str, *, count: int | None = None, bytes: int | None = None,  # noqa: A002 - ZooKeeper's names
-              count_hard: int | None = None, bytes_hard: int | None = None) -> QuotaLimits:
+def set_quota(
+    client: Any,
+    path: str,
+    *,
+    count: int | None = None,
+    bytes: int | None = None,  # noqa: A002 - ZooKeeper's names
+    count_hard: int | None = None,
+    bytes_hard: int | None = None,
+) -> QuotaLimits:
     """Set (or change) the limits of `path`'s quota, as ZooKeeper's `setquota` does: the path
     must exist; no quota may be set above or below another; limits not given are kept. Returns
     the quota's limits now."""
     from zoomq.exceptions import BadArgumentsError, BadVersionError, NodeExistsError, NoNodeError
 
-    given = {name: check_limit(name, value) for name, value in
-             (("count", count), ("bytes", bytes), ("count_hard", count_hard), ("bytes_hard", bytes_hard)) if value is not None}
+    given = {
+        name: check_limit(name, value)
+        for name, value in (("count", count), ("bytes", bytes), ("count_hard", count_hard), ("bytes_hard", bytes_hard))
+        if value is not None
+    }
     if not given:
         raise ValueError("give at least one limit: count, bytes, count_hard or bytes_hard")
     path = _quota_subject(client, path)
@@ -209,7 +219,12 @@ def set_quota(client: Any, path: str, *, count: int | None = None, bytes: int | 
 
 
 def _as_dict(limits: QuotaLimits) -> dict[str, int]:
-    return {"count": limits.count, "bytes": limits.bytes, "count_hard": limits.count_hard, "bytes_hard": limits.bytes_hard}
+    return {
+        "count": limits.count,
+        "bytes": limits.bytes,
+        "count_hard": limits.count_hard,
+        "bytes_hard": limits.bytes_hard,
+    }
 
 
 def get_quota(client: Any, path: str) -> tuple[QuotaLimits, QuotaUsage] | None:
@@ -250,14 +265,25 @@ def list_quotas(client: Any) -> dict[str, tuple[QuotaLimits, QuotaUsage]]:
     return dict(sorted(out.items()))
 
 
-def delete_quota(client: Any, path: str, *, count: bool = False, bytes: bool = False,  # noqa: A002
-                 count_hard: bool = False, bytes_hard: bool = False) -> bool:
+def delete_quota(
+    client: Any,
+    path: str,
+    *,
+    count: bool = False,
+    bytes: bool = False,  # noqa: A002
+    count_hard: bool = False,
+    bytes_hard: bool = False,
+) -> bool:
     """Remove the named limits of `path`'s quota (ZooKeeper's `delquota -n|-b|-N|-B`), or the
     whole quota when none is named or none would be left. NoNodeError if there is no quota."""
     from zoomq.exceptions import BadVersionError, NoNodeError, NotEmptyError
 
     path = _quota_subject(client, path)
-    drop = {name for name, flag in (("count", count), ("bytes", bytes), ("count_hard", count_hard), ("bytes_hard", bytes_hard)) if flag}
+    drop = {
+        name
+        for name, flag in (("count", count), ("bytes", bytes), ("count_hard", count_hard), ("bytes_hard", bytes_hard))
+        if flag
+    }
     for _ in range(MAX_RACES):
         try:
             data, stat = client.get(limits_path(path))

@@ -7,7 +7,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from zoomq.exceptions import ConnectionClosedError, ConnectionLoss, KazooException, OperationTimeoutError, SessionExpiredError
+from zoomq.exceptions import (
+    ConnectionClosedError,
+    ConnectionLoss,
+    KazooException,
+    OperationTimeoutError,
+    SessionExpiredError,
+)
 
 
 class ForceRetryError(Exception):
@@ -47,7 +53,9 @@ class KazooRetry:
         self.deadline = deadline
         self.interrupt = interrupt
         # kazoo: ignore_expire=True treats a session expiry as retryable, like a connection loss.
-        self.retry_exceptions = self.RETRY_EXCEPTIONS + self.EXPIRED_EXCEPTIONS if ignore_expire else self.RETRY_EXCEPTIONS
+        self.retry_exceptions = (
+            self.RETRY_EXCEPTIONS + self.EXPIRED_EXCEPTIONS if ignore_expire else self.RETRY_EXCEPTIONS
+        )
         self._attempts = 0
         self._cur_delay = delay
 

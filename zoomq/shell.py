@@ -78,8 +78,14 @@ SPECS: dict[str, _Spec] = {
     "setquota": _Spec("setquota [-n count] [-b bytes] [-N count] [-B bytes] path", (), ("-n", "-b", "-N", "-B"), 1, 1),
     "listquota": _Spec("listquota [path]", (), (), 0, 1),
     "config": _Spec("config [-c] [-s]", ("-c", "-s"), (), 0, 0),
-    "reconfig": _Spec("reconfig [-s] [-v version] [[-members serverSpec,...] | [-add serverSpec,...]* [-remove serverId,...]*]",
-                      ("-s",), ("-v", "-members", "-add", "-remove"), 0, 0, ("-add", "-remove")),
+    "reconfig": _Spec(
+        "reconfig [-s] [-v version] [[-members serverSpec,...] | [-add serverSpec,...]* [-remove serverId,...]*]",
+        ("-s",),
+        ("-v", "-members", "-add", "-remove"),
+        0,
+        0,
+        ("-add", "-remove"),
+    ),
     "delquota": _Spec("delquota [-n] [-b] [-N] [-B] path", ("-n", "-b", "-N", "-B"), (), 1, 1),
     "help": _Spec("help"),
     "quit": _Spec("quit"),
@@ -302,7 +308,9 @@ def _build_setquota(verb: str, spec: _Spec, flags: set[str], values: dict[str, s
 
 
 def _build_delquota(verb: str, spec: _Spec, flags: set[str], values: dict[str, str], args: list[str]) -> Command:
-    return Command(verb, path=_path(args[0]), limits=tuple((name, -1) for flag, name in _QUOTA_FLAGS.items() if flag in flags))
+    return Command(
+        verb, path=_path(args[0]), limits=tuple((name, -1) for flag, name in _QUOTA_FLAGS.items() if flag in flags)
+    )
 
 
 def _build_listquota(verb: str, spec: _Spec, flags: set[str], values: dict[str, str], args: list[str]) -> Command:
@@ -310,13 +318,24 @@ def _build_listquota(verb: str, spec: _Spec, flags: set[str], values: dict[str, 
 
 
 def _build_reconfig(verb: str, spec: _Spec, flags: set[str], values: dict[str, str], args: list[str]) -> Command:
-    msg = reconfig_message(add=values.get("-add"), remove=values.get("-remove"), members=values.get("-members"),
-                           version=values.get("-v"), usage=spec.usage)
+    msg = reconfig_message(
+        add=values.get("-add"),
+        remove=values.get("-remove"),
+        members=values.get("-members"),
+        version=values.get("-v"),
+        usage=spec.usage,
+    )
     return Command(verb, stat="-s" in flags, reconfig=msg)
 
 
-def reconfig_message(add: str | Sequence[str] | None = None, remove: str | Sequence[str] | None = None,
-                     members: str | None = None, version: str | None = None, *, usage: str = "") -> p.Reconfig:
+def reconfig_message(
+    add: str | Sequence[str] | None = None,
+    remove: str | Sequence[str] | None = None,
+    members: str | None = None,
+    version: str | None = None,
+    *,
+    usage: str = "",
+) -> p.Reconfig:
     """zkCli's reconfig options -> the request to make (xid 0: the client numbers it).
 
     `add`: server specs to add (`server.<id>=<host>:<quorum port>:<election port>[:participant|observer];
@@ -343,14 +362,18 @@ def reconfig_message(add: str | Sequence[str] | None = None, remove: str | Seque
     if new_members is None and joining is None and leaving is None:
         raise ShellUsageError(f"reconfig needs the new members, or servers to add and/or ids to remove{suffix}")
     if new_members is not None and (joining is not None or leaving is not None):
-        raise ShellUsageError("the new members cannot be given with servers to add or remove "
-                              f"(incremental and non-incremental reconfig do not mix){suffix}")
+        raise ShellUsageError(
+            "the new members cannot be given with servers to add or remove "
+            f"(incremental and non-incremental reconfig do not mix){suffix}"
+        )
     from_config = -1
     if version is not None:
         text = version.strip().lower()
         if text != "-1" and (re.fullmatch(r"(0x)?[0-9a-f]{1,16}", text) is None or int(text, 16) >= 2**63):
-            raise ShellUsageError(f"the config version must be hex (a 64-bit zxid), as the version= line of /zookeeper/config "
-                                  f"shows it, or -1 for any; not {version!r}{suffix}")
+            raise ShellUsageError(
+                f"the config version must be hex (a 64-bit zxid), as the version= line of /zookeeper/config "
+                f"shows it, or -1 for any; not {version!r}{suffix}"
+            )
         from_config = int(text, 16)
     return p.Reconfig(0, joining, leaving, new_members, from_config)
 
@@ -459,8 +482,10 @@ def help_text() -> str:
     lines = ["zoomq shell commands:"]
     lines += [f"  {spec.usage}" for spec in SPECS.values()]
     lines.append("  acl: scheme:id:perms[,...] with perms from cdrwa, e.g. world:anyone:cdrwa")
-    lines.append("  serverSpec (reconfig): server.<id>=<host>:<quorum port>:<election port>[:participant|observer];"
-                 "[<client host>:]<client port> (quote it: an unquoted ';' separates commands)")
+    lines.append(
+        "  serverSpec (reconfig): server.<id>=<host>:<quorum port>:<election port>[:participant|observer];"
+        "[<client host>:]<client port> (quote it: an unquoted ';' separates commands)"
+    )
     lines.append("  reconfig -v: the config version in hex, as the version= line of `config` shows it (-1: any)")
     lines.append("  several commands may be given on one line, separated by ';'")
     return "\n".join(lines)
@@ -632,8 +657,15 @@ def run_commands(client: Any, commands: list[Command], out: TextIO, err: TextIO)
 # --- the program ------------------------------------------------------------------------------
 
 
-def main(hosts: str, command: str | None = None, *, timeout: float = 10.0, connect_timeout: float = 15.0,
-         curve_server_key: str | None = None, curve_secret_key: str | None = None) -> int:
+def main(
+    hosts: str,
+    command: str | None = None,
+    *,
+    timeout: float = 10.0,
+    connect_timeout: float = 15.0,
+    curve_server_key: str | None = None,
+    curve_secret_key: str | None = None,
+) -> int:
     """`zoomq shell HOSTS [-c CMD]`; returns the exit code."""
     out, err = sys.stdout, sys.stderr
     commands: list[Command] = []
@@ -648,7 +680,9 @@ def main(hosts: str, command: str | None = None, *, timeout: float = 10.0, conne
     from zoomq import Client
 
     try:
-        client = Client(hosts=hosts, timeout=timeout, curve_server_key=curve_server_key, curve_secret_key=curve_secret_key)
+        client = Client(
+            hosts=hosts, timeout=timeout, curve_server_key=curve_server_key, curve_secret_key=curve_secret_key
+        )
     except Exception as exc:  # noqa: BLE001 - bad hosts or keys: said plainly
         print(f"zoomq shell: {format_error(exc)}", file=err)
         return 1

@@ -40,11 +40,15 @@ class EventType:
     RESYNC = "RESYNC"  # zoomq: a resumed persistent watch missed more than the node still holds
 
 
-
-
 # ZooKeeper's numeric EventType codes (wire) -> kazoo's names.
-EVENT_TYPE_MAP = {-1: EventType.NONE, 1: EventType.CREATED, 2: EventType.DELETED, 3: EventType.CHANGED, 4: EventType.CHILD,
-                  100: EventType.RESYNC}
+EVENT_TYPE_MAP = {
+    -1: EventType.NONE,
+    1: EventType.CREATED,
+    2: EventType.DELETED,
+    3: EventType.CHANGED,
+    4: EventType.CHILD,
+    100: EventType.RESYNC,
+}
 EVENT_CODE = {name: code for code, name in EVENT_TYPE_MAP.items()}
 
 

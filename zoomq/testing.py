@@ -116,7 +116,10 @@ class ZoomqServer:
     """
 
     def __init__(
-        self, data_dir: str | Path | None = None, port: int | None = None, client_options: dict[str, Any] | None = None,
+        self,
+        data_dir: str | Path | None = None,
+        port: int | None = None,
+        client_options: dict[str, Any] | None = None,
         **config_overrides: Any,
     ) -> None:
         self.host = str(config_overrides.pop("client_host", "127.0.0.1"))
@@ -461,8 +464,13 @@ class ZoomqEnsemble:
     """
 
     def __init__(
-        self, n: int = 3, observers: int = 0, base_dir: str | Path | None = None, curve: bool = False,
-        node_overrides: dict[int, dict[str, Any]] | None = None, **config_overrides: Any
+        self,
+        n: int = 3,
+        observers: int = 0,
+        base_dir: str | Path | None = None,
+        curve: bool = False,
+        node_overrides: dict[int, dict[str, Any]] | None = None,
+        **config_overrides: Any,
     ) -> None:
         from runtime.config import ServerEntry
 
@@ -516,11 +524,22 @@ class ZoomqEnsemble:
 
         if self.client_options:
             raise NotImplementedError("adding a node to a CURVE ensemble: its key is not in the members' configs")
-        entry = ServerEntry(id=max(s.id for s in self.servers) + 1, host="127.0.0.1", quorum_port=free_port(),
-                            election_port=free_port(), client_port=free_port(), role=role)
+        entry = ServerEntry(
+            id=max(s.id for s in self.servers) + 1,
+            host="127.0.0.1",
+            quorum_port=free_port(),
+            election_port=free_port(),
+            client_port=free_port(),
+            role=role,
+        )
         members = [s for s in self.servers if s.id not in self.removed]
-        node = ZoomqServer(data_dir=self.base_dir / f"node{entry.id}", port=entry.client_port, sid=entry.id,
-                           servers=[*members, entry], **self._overrides)
+        node = ZoomqServer(
+            data_dir=self.base_dir / f"node{entry.id}",
+            port=entry.client_port,
+            sid=entry.id,
+            servers=[*members, entry],
+            **self._overrides,
+        )
         self.servers = [*self.servers, entry]  # a new list: the other nodes' configs keep theirs
         self.nodes.append(node)
         node.start(timeout)
@@ -568,7 +587,11 @@ class ZoomqEnsemble:
 
     def wait_standbys(self, timeout: float = 60.0) -> None:
         """Until every running node has its standby role actor ready (see ZoomqServer.standby_ready)."""
-        wait_for(lambda: all(n.standby_ready() for n in self.nodes if n.running), timeout=timeout, what="standby role actors ready")
+        wait_for(
+            lambda: all(n.standby_ready() for n in self.nodes if n.running),
+            timeout=timeout,
+            what="standby role actors ready",
+        )
 
     def followers(self) -> list[ZoomqServer]:
         return [n for n in self.nodes if n.running and self.role_of(n) == "follower"]

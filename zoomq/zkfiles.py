@@ -23,7 +23,15 @@ from actors.protocol.txn import CONTAINER_OWNER, ttl_of
 
 SNAP_MAGIC = 0x5A4B534E  # "ZKSN"
 LOG_MAGIC = 0x5A4B4C47  # "ZKLG"
-OP_CREATE, OP_DELETE, OP_MULTI, OP_CREATE2, OP_CREATE_CONTAINER, OP_DELETE_CONTAINER, OP_CREATE_TTL = 1, 2, 14, 15, 19, 20, 21
+OP_CREATE, OP_DELETE, OP_MULTI, OP_CREATE2, OP_CREATE_CONTAINER, OP_DELETE_CONTAINER, OP_CREATE_TTL = (
+    1,
+    2,
+    14,
+    15,
+    19,
+    20,
+    21,
+)
 
 NodeTypes = dict[str, tuple[str, int]]
 
@@ -87,7 +95,7 @@ def _numbered(directory: Path, prefix: str) -> list[tuple[int, Path]]:
     out = []
     for path in directory.glob(prefix + "*"):
         try:
-            out.append((int(path.name[len(prefix):], 16), path))
+            out.append((int(path.name[len(prefix) :], 16), path))
         except ValueError:
             continue
     return sorted(out)
@@ -134,7 +142,7 @@ def snapshot_types(path: Path) -> tuple[int, NodeTypes]:
                 types[node_path] = kind
     except EOFError:
         raise ZkFileError(f"{path.name}: truncated snapshot") from None
-    return int(path.name[len("snapshot."):], 16), types
+    return int(path.name[len("snapshot.") :], 16), types
 
 
 def log_txns(path: Path) -> Iterator[tuple[int, int, bytes]]:

@@ -43,7 +43,9 @@ class ElectionActor(Actor):
         known = read_membership(cfg.data_dir)  # a reconfig's membership, which notifications carry
         version = known.version if known is not None else 0
         text = membership_text(known.servers, known.version) if known is not None else b""
-        self.core = Election(cfg.sid, voters, observers, finalize_s=min(0.2, cfg.tick_ms / 1000.0), config_version=version, config=text)
+        self.core = Election(
+            cfg.sid, voters, observers, finalize_s=min(0.2, cfg.tick_ms / 1000.0), config_version=version, config=text
+        )
         self.notification_decoder = msgspec.msgpack.Decoder(Notification)
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
@@ -110,8 +112,13 @@ class ElectionActor(Actor):
             look = self.look or Look()
             self.core.look(msg.last_zxid, epoch, now, suspect=look.suspect, suspect_s=look.suspect_ms / 1000.0)
             self.resend_due = now + RESEND_S
-            self.log.info("looking", round=self.core.round, zxid=fmt(msg.last_zxid), epoch=epoch,
-                          **({"suspect": look.suspect} if look.suspect >= 0 else {}))
+            self.log.info(
+                "looking",
+                round=self.core.round,
+                zxid=fmt(msg.last_zxid),
+                epoch=epoch,
+                **({"suspect": look.suspect} if look.suspect >= 0 else {}),
+            )
         elif isinstance(msg, Elected):
             self.core.serve(msg.state, msg.leader, msg.zxid, msg.epoch, msg.round)
             self.wants_log = self.resend_due = None

@@ -47,8 +47,16 @@ def better(a: Notification, b: Notification) -> bool:
 
 
 class Election:
-    def __init__(self, me: int, voters: frozenset[int], observers: frozenset[int] = frozenset(), *, finalize_s: float = 0.2,
-                 config_version: int = 0, config: bytes = b"") -> None:
+    def __init__(
+        self,
+        me: int,
+        voters: frozenset[int],
+        observers: frozenset[int] = frozenset(),
+        *,
+        finalize_s: float = 0.2,
+        config_version: int = 0,
+        config: bytes = b"",
+    ) -> None:
         if me not in voters and me not in observers:
             raise ValueError(f"server {me} is in neither the voters nor the observers")
         self.me = me
@@ -78,8 +86,16 @@ class Election:
         return Notification(self.me, self.state, self.round, leader, zxid, epoch)
 
     def _current(self) -> Notification:
-        return Notification(self.me, self.state, self.round, self.vote.leader, self.vote.zxid, self.vote.epoch,
-                            self.config_version, self.config)
+        return Notification(
+            self.me,
+            self.state,
+            self.round,
+            self.vote.leader,
+            self.vote.zxid,
+            self.vote.epoch,
+            self.config_version,
+            self.config,
+        )
 
     # --- inputs ---------------------------------------------------------------------------------
 
@@ -112,8 +128,9 @@ class Election:
         self.vote = Notification(self.me, state, self.round, leader, zxid, epoch)
         self.decide_at = None
 
-    def set_members(self, voters: frozenset[int], observers: frozenset[int], version: int = 0, config: bytes = b"",
-                    now: float = 0.0) -> None:
+    def set_members(
+        self, voters: frozenset[int], observers: frozenset[int], version: int = 0, config: bytes = b"", now: float = 0.0
+    ) -> None:
         """A reconfig committed: the voters and observers from now on (this node among them),
         and the membership's version and text, which this node's notifications carry.
         Votes of servers no longer voting are forgotten; a round under way goes on."""
@@ -189,8 +206,11 @@ class Election:
 
     def _reconsider(self, now: float) -> None:
         """The suspect is a candidate again: take the best vote of this round."""
-        best = max((n for n in self.received.values() if n.round == self.round and n.state == LOOKING
-                    and self._eligible(n)), key=lambda n: (n.epoch, n.zxid, n.leader), default=None)
+        best = max(
+            (n for n in self.received.values() if n.round == self.round and n.state == LOOKING and self._eligible(n)),
+            key=lambda n: (n.epoch, n.zxid, n.leader),
+            default=None,
+        )
         if best is not None and better(best, self.vote):
             self.vote = Notification(self.me, LOOKING, self.round, best.leader, best.zxid, best.epoch)
             self.received[self.me] = self.vote
@@ -273,8 +293,11 @@ class Election:
         """Who among `votes` backs `target` (the same candidate and history while looking; the
         same leader once settled)."""
         if target.state == LOOKING:
-            return {v.sid for v in votes  # type: ignore[attr-defined]
-                    if v.leader == target.leader and v.epoch == target.epoch and v.zxid == target.zxid}
+            return {
+                v.sid
+                for v in votes  # type: ignore[attr-defined]
+                if v.leader == target.leader and v.epoch == target.epoch and v.zxid == target.zxid
+            }
         return {v.sid for v in votes if v.leader == target.leader}  # type: ignore[attr-defined]
 
     def _decide(self, vote: Notification, round_: int) -> None:

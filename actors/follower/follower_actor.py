@@ -46,9 +46,16 @@ class FollowerActor(Actor):
             raise SystemExit(f"{role_name}: no leader to follow in {self.run_dir}/role.json")
         tick_s = cfg.tick_ms / 1000.0
         self.core = Learner(
-            sid=cfg.sid, leader=leader.id, voting=not self.observer, tick_s=tick_s, init_limit=cfg.init_limit,
-            sync_limit=cfg.sync_limit, accepted_epoch=epochs.read_epoch(self.dir, "acceptedEpoch"),
-            current_epoch=epochs.read_epoch(self.dir, "currentEpoch"), now=now, log=self.log,
+            sid=cfg.sid,
+            leader=leader.id,
+            voting=not self.observer,
+            tick_s=tick_s,
+            init_limit=cfg.init_limit,
+            sync_limit=cfg.sync_limit,
+            accepted_epoch=epochs.read_epoch(self.dir, "acceptedEpoch"),
+            current_epoch=epochs.read_epoch(self.dir, "currentEpoch"),
+            now=now,
+            log=self.log,
         )
         self.channel = ChannelState(now, silence_s=self.core.silence_s, heartbeat_s=max(0.02, tick_s / 2))
         self.peer_decoder = msgspec.msgpack.Decoder(q.ToLearner)
@@ -112,7 +119,9 @@ class FollowerActor(Actor):
         self.core.tick(now)
         self.channel.silence_s = self.core.silence_s
         if self.channel.dead(now):
-            self.core.channel_broken("leader silent" if self.core.phase is Phase.SERVING else "synchronization timed out")
+            self.core.channel_broken(
+                "leader silent" if self.core.phase is Phase.SERVING else "synchronization timed out"
+            )
         elif self.channel.heartbeat_due(now) and self.channel.out_seq:
             # Only after FollowerInfo went (the channel's first message, as the leader requires):
             # queued by the core in this batch, it is sent at the batch's end, after this.

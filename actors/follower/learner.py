@@ -79,8 +79,18 @@ ACCEPTS: dict[Phase, tuple[type, ...]] = {
 
 class Learner(RoleCore):
     def __init__(
-        self, *, sid: int, leader: int, voting: bool, accepted_epoch: int, current_epoch: int, tick_s: float,
-        init_limit: int, sync_limit: int, now: float, log: Any,
+        self,
+        *,
+        sid: int,
+        leader: int,
+        voting: bool,
+        accepted_epoch: int,
+        current_epoch: int,
+        tick_s: float,
+        init_limit: int,
+        sync_limit: int,
+        now: float,
+        log: Any,
     ) -> None:
         self.sid = sid
         self.leader = leader

@@ -44,10 +44,28 @@ MAX_CONNECTIONS = 10_000
 class Conn:
     """One ZooKeeper client connection."""
 
-    __slots__ = ("key", "ident", "stream", "tls", "peer", "buf", "state", "dealer", "with_ro", "order", "next_xid", "zxid", "out",
-                 "closing", "sasl", "own_auths")
+    __slots__ = (
+        "key",
+        "ident",
+        "stream",
+        "tls",
+        "peer",
+        "buf",
+        "state",
+        "dealer",
+        "with_ro",
+        "order",
+        "next_xid",
+        "zxid",
+        "out",
+        "closing",
+        "sasl",
+        "own_auths",
+    )
 
-    def __init__(self, key: bytes, ident: bytes, stream: zmq.Socket, peer: str, tls_conn: tls.TlsConnection | None) -> None:
+    def __init__(
+        self, key: bytes, ident: bytes, stream: zmq.Socket, peer: str, tls_conn: tls.TlsConnection | None
+    ) -> None:
         self.key = key  # ident, prefixed by which port it came in on
         self.ident = ident
         self.stream = stream
@@ -79,7 +97,9 @@ class GatewayActor(Actor):
         if self.cfg.zk_port:
             self._listen(self.cfg.zk_port, b"p")
         if self.cfg.zk_secure_port:
-            self.tls_context = tls.server_context(self.cfg.zk_tls_cert, self.cfg.zk_tls_key, self.cfg.zk_tls_ca, self.cfg.zk_tls_client_auth)
+            self.tls_context = tls.server_context(
+                self.cfg.zk_tls_cert, self.cfg.zk_tls_key, self.cfg.zk_tls_ca, self.cfg.zk_tls_client_auth
+            )
             self._listen(self.cfg.zk_secure_port, b"s")
 
     def _listen(self, port: int, kind: bytes) -> None:
@@ -144,8 +164,8 @@ class GatewayActor(Actor):
                 return
             if len(buf) < 4 + length:
                 return
-            payload = bytes(buf[4:4 + length])
-            del buf[:4 + length]
+            payload = bytes(buf[4 : 4 + length])
+            del buf[: 4 + length]
             try:
                 self._on_frame(conn, payload)
             except jute.JuteError as exc:

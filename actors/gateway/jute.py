@@ -19,9 +19,28 @@ MAX_PACKET = 0xFFFFF  # jute.maxbuffer: 1,048,575 bytes per frame, as ZooKeeper
 
 # ZooDefs.OpCode
 NOTIFICATION, CREATE, DELETE, EXISTS, GET_DATA, SET_DATA, GET_ACL, SET_ACL, GET_CHILDREN = 0, 1, 2, 3, 4, 5, 6, 7, 8
-SYNC, PING, GET_CHILDREN2, CHECK, MULTI, CREATE2, RECONFIG, CHECK_WATCHES, REMOVE_WATCHES = 9, 11, 12, 13, 14, 15, 16, 17, 18
+SYNC, PING, GET_CHILDREN2, CHECK, MULTI, CREATE2, RECONFIG, CHECK_WATCHES, REMOVE_WATCHES = (
+    9,
+    11,
+    12,
+    13,
+    14,
+    15,
+    16,
+    17,
+    18,
+)
 CREATE_CONTAINER, DELETE_CONTAINER, CREATE_TTL, MULTI_READ = 19, 20, 21, 22
-AUTH, SET_WATCHES, SASL, GET_EPHEMERALS, GET_ALL_CHILDREN_NUMBER, SET_WATCHES2, ADD_WATCH, WHO_AM_I = 100, 101, 102, 103, 104, 105, 106, 107
+AUTH, SET_WATCHES, SASL, GET_EPHEMERALS, GET_ALL_CHILDREN_NUMBER, SET_WATCHES2, ADD_WATCH, WHO_AM_I = (
+    100,
+    101,
+    102,
+    103,
+    104,
+    105,
+    106,
+    107,
+)
 CLOSE_SESSION = -11
 ERROR = -1
 WATCH_XID = -1
@@ -63,7 +82,7 @@ class Reader:
         end = self.pos + n
         if n < 0 or end > len(self.buf):
             raise JuteError(f"record truncated at byte {self.pos} (wanted {n} more of {len(self.buf)})")
-        chunk = self.buf[self.pos:end]
+        chunk = self.buf[self.pos : end]
         self.pos = end
         return chunk
 
@@ -400,7 +419,9 @@ def _encode_multi_read(w: Writer, body: p.MultiReadResult, types: list[int]) -> 
 
 
 def encode_event(event: p.Event) -> bytes:
-    return frame(Writer().raw(_REPLY.pack(WATCH_XID, event.zxid, 0)).int(event.type).int(event.state).ustring(event.path).bytes())
+    return frame(
+        Writer().raw(_REPLY.pack(WATCH_XID, event.zxid, 0)).int(event.type).int(event.state).ustring(event.path).bytes()
+    )
 
 
 def encode_error(xid: int, zxid: int, err: int) -> bytes:

@@ -136,10 +136,23 @@ def _voters(servers: list[ServerEntry]) -> frozenset[int]:
 
 class Leader(RoleCore, ReconfigGate):
     def __init__(
-        self, *, sid: int, voters: frozenset[int], ensemble: bool, accepted_epoch: int, current_epoch: int,
-        tick_ms: int, init_limit: int, container_check_ms: int, max_data_bytes: int, now: float,
-        log: Any, sync_memory_txns: int = RECENT_COMMITS, servers: list[ServerEntry] | None = None,
-        reconfig_enabled: bool = False, config_version: int = 0,
+        self,
+        *,
+        sid: int,
+        voters: frozenset[int],
+        ensemble: bool,
+        accepted_epoch: int,
+        current_epoch: int,
+        tick_ms: int,
+        init_limit: int,
+        container_check_ms: int,
+        max_data_bytes: int,
+        now: float,
+        log: Any,
+        sync_memory_txns: int = RECENT_COMMITS,
+        servers: list[ServerEntry] | None = None,
+        reconfig_enabled: bool = False,
+        config_version: int = 0,
     ) -> None:
         self.sid = sid
         self.sync_memory_txns = min(sync_memory_txns, RECENT_COMMITS)  # 0: always read the log
@@ -247,7 +260,9 @@ class Leader(RoleCore, ReconfigGate):
             synced_followers=sum(1 for p in synced if not p.observer),
             synced_observers=sum(1 for p in synced if p.observer),
             pending_syncs=sum(1 for p in learners if p.phase in (LearnerPhase.PREPARING, LearnerPhase.SYNCING)),
-            proposed=self.proposed, committed=self.committed, commit_rounds=self.commit_rounds,
+            proposed=self.proposed,
+            committed=self.committed,
+            commit_rounds=self.commit_rounds,
             lag={p.sid: _behind(acked.get(p.sid, 0), released) for p in synced if not p.observer},
         )
 
@@ -316,8 +331,13 @@ class Leader(RoleCore, ReconfigGate):
             self._drop(old, "reconnected")
         peer = LearnerState(to, info.sid, observer, info.accepted_epoch, info.last_zxid, joined=self.now)
         self.learners[to] = peer
-        self.log.info("learner_connected", sid=info.sid, observer=observer, last_zxid=fmt(info.last_zxid),
-                      accepted_epoch=info.accepted_epoch)
+        self.log.info(
+            "learner_connected",
+            sid=info.sid,
+            observer=observer,
+            last_zxid=fmt(info.last_zxid),
+            accepted_epoch=info.accepted_epoch,
+        )
         if self.phase is Phase.DISCOVERY:
             self._try_new_epoch()
         elif self.phase in (Phase.SYNC, Phase.BROADCAST):
@@ -351,8 +371,11 @@ class Leader(RoleCore, ReconfigGate):
         return self.config
 
     def synced_quorum(self, servers: list[ServerEntry]) -> bool:
-        synced = {p.sid for p in self.learners.values()
-                  if not p.observer and p.phase in (LearnerPhase.ACKED, LearnerPhase.ACTIVE)} | {self.sid}
+        synced = {
+            p.sid
+            for p in self.learners.values()
+            if not p.observer and p.phase in (LearnerPhase.ACKED, LearnerPhase.ACTIVE)
+        } | {self.sid}
         if majority.reached(synced, _voters(servers)):
             return True
         self.log.info("reconfig_without_quorum", synced=sorted(synced), voters=sorted(_voters(servers)))
@@ -367,7 +390,9 @@ class Leader(RoleCore, ReconfigGate):
         self.voters = _voters(config.servers)
         self.observers = {s.id for s in config.servers if not s.voter}
         self.joint = None
-        self.log.info("reconfigured", version=fmt(config.version), voters=sorted(self.voters), observers=sorted(self.observers))
+        self.log.info(
+            "reconfigured", version=fmt(config.version), voters=sorted(self.voters), observers=sorted(self.observers)
+        )
         for peer in list(self.learners.values()):
             if not self._member(peer.sid):
                 if peer.sid in old_members:
@@ -380,8 +405,11 @@ class Leader(RoleCore, ReconfigGate):
     def _alive_sids(self) -> set[int]:
         """The voters that count as alive: synchronized, or still within init_limit of joining."""
         grace = self.now - self.init_s
-        return {p.sid for p in self.learners.values()
-                if not p.observer and (p.phase in (LearnerPhase.ACKED, LearnerPhase.ACTIVE) or p.joined >= grace)} | {self.sid}
+        return {
+            p.sid
+            for p in self.learners.values()
+            if not p.observer and (p.phase in (LearnerPhase.ACKED, LearnerPhase.ACTIVE) or p.joined >= grace)
+        } | {self.sid}
 
     def from_learner(self, to: bytes, msg: Any) -> None:
         peer = self.learners.get(to)
@@ -391,7 +419,11 @@ class Leader(RoleCore, ReconfigGate):
             if self.proposer is not None and not peer.observer and peer.phase in STREAMING:
                 self.proposer.logged(peer.sid, msg.zxid)
         elif isinstance(msg, q.ProbeAck):
-            if not peer.observer and peer.phase in (LearnerPhase.ACKED, LearnerPhase.ACTIVE) and msg.n <= self.probe_sent:
+            if (
+                not peer.observer
+                and peer.phase in (LearnerPhase.ACKED, LearnerPhase.ACTIVE)
+                and msg.n <= self.probe_sent
+            ):
                 self.probe_acked[peer.sid] = max(self.probe_acked.get(peer.sid, 0), msg.n)
                 self._release_probed()
         elif isinstance(msg, WriteRequest):
@@ -410,8 +442,10 @@ class Leader(RoleCore, ReconfigGate):
         voters_in = {p.sid for p in self.learners.values() if not p.observer} | {self.sid}
         if not self._quorum(voters_in):
             return
-        newest = max([self.accepted_epoch, self.current_epoch, epoch_of(self.last_logged)]
-                     + [p.accepted_epoch for p in self.learners.values()])
+        newest = max(
+            [self.accepted_epoch, self.current_epoch, epoch_of(self.last_logged)]
+            + [p.accepted_epoch for p in self.learners.values()]
+        )
         self._set_epoch(newest + 1)
         for peer in self.learners.values():
             peer.chose_epoch = True
@@ -503,7 +537,9 @@ class Leader(RoleCore, ReconfigGate):
             outstanding = self.proposer.resend_after(sync_to)
             if outstanding:
                 self._send(peer, q.Proposal(outstanding))
-        self.log.info("learner_sync", sid=peer.sid, kind=plan.kind, common=fmt(plan.common), to=fmt(sync_to), txns=len(txns))
+        self.log.info(
+            "learner_sync", sid=peer.sid, kind=plan.kind, common=fmt(plan.common), to=fmt(sync_to), txns=len(txns)
+        )
 
     def _on_ack_new_leader(self, peer: LearnerState, msg: q.AckNewLeader) -> None:
         if msg.zxid != peer.newleader_zxid:
@@ -515,8 +551,9 @@ class Leader(RoleCore, ReconfigGate):
                 self.proposer.logged(peer.sid, msg.zxid)
             self._up_to_date(peer)
             return
-        acked = {p.sid for p in self.learners.values()
-                 if p.phase is LearnerPhase.ACKED and not p.observer and p.vouches} | {self.sid}
+        acked = {
+            p.sid for p in self.learners.values() if p.phase is LearnerPhase.ACKED and not p.observer and p.vouches
+        } | {self.sid}
         if self._quorum(acked):
             self._establish()
 
@@ -543,8 +580,14 @@ class Leader(RoleCore, ReconfigGate):
         for session_id, info in tree.sessions.items():  # every session's timer starts anew (as ZooKeeper)
             self.tracker.add(session_id, info.timeout_ms, self._now_ms)
         self.phase = Phase.BROADCAST
-        self.log.info("leading", epoch=self.epoch, zxid=fmt(last), znodes=tree.node_count(), sessions=len(tree.sessions),
-                      learners=sorted(p.sid for p in self.learners.values() if p.phase is LearnerPhase.ACKED))
+        self.log.info(
+            "leading",
+            epoch=self.epoch,
+            zxid=fmt(last),
+            znodes=tree.node_count(),
+            sessions=len(tree.sessions),
+            learners=sorted(p.sid for p in self.learners.values() if p.phase is LearnerPhase.ACKED),
+        )
         self._out.append(Tell("session", LeaderUp(epoch=self.epoch, role=self.role)))
         for peer in self.learners.values():
             if peer.phase is LearnerPhase.ACKED:

@@ -86,10 +86,20 @@ class LeaderActor(Actor):
         voters = frozenset(s.id for s in cfg.servers if s.voter) or frozenset({cfg.sid})
         self.tick_s = cfg.tick_ms / 1000.0
         self.core = Leader(
-            sid=cfg.sid, voters=voters, ensemble=self.ensemble, accepted_epoch=epochs.read_epoch(self.dir, "acceptedEpoch"),
-            current_epoch=epochs.read_epoch(self.dir, "currentEpoch"), tick_ms=cfg.tick_ms, init_limit=cfg.init_limit,
-            container_check_ms=cfg.container_check_ms, max_data_bytes=cfg.max_data_bytes, now=now, log=self.log,
-            sync_memory_txns=cfg.sync_memory_txns, servers=cfg.servers, reconfig_enabled=cfg.reconfig_enabled,
+            sid=cfg.sid,
+            voters=voters,
+            ensemble=self.ensemble,
+            accepted_epoch=epochs.read_epoch(self.dir, "acceptedEpoch"),
+            current_epoch=epochs.read_epoch(self.dir, "currentEpoch"),
+            tick_ms=cfg.tick_ms,
+            init_limit=cfg.init_limit,
+            container_check_ms=cfg.container_check_ms,
+            max_data_bytes=cfg.max_data_bytes,
+            now=now,
+            log=self.log,
+            sync_memory_txns=cfg.sync_memory_txns,
+            servers=cfg.servers,
+            reconfig_enabled=cfg.reconfig_enabled,
             config_version=known.version if (known := read_membership(cfg.data_dir)) is not None else 0,
         )
         # Learners' synchronizations are read on a thread of their own (one at a time), so that the
@@ -132,7 +142,9 @@ class LeaderActor(Actor):
     def next_deadline(self) -> float | None:
         if self.core.phase is Phase.STARTING:
             return self.hello_due
-        deadlines = [d for d in (self.core.next_deadline(), *(ch.deadline() for ch in self.channels.values())) if d is not None]
+        deadlines = [
+            d for d in (self.core.next_deadline(), *(ch.deadline() for ch in self.channels.values())) if d is not None
+        ]
         if self.ensemble:
             deadlines.append(self.stats_due)
         return min(deadlines) if deadlines else None
@@ -314,7 +326,6 @@ class LeaderActor(Actor):
 
     def _forget(self, ident: bytes) -> None:
         self.channels.pop(ident, None)
-
 
     def on_stop(self) -> None:
         self.log.info("leader_stopping", pid=os.getpid(), phase=self.core.phase.value)

@@ -110,7 +110,14 @@ class _Rec:
     __slots__ = ("acl", "aversion", "creates", "ephemeral_owner", "num_children", "size", "version")
 
     def __init__(
-        self, acl: list[ACL], version: int, aversion: int, ephemeral_owner: int, creates: int, num_children: int, size: int
+        self,
+        acl: list[ACL],
+        version: int,
+        aversion: int,
+        ephemeral_owner: int,
+        creates: int,
+        num_children: int,
+        size: int,
     ) -> None:
         self.size = size
         self.acl = acl
@@ -149,7 +156,15 @@ class _Overlay:
         if isinstance(rec, _Rec):
             return rec
         node = self.tree.nodes[path]
-        rec = _Rec(node.acl, node.version, node.aversion, node.ephemeral_owner, node.creates, len(node.children), data_size(node.data))
+        rec = _Rec(
+            node.acl,
+            node.version,
+            node.aversion,
+            node.ephemeral_owner,
+            node.creates,
+            len(node.children),
+            data_size(node.data),
+        )
         self.changes[path] = rec
         return rec
 
@@ -616,7 +631,9 @@ class Prep:
             if limit > -1 and value > limit:
                 seen = self._quota_warnings[root, what] = self._quota_warnings.get((root, what), 0) + 1
                 if seen % QUOTA_LOG_EVERY == 1:
-                    self.log.warning("quota_exceeded", quota=root, what=what, value=value, limit=limit, hard=hard > -1, seen=seen)
+                    self.log.warning(
+                        "quota_exceeded", quota=root, what=what, value=value, limit=limit, hard=hard > -1, seen=seen
+                    )
                 if hard > -1:
                     return True
         return False

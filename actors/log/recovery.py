@@ -13,13 +13,15 @@ from actors.protocol.zxid import fmt
 from actors.session.tree import DataTree
 
 
-def load_state(directory: Path, *, upto: int | None = None, log: Any, tail: deque[Txn] | None = None,
-               keep_data: bool = True) -> DataTree:
+def load_state(
+    directory: Path, *, upto: int | None = None, log: Any, tail: deque[Txn] | None = None, keep_data: bool = True
+) -> DataTree:
     return load_state_counted(directory, upto=upto, log=log, tail=tail, keep_data=keep_data)[0]
 
 
-def load_state_counted(directory: Path, *, upto: int | None = None, log: Any,
-                       tail: deque[Txn] | None = None, keep_data: bool = True) -> tuple[DataTree, int]:
+def load_state_counted(
+    directory: Path, *, upto: int | None = None, log: Any, tail: deque[Txn] | None = None, keep_data: bool = True
+) -> tuple[DataTree, int]:
     """The state, and how many logged txns were replayed on top of its snapshot (what the next
     snapshot would save a restart from replaying). `tail` gets the txns replayed (a bounded deque
     keeps the latest). `keep_data=False`: a tree without the values (DataTree's)."""
@@ -45,7 +47,9 @@ def catch_up(tree: DataTree, directory: Path, upto: int | None, log: Any, tail: 
     return n
 
 
-def resume_state(tree: DataTree, directory: Path, *, upto: int, log: Any, tail: deque[Txn] | None = None) -> DataTree | None:
+def resume_state(
+    tree: DataTree, directory: Path, *, upto: int, log: Any, tail: deque[Txn] | None = None
+) -> DataTree | None:
     """`tree`, read from this disk earlier (a standby role actor's preload), caught up through
     `upto`; None if the disk moved under it in a way a catch-up cannot follow: the txn it ends
     with was truncated away, or a snapshot newer than it appeared (a leader's SNAP installed, whose

@@ -107,7 +107,13 @@ class TxnLog:
                     f.truncate(end)
                     f.flush()
                     os.fsync(f.fileno())
-                self.log.warning("log_tail_truncated", file=path.name, offset=end, reason=reason or "trailing bytes", dropped=size - end)
+                self.log.warning(
+                    "log_tail_truncated",
+                    file=path.name,
+                    offset=end,
+                    reason=reason or "trailing bytes",
+                    dropped=size - end,
+                )
                 for _later_first, later in logs[i + 1 :]:
                     later.unlink()
                     self.log.warning("log_file_dropped", file=later.name)

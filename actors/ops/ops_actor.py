@@ -145,8 +145,13 @@ class OpsActor(Actor):
             leader = st.get("leader")
             entry = next((s for s in self.membership() if s.id == leader), None)
             ip = entry.host if entry is not None else self.cfg.client_host if st.get("role") == "standalone" else ""
-            return 200, {"is_leader": st.get("role") in ("leader", "standalone"), "leader_id": leader if leader is not None else -1,
-                         "leader_ip": ip, "command": command, "error": None}
+            return 200, {
+                "is_leader": st.get("role") in ("leader", "standalone"),
+                "leader_id": leader if leader is not None else -1,
+                "leader_ip": ip,
+                "command": command,
+                "error": None,
+            }
         if command == "voting_view":
             view = {str(s.id): s.spec().split("=", 1)[1] for s in self.membership()}
             return 200, {"current_config": view, "command": command, "error": None}
@@ -186,44 +191,70 @@ class NodeCollector:
                 name = f"quota_{gauge}"
                 family = quotas.get(name)
                 if family is None:
-                    family = quotas[name] = GaugeMetricFamily(name, "ZooKeeper's quota gauge per namespace", labels=["namespace"])
+                    family = quotas[name] = GaugeMetricFamily(
+                        name, "ZooKeeper's quota gauge per namespace", labels=["namespace"]
+                    )
                 family.add_metric([namespace], value)
             elif key in self.COUNTERS:
                 yield CounterMetricFamily(key, f"ZooKeeper's {key}", value=value)
             else:
                 yield GaugeMetricFamily(key, f"ZooKeeper's {key}", value=value)
         yield from quotas.values()
-        latency = HistogramMetricFamily("zoomq_request_latency_seconds", "request latency at this node, arrival to answer, per operation",
-                                        labels=["op"])
+        latency = HistogramMetricFamily(
+            "zoomq_request_latency_seconds",
+            "request latency at this node, arrival to answer, per operation",
+            labels=["op"],
+        )
         for op, h in sorted((metrics.get("latency") or {}).items()):
             buckets = [("+Inf" if le is None else repr(le / 1000.0), n) for le, n in h["buckets"]]
             latency.add_metric([op], buckets, sum_value=h["sum_ms"] / 1000.0)
         yield latency
         fsync = HistogramMetricFamily("zoomq_fsync_seconds", "the log actor's fsyncs (one per batch of appends)")
         h = self.ops.fsyncs.get("fsync") or {"buckets": [[le, 0] for le in (*BUCKETS_MS, None)], "sum_ms": 0.0}
-        fsync.add_metric([], [("+Inf" if le is None else repr(le / 1000.0), n) for le, n in h["buckets"]], sum_value=h["sum_ms"] / 1000.0)
+        fsync.add_metric(
+            [],
+            [("+Inf" if le is None else repr(le / 1000.0), n) for le, n in h["buckets"]],
+            sum_value=h["sum_ms"] / 1000.0,
+        )
         yield fsync
-        queued = GaugeMetricFamily("zoomq_bus_queued_frames", "frames an actor has queued for another, not yet written",
-                                   labels=["actor", "dest"])
-        for actor, table in (("session", metrics.get("bus_queued") or {}), ("log", self.ops.log_queued),
-                             ("ops", self.ops.bus.queued_by_dest())):
+        queued = GaugeMetricFamily(
+            "zoomq_bus_queued_frames",
+            "frames an actor has queued for another, not yet written",
+            labels=["actor", "dest"],
+        )
+        for actor, table in (
+            ("session", metrics.get("bus_queued") or {}),
+            ("log", self.ops.log_queued),
+            ("ops", self.ops.bus.queued_by_dest()),
+        ):
             for dest, n in sorted(table.items()):
                 queued.add_metric([actor, dest], n)
         yield queued
-        yield CounterMetricFamily("zoomq_txns_applied", "txns this node applied from the commit stream", value=metrics.get("applied", 0))
+        yield CounterMetricFamily(
+            "zoomq_txns_applied", "txns this node applied from the commit stream", value=metrics.get("applied", 0)
+        )
         leader = metrics.get("leader")
         if leader:
             yield CounterMetricFamily("zoomq_proposals", "txns this leader proposed", value=leader.get("proposed", 0))
-            yield CounterMetricFamily("zoomq_commits", "entries this leader committed", value=leader.get("committed", 0))
-            yield CounterMetricFamily("zoomq_commit_rounds", "commit rounds (commits / rounds = the batch size)",
-                                      value=leader.get("commit_rounds", 0))
-            lag = GaugeMetricFamily("zoomq_learner_lag_txns", "txns a voting learner's log is behind the last commit", labels=["sid"])
+            yield CounterMetricFamily(
+                "zoomq_commits", "entries this leader committed", value=leader.get("committed", 0)
+            )
+            yield CounterMetricFamily(
+                "zoomq_commit_rounds",
+                "commit rounds (commits / rounds = the batch size)",
+                value=leader.get("commit_rounds", 0),
+            )
+            lag = GaugeMetricFamily(
+                "zoomq_learner_lag_txns", "txns a voting learner's log is behind the last commit", labels=["sid"]
+            )
             for sid, behind in sorted((leader.get("lag") or {}).items()):
                 lag.add_metric([str(sid)], behind)
             yield lag
         status = self.ops.status()
         count, total_ms, last_ms = status.get("elections") or (0, 0.0, 0.0)
-        yield GaugeMetricFamily("election_time", "ZooKeeper's election_time: the last election's duration (ms)", value=last_ms)
+        yield GaugeMetricFamily(
+            "election_time", "ZooKeeper's election_time: the last election's duration (ms)", value=last_ms
+        )
         yield CounterMetricFamily("zoomq_elections", "elections this node ran", value=count)
         yield CounterMetricFamily("zoomq_election_seconds", "time spent in elections", value=total_ms / 1000.0)
         actors = status.get("actors") or {}
@@ -259,9 +290,9 @@ class _AdminHandler(http.server.BaseHTTPRequestHandler):
             status, body = 200, {"commands": {name: list(aliases) for name, aliases in admin.JSON_COMMANDS.items()}}
         elif path.startswith("/commands/"):
             try:
-                status, body = self.server.ops.command(path[len("/commands/"):])
+                status, body = self.server.ops.command(path[len("/commands/") :])
             except TimeoutError as exc:
-                status, body = 503, {"command": path[len("/commands/"):], "error": str(exc)}
+                status, body = 503, {"command": path[len("/commands/") :], "error": str(exc)}
         else:
             status, body = 404, {"error": f"no such path: {path or '/'} (try /commands)"}
         data = json.dumps(body, indent=2).encode()

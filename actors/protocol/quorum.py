@@ -155,4 +155,6 @@ class Dropped(Peer, tag="dropped"):
 
 
 ToLeader = FollowerInfo | AckEpoch | AckNewLeader | Ack | Ping | WriteRequest | Touch | ProbeAck | OwnSession
-ToLearner = LeaderInfo | Trunc | Snap | Diff | NewLeader | UpToDate | Proposal | Commit | Inform | Ping | Probe | Dropped
+ToLearner = (
+    LeaderInfo | Trunc | Snap | Diff | NewLeader | UpToDate | Proposal | Commit | Inform | Ping | Probe | Dropped
+)

@@ -88,7 +88,17 @@ class ReconfigTxn(TxnOp, tag="reconfig"):
     servers: list[ServerEntry]
 
 
-AnyTxnOp = CreateTxn | DeleteTxn | SetDataTxn | SetACLTxn | CheckTxn | MultiTxn | CreateSessionTxn | CloseSessionTxn | ReconfigTxn
+AnyTxnOp = (
+    CreateTxn
+    | DeleteTxn
+    | SetDataTxn
+    | SetACLTxn
+    | CheckTxn
+    | MultiTxn
+    | CreateSessionTxn
+    | CloseSessionTxn
+    | ReconfigTxn
+)
 
 
 class Txn(msgspec.Struct, array_like=True, frozen=True, tag="txn", tag_field="tag"):

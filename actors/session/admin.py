@@ -160,8 +160,13 @@ def _quota_lines(quotas: dict[str, Any]) -> dict[str, int]:
 
 def _cons(facts: Callable[[], AdminFacts]) -> str:
     f = facts()
-    return "".join(f" /{c.peer}[1](queued={c.queued},sid={hex(c.session_id)},to={c.timeout_ms},lzxid={hex(f.zxid)})\n"
-                   for c in f.open) + "\n"
+    return (
+        "".join(
+            f" /{c.peer}[1](queued={c.queued},sid={hex(c.session_id)},to={c.timeout_ms},lzxid={hex(f.zxid)})\n"
+            for c in f.open
+        )
+        + "\n"
+    )
 
 
 def _wchs(facts: Callable[[], AdminFacts]) -> str:
@@ -247,28 +252,51 @@ def json_command(command: str, facts: Callable[[], AdminFacts]) -> dict[str, Any
 def _server_stats(f: AdminFacts) -> dict[str, Any]:
     low, avg, high = f.latency_ms
     return {
-        "packets_sent": f.sent, "packets_received": f.received, "fsync_threshold_exceed_count": 0,
+        "packets_sent": f.sent,
+        "packets_received": f.received,
+        "fsync_threshold_exceed_count": 0,
         "client_response_stats": {"last_buffer_size": -1, "min_buffer_size": -1, "max_buffer_size": -1},
-        "provider_null": False, "server_state": f.mode, "outstanding_requests": f.outstanding,
-        "last_processed_zxid": f.zxid, "avg_latency": avg, "max_latency": high, "min_latency": low,
-        "num_alive_client_connections": f.connections, "uptime": f.uptime_ms,
+        "provider_null": False,
+        "server_state": f.mode,
+        "outstanding_requests": f.outstanding,
+        "last_processed_zxid": f.zxid,
+        "avg_latency": avg,
+        "max_latency": high,
+        "min_latency": low,
+        "num_alive_client_connections": f.connections,
+        "uptime": f.uptime_ms,
     }
 
 
 def _json_server_stats(facts: Callable[[], AdminFacts]) -> dict[str, Any]:
     f = facts()
-    return {"version": VERSION, "read_only": f.mode == "read-only", "server_stats": _server_stats(f),
-            "client_response": {"last_buffer_size": -1, "min_buffer_size": -1, "max_buffer_size": -1}, "node_count": f.node_count}
+    return {
+        "version": VERSION,
+        "read_only": f.mode == "read-only",
+        "server_stats": _server_stats(f),
+        "client_response": {"last_buffer_size": -1, "min_buffer_size": -1, "max_buffer_size": -1},
+        "node_count": f.node_count,
+    }
 
 
 def _connection(f: AdminFacts, c: ConnectionView) -> dict[str, Any]:
-    return {"remote_socket_address": c.peer, "interest_ops": 1, "outstanding_requests": c.queued,
-            "session_id": hex(c.session_id), "session_timeout": c.timeout_ms, "last_zxid": hex(f.zxid)}
+    return {
+        "remote_socket_address": c.peer,
+        "interest_ops": 1,
+        "outstanding_requests": c.queued,
+        "session_id": hex(c.session_id),
+        "session_timeout": c.timeout_ms,
+        "last_zxid": hex(f.zxid),
+    }
 
 
 def _json_stat(facts: Callable[[], AdminFacts]) -> dict[str, Any]:
     f = facts()
-    return {**_json_server_stats(lambda: f), "connections": [_connection(f, c) for c in f.open], "secure_connections": []}
+    return {
+        **_json_server_stats(lambda: f),
+        "connections": [_connection(f, c) for c in f.open],
+        "secure_connections": [],
+    }
 
 
 def _json_monitor(facts: Callable[[], AdminFacts]) -> dict[str, Any]:
@@ -289,9 +317,15 @@ def _json_monitor(facts: Callable[[], AdminFacts]) -> dict[str, Any]:
 def _json_configuration(facts: Callable[[], AdminFacts]) -> dict[str, Any]:
     cfg = facts().config
     out: dict[str, Any] = {
-        "client_port": cfg.client_port, "client_port_listen_backlog": -1, "data_dir": cfg.data_dir,
-        "data_log_dir": cfg.data_dir, "tick_time": cfg.tick_ms, "max_client_cnxns": 0,
-        "min_session_timeout": cfg.min_timeout_ms, "max_session_timeout": cfg.max_timeout_ms, "server_id": cfg.sid,
+        "client_port": cfg.client_port,
+        "client_port_listen_backlog": -1,
+        "data_dir": cfg.data_dir,
+        "data_log_dir": cfg.data_dir,
+        "tick_time": cfg.tick_ms,
+        "max_client_cnxns": 0,
+        "min_session_timeout": cfg.min_timeout_ms,
+        "max_session_timeout": cfg.max_timeout_ms,
+        "server_id": cfg.sid,
     }
     if cfg.servers:
         out["init_limit"] = cfg.init_limit
@@ -314,7 +348,9 @@ _JSON: dict[str, Callable[[Callable[[], AdminFacts]], dict[str, Any]]] = {
     "server_stats": _json_server_stats,
     "stat": _json_stat,
     "configuration": _json_configuration,
-    "connections": lambda facts: (lambda f: {"connections": [_connection(f, c) for c in f.open], "secure_connections": []})(facts()),
+    "connections": lambda facts: (
+        lambda f: {"connections": [_connection(f, c) for c in f.open], "secure_connections": []}
+    )(facts()),
     "watch_summary": _json_watch_summary,
     "watches_by_path": lambda facts: {"path2sessions": facts().watches_by_path},
     "environment": _json_environment,

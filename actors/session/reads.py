@@ -30,8 +30,14 @@ CONNECTION_SCHEMES = frozenset({"ip", "x509", "sasl"})  # proven anew on each co
 DEFAULT_SUBTREE_LIMIT = 1_000_000  # NodeConfig.backup_max_znodes
 
 
-def read_result(tree: DataTree, watches: WatchTable, session_id: int, auth: list[Id], req: Any,
-                subtree_limit: int = DEFAULT_SUBTREE_LIMIT) -> tuple[int, Any]:
+def read_result(
+    tree: DataTree,
+    watches: WatchTable,
+    session_id: int,
+    auth: list[Id],
+    req: Any,
+    subtree_limit: int = DEFAULT_SUBTREE_LIMIT,
+) -> tuple[int, Any]:
     """(error code, reply body) of a read by `session_id` (authenticated as `auth`)."""
     if isinstance(req, p.GetSubtree):
         return subtree_result(tree, auth, req.path, subtree_limit)

@@ -87,7 +87,9 @@ MAX_REMEMBERED = 10_000
 PASSWD_BYTES = 16
 EXPIRED = p.Connected(p.PROTOCOL_VERSION, 0, 0, bytes(PASSWD_BYTES))
 SUPER = Id("super", "")
-_WATCHER_TYPES = frozenset({p.WATCHER_CHILDREN, p.WATCHER_DATA, p.WATCHER_ANY, p.WATCHER_PERSISTENT, p.WATCHER_PERSISTENT_RECURSIVE})
+_WATCHER_TYPES = frozenset(
+    {p.WATCHER_CHILDREN, p.WATCHER_DATA, p.WATCHER_ANY, p.WATCHER_PERSISTENT, p.WATCHER_PERSISTENT_RECURSIVE}
+)
 _TAGS: dict[type, str] = {cls: cls.__struct_config__.tag for cls in p.ClientMsg.__args__}  # type: ignore[attr-defined]
 _CLIENT_TAGS = frozenset(cls.__struct_config__.tag for cls in p.ClientMsg.__args__)  # type: ignore[attr-defined]
 
@@ -121,7 +123,13 @@ class LocalSession:
 
 class SessionCore:
     def __init__(
-        self, *, cfg: Any, log: Any, now: float, wall_ms: int, random_bytes: Callable[[int], bytes],
+        self,
+        *,
+        cfg: Any,
+        log: Any,
+        now: float,
+        wall_ms: int,
+        random_bytes: Callable[[int], bytes],
         peer_of: Callable[[Any], str | None] = lambda frame: None,
         note_connection: Callable[[bytes, Any, bool], None] = lambda rid, frame, gateway: None,
         node_facts: Callable[[], dict[str, Any]] = dict,
@@ -268,7 +276,9 @@ class SessionCore:
         if tree.membership is not None:
             self._reconfigured(tree.membership.servers, tree.membership.version)
         elif config is not None and self.cfg.servers:
-            config.data = membership_text(self.cfg.servers)  # /zookeeper/config: the membership (no reconfig yet: version 0)
+            config.data = membership_text(
+                self.cfg.servers
+            )  # /zookeeper/config: the membership (no reconfig yet: version 0)
         self.mode, self.epoch = msg.role, msg.epoch
         for session_id in [s for s in self.sessions if s not in tree.sessions]:
             self._drop_session(session_id)  # ended while we were away (or local to read-only mode)
@@ -368,9 +378,20 @@ class SessionCore:
         session = self.by_rid.get(rid)
         if session is None or session.session_id != marker.session_id:
             return  # that connection went away meanwhile
-        self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, session.timeout_ms, session.session_id,
-                                                        session.passwd, False, self.tree.last_zxid,
-                                                        self.tree.last_cxid(session.session_id))))
+        self._send(
+            rid,
+            self.encoder.encode(
+                p.Connected(
+                    p.PROTOCOL_VERSION,
+                    session.timeout_ms,
+                    session.session_id,
+                    session.passwd,
+                    False,
+                    self.tree.last_zxid,
+                    self.tree.last_cxid(session.session_id),
+                )
+            ),
+        )
 
     def _marker_reply(self, xid: int, marker: Marker) -> p.Reply:
         if not marker.replay:
@@ -388,14 +409,21 @@ class SessionCore:
             if pending is not None:
                 rid, ids, timeout_ms, passwd, conn = pending
                 self._bind_session(txn.session_id, rid, timeout_ms, passwd, ids, conn)
-                self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, timeout_ms, txn.session_id, passwd, False, txn.zxid)))
+                self._send(
+                    rid,
+                    self.encoder.encode(
+                        p.Connected(p.PROTOCOL_VERSION, timeout_ms, txn.session_id, passwd, False, txn.zxid)
+                    ),
+                )
             return
         session = self.sessions.get(txn.session_id)
         if session is None:
             return
         item = session.writes.pop(txn.cxid, None)
         if item is not None:
-            item.reply = self.encoder.encode(p.Reply(item.xid, txn.zxid, Codes.OK, None if isinstance(op, CloseSessionTxn) else body))
+            item.reply = self.encoder.encode(
+                p.Reply(item.xid, txn.zxid, Codes.OK, None if isinstance(op, CloseSessionTxn) else body)
+            )
             self._release(session)
         if isinstance(op, CloseSessionTxn):
             self._drop_session(txn.session_id)
@@ -436,7 +464,10 @@ class SessionCore:
         floor = self.history_from if self.history.maxlen else self.tree.last_zxid
         if since_zxid < floor:
             if not session.rid.startswith(GATEWAY_RID_PREFIX):
-                self._send(session.rid, self.encoder.encode(p.Event(self.tree.last_zxid, p.EVENT_RESYNC, p.STATE_SYNC_CONNECTED, path)))
+                self._send(
+                    session.rid,
+                    self.encoder.encode(p.Event(self.tree.last_zxid, p.EVENT_RESYNC, p.STATE_SYNC_CONNECTED, path)),
+                )
             return
         prefix = path.rstrip("/") + "/"
         for kept in self.history:
@@ -564,7 +595,8 @@ class SessionCore:
                 code = Codes.BADARGUMENTS
             else:
                 found = (self.watches.remove if isinstance(msg, p.RemoveWatches) else self.watches.has)(
-                    msg.path, session.session_id, msg.watcher_type)
+                    msg.path, session.session_id, msg.watcher_type
+                )
                 code = Codes.OK if found else Codes.NOWATCHER
             self._reply_in_order(rid, msg.xid, code)
         else:
@@ -618,15 +650,26 @@ class SessionCore:
             local = self.sessions.get(req.session_id)
             if known is not None and known.passwd == req.passwd:
                 session_id, timeout, passwd = req.session_id, known.timeout_ms, known.passwd
-            elif local is not None and local.read_only and req.session_id not in tree.sessions and local.passwd == req.passwd:
+            elif (
+                local is not None
+                and local.read_only
+                and req.session_id not in tree.sessions
+                and local.passwd == req.passwd
+            ):
                 session_id, timeout, passwd = req.session_id, local.timeout_ms, local.passwd
             else:
                 self._reply(rid, 0, Codes.CONNECTIONLOSS)  # not known here: try another node
                 return
         self._bind_session(session_id, rid, timeout, passwd, ids, 0)
         self.sessions[session_id].read_only = True
-        self._send(rid, self.encoder.encode(p.Connected(p.PROTOCOL_VERSION, timeout, session_id, passwd, True,
-                                                        tree.last_zxid, tree.last_cxid(session_id))))
+        self._send(
+            rid,
+            self.encoder.encode(
+                p.Connected(
+                    p.PROTOCOL_VERSION, timeout, session_id, passwd, True, tree.last_zxid, tree.last_cxid(session_id)
+                )
+            ),
+        )
 
     def _connect(self, rid: bytes, req: p.Connect, ids: list[Id]) -> None:
         if self.serving_read_only:
@@ -646,8 +689,11 @@ class SessionCore:
             session_id, timeout, passwd = self._new_session(req)
             conn = self._new_conn()
             self.connecting[session_id] = (rid, ids, timeout, passwd, conn)
-            self._tell(WriteRequest(self.sid, session_id, 0, OpenSession(session_id, timeout, passwd),
-                                    conn=conn, epoch=self.epoch))
+            self._tell(
+                WriteRequest(
+                    self.sid, session_id, 0, OpenSession(session_id, timeout, passwd), conn=conn, epoch=self.epoch
+                )
+            )
             return
         info = tree.sessions.get(req.session_id)
         if info is None or info.passwd != req.passwd:
@@ -660,7 +706,9 @@ class SessionCore:
         self.touched.add(req.session_id)
         self.resuming[req.session_id] = (rid, conn)  # answered by _owned
 
-    def _bind_session(self, session_id: int, rid: bytes, timeout_ms: int, passwd: bytes, ids: list[Id], conn: int) -> None:
+    def _bind_session(
+        self, session_id: int, rid: bytes, timeout_ms: int, passwd: bytes, ids: list[Id], conn: int
+    ) -> None:
         session = self.sessions.get(session_id)
         if session is None:
             session = LocalSession(session_id, rid, timeout_ms, passwd)
@@ -721,8 +769,9 @@ class SessionCore:
         item = Pending(msg.xid, msg, is_write=True, started=self.clock)
         session.pending.append(item)
         session.writes[msg.xid] = item
-        self._tell(WriteRequest(self.sid, session.session_id, msg.xid, msg, session.auth,
-                                conn=session.conn, epoch=self.epoch))
+        self._tell(
+            WriteRequest(self.sid, session.session_id, msg.xid, msg, session.auth, conn=session.conn, epoch=self.epoch)
+        )
 
     def _linearizable_read(self, session: LocalSession, msg: Any) -> None:
         """Raft's ReadIndex on ZAB: the read goes to the leader as a Sync, which the leader puts in
@@ -733,15 +782,27 @@ class SessionCore:
         item = Pending(msg.xid, msg, is_write=True, then_read=True, started=self.clock)
         session.pending.append(item)
         session.writes[msg.xid] = item
-        self._tell(WriteRequest(self.sid, session.session_id, msg.xid, p.Sync(msg.xid, msg.path), session.auth,
-                                conn=session.conn, epoch=self.epoch))
+        self._tell(
+            WriteRequest(
+                self.sid,
+                session.session_id,
+                msg.xid,
+                p.Sync(msg.xid, msg.path),
+                session.auth,
+                conn=session.conn,
+                epoch=self.epoch,
+            )
+        )
 
     def _check_write(self, msg: Any) -> int:
         """Cheap checks done here so that garbage never reaches the leader."""
         limit = self.cfg.max_data_bytes
         for op in msg.ops if isinstance(msg, p.Multi) else (msg,):
             path = getattr(op, "path", None)
-            if path is not None and validate_path(path, sequential=isinstance(op, p.Create) and op.flags in (2, 3, 6)) is not None:
+            if (
+                path is not None
+                and validate_path(path, sequential=isinstance(op, p.Create) and op.flags in (2, 3, 6)) is not None
+            ):
                 return Codes.BADARGUMENTS
             data = getattr(op, "data", None)
             if data is not None and len(data) > limit:
@@ -766,8 +827,9 @@ class SessionCore:
                 self.latencies.record(_TAGS.get(type(head.request), "other"), (self.clock - head.started) * 1000.0)
 
     def _read(self, session: LocalSession, req: Any) -> bytes:
-        err, body = read_result(self.tree, self.watches, session.session_id, session.auth, req,
-                                subtree_limit=self.cfg.backup_max_znodes)
+        err, body = read_result(
+            self.tree, self.watches, session.session_id, session.auth, req, subtree_limit=self.cfg.backup_max_znodes
+        )
         return self.encoder.encode(p.Reply(req.xid, self.tree.last_zxid, err, body))
 
     def _auth(self, session: LocalSession, msg: p.Auth, gateway: bool) -> None:
@@ -797,7 +859,10 @@ class SessionCore:
 
     def _add_watch(self, session: LocalSession, msg: p.AddWatch) -> None:
         """A persistent (recursive) watch; the node need not exist. READ is checked where it does."""
-        if validate_path(msg.path) is not None or msg.mode not in (p.WATCH_MODE_PERSISTENT, p.WATCH_MODE_PERSISTENT_RECURSIVE):
+        if validate_path(msg.path) is not None or msg.mode not in (
+            p.WATCH_MODE_PERSISTENT,
+            p.WATCH_MODE_PERSISTENT_RECURSIVE,
+        ):
             self._reply_in_order(session.rid, msg.xid, Codes.BADARGUMENTS)
             return
         node = self.tree.get(msg.path)
@@ -835,7 +900,7 @@ class SessionCore:
         """JSON for the ops actor: "json:<AdminServer command>" or "metrics" (what /metrics shows
         that the session actor knows: mntr's values, request latencies, the leader's counters)."""
         if command.startswith("json:"):
-            name = command[len("json:"):]
+            name = command[len("json:") :]
             facts = self._facts
             if name == "watches_by_path":
                 facts = self._facts_with_watches
@@ -843,13 +908,17 @@ class SessionCore:
         if command == "metrics":
             f = self._facts()
             stats = self.learner_stats if f.mode == "leader" else None
-            return msgspec.json.encode({
-                "mntr": admin.json_command("monitor", lambda: f),
-                "latency": self.latencies.snapshot(),
-                "applied": self.applied_total,
-                "bus_queued": self.node_facts().get("bus_queued", {}),
-                "leader": {name: getattr(stats, name) for name in stats.__struct_fields__} if stats is not None else None,
-            })
+            return msgspec.json.encode(
+                {
+                    "mntr": admin.json_command("monitor", lambda: f),
+                    "latency": self.latencies.snapshot(),
+                    "applied": self.applied_total,
+                    "bus_queued": self.node_facts().get("bus_queued", {}),
+                    "leader": {name: getattr(stats, name) for name in stats.__struct_fields__}
+                    if stats is not None
+                    else None,
+                }
+            )
         return msgspec.json.encode({"command": command, "error": f"Unknown command: {command}"})
 
     def _facts_with_watches(self) -> admin.AdminFacts:
@@ -867,21 +936,43 @@ class SessionCore:
         node = self.node_facts()
         open_rids = node.get("open_rids", ())
         return admin.AdminFacts(
-            mode="read-only" if self.serving_read_only else self.mode if self.synced or self.mode == "standalone" else "looking",
-            serving=self.synced, zxid=tree.last_zxid, epoch=self.epoch, node_count=tree.node_count(),
-            watch_count=watches.count(), watch_paths=len(set(watches.data) | set(watches.child)),
-            watching_sessions=len({s for table in (watches.data, watches.child) for sids in table.values() for s in sids}),
+            mode="read-only"
+            if self.serving_read_only
+            else self.mode
+            if self.synced or self.mode == "standalone"
+            else "looking",
+            serving=self.synced,
+            zxid=tree.last_zxid,
+            epoch=self.epoch,
+            node_count=tree.node_count(),
+            watch_count=watches.count(),
+            watch_paths=len(set(watches.data) | set(watches.child)),
+            watching_sessions=len(
+                {s for table in (watches.data, watches.child) for sids in table.values() for s in sids}
+            ),
             ephemerals=sum(len(tree.ephemerals(s)) for s in tree.sessions),
             data_size=sum(len(path) + data_size(n.data) for path, n in tree.nodes.items()),
-            global_sessions=len(tree.sessions), local_sessions=len(self.sessions),
-            outstanding=sum(len(s.writes) for s in self.sessions.values()), received=self.received,
-            sent=node.get("sent", 0), connections=node.get("connections", 0),
-            open=[admin.ConnectionView(next((i.id for i in s.auth if i.scheme == "ip"), "?"), len(s.pending), s.session_id, s.timeout_ms)
-                  for rid, s in self.by_rid.items() if rid in open_rids],
-            uptime_ms=node.get("uptime_ms", 0), open_fds=node.get("open_fds"), learners=self.learner_stats,
-            config=self.cfg, environment=node.get("environment", {}),
+            global_sessions=len(tree.sessions),
+            local_sessions=len(self.sessions),
+            outstanding=sum(len(s.writes) for s in self.sessions.values()),
+            received=self.received,
+            sent=node.get("sent", 0),
+            connections=node.get("connections", 0),
+            open=[
+                admin.ConnectionView(
+                    next((i.id for i in s.auth if i.scheme == "ip"), "?"), len(s.pending), s.session_id, s.timeout_ms
+                )
+                for rid, s in self.by_rid.items()
+                if rid in open_rids
+            ],
+            uptime_ms=node.get("uptime_ms", 0),
+            open_fds=node.get("open_fds"),
+            learners=self.learner_stats,
+            config=self.cfg,
+            environment=node.get("environment", {}),
             quotas={root: (q.limits, q.usage()) for root, q in tree.quotas.items()},
-            latency=self.latencies, actors=node.get("actors", {}),
+            latency=self.latencies,
+            actors=node.get("actors", {}),
         )
 
 

@@ -91,8 +91,13 @@ class SessionActor(Actor):
             "open_rids": self.rid_fd,
             "sent": self.sent,
             "uptime_ms": int((time.time() - self.started) * 1000),
-            "environment": {"host.name": platform.node(), "python.version": sys.version.split()[0],
-                            "os.name": platform.system(), "os.arch": platform.machine(), "user.dir": os.getcwd()},
+            "environment": {
+                "host.name": platform.node(),
+                "python.version": sys.version.split()[0],
+                "os.name": platform.system(),
+                "os.arch": platform.machine(),
+                "user.dir": os.getcwd(),
+            },
         }
         try:
             facts["open_fds"] = len(os.listdir("/proc/self/fd"))
@@ -113,8 +118,14 @@ class SessionActor(Actor):
         self.sent = 0
         self.snapshot_child: tuple[int, int] | None = None  # (pid, zxid)
         self.core = SessionCore(
-            cfg=self.cfg, log=self.log, now=now, wall_ms=int(self.started * 1000), random_bytes=os.urandom,
-            peer_of=_peer_address, note_connection=self._note_connection, node_facts=self._node_facts,
+            cfg=self.cfg,
+            log=self.log,
+            now=now,
+            wall_ms=int(self.started * 1000),
+            random_bytes=os.urandom,
+            peer_of=_peer_address,
+            note_connection=self._note_connection,
+            node_facts=self._node_facts,
         )
         self._carry_out()
         # The state is read now, on a thread, while the role actor reads its own: the first sync

@@ -44,7 +44,16 @@ from actors.protocol.txn import (
     ttl_of,
 )
 from runtime.config import Membership, SpecError, membership_from_text, membership_text
-from zoomq.quota import LIMITS_NODE, QUOTA_PREFIX, STATS_NODE, QuotaLimits, QuotaUsage, quota_target, stats_path, usage_text
+from zoomq.quota import (
+    LIMITS_NODE,
+    QUOTA_PREFIX,
+    STATS_NODE,
+    QuotaLimits,
+    QuotaUsage,
+    quota_target,
+    stats_path,
+    usage_text,
+)
 from zoomq.protocol import (
     EVENT_NODE_CHILDREN_CHANGED,
     EVENT_NODE_CREATED,
@@ -634,7 +643,9 @@ class DataTree:
         recent = {sid: [(cxid, z, body) for cxid, (z, body) in table.items()] for sid, table in self.recent.items()}
         if images:
             chunks.append(msgspec.Raw(_snapshot_encoder.encode(images)))
-        return _snapshot_encoder.encode(_ChunkedSnapshot(SNAPSHOT_FORMAT, self.last_zxid, self.sessions, acls, chunks, recent))
+        return _snapshot_encoder.encode(
+            _ChunkedSnapshot(SNAPSHOT_FORMAT, self.last_zxid, self.sessions, acls, chunks, recent)
+        )
 
     @classmethod
     def from_snapshot(cls, data: bytes, keep_data: bool = True) -> DataTree:
@@ -655,7 +666,11 @@ class DataTree:
             path = image.path
             if not 0 <= image.acl < len(acls):
                 raise TreeInvariantError(f"snapshot node {path!r} names ACL #{image.acl}")
-            held = image.data if keep_data or path.startswith(QUOTA_PREFIX) or path == CONFIG or image.data is None else len(image.data)
+            held = (
+                image.data
+                if keep_data or path.startswith(QUOTA_PREFIX) or path == CONFIG or image.data is None
+                else len(image.data)
+            )
             node = Znode(held, acls[image.acl], image.czxid, image.ctime, image.ephemeral_owner)
             node.mzxid = image.mzxid
             node.mtime = image.mtime
@@ -779,7 +794,6 @@ class DataTree:
                     self._add_quota(quota_target(child)[0], self.nodes[child].data)  # type: ignore[index]
                 elif name != STATS_NODE:
                     stack.append(child)
-
 
 
 def parse_membership(text: bytes) -> Membership:

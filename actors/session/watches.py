@@ -23,7 +23,13 @@ from zoomq.protocol import EVENT_NODE_CHILDREN_CHANGED, EVENT_NODE_CREATED, EVEN
 _EMPTY: frozenset[int] = frozenset()
 # Kinds of watch, as remembered per session.
 DATA, CHILD, PERSISTENT, RECURSIVE = 0, 1, 2, 3
-WATCHER_CHILDREN, WATCHER_DATA, WATCHER_ANY, WATCHER_PERSISTENT, WATCHER_RECURSIVE = 1, 2, 3, 4, 5  # ZooKeeper's WatcherType
+WATCHER_CHILDREN, WATCHER_DATA, WATCHER_ANY, WATCHER_PERSISTENT, WATCHER_RECURSIVE = (
+    1,
+    2,
+    3,
+    4,
+    5,
+)  # ZooKeeper's WatcherType
 _KINDS_OF_TYPE = {
     WATCHER_CHILDREN: (CHILD,),
     WATCHER_DATA: (DATA,),

@@ -29,9 +29,19 @@ def register(history: list[Record], max_states: int = 2_000_000) -> dict[str, An
     ops = []
     for r in _of(history, "register"):
         out = (r["out"][0].encode() if r["out"][0] is not None else None, r["out"][1]) if r.get("out") else None
-        ops.append(Op(client=r["c"], key=r["k"], kind=r["f"], arg=r["v"].encode() if r.get("v") else None,
-                      expect_version=r.get("ev") if r["f"] == "cas" else None, call=r["t0"],
-                      ret=r["t1"] if r["r"] != "info" else None, ok=r["r"] == "ok", out=out))
+        ops.append(
+            Op(
+                client=r["c"],
+                key=r["k"],
+                kind=r["f"],
+                arg=r["v"].encode() if r.get("v") else None,
+                expect_version=r.get("ev") if r["f"] == "cas" else None,
+                call=r["t0"],
+                ret=r["t1"] if r["r"] != "info" else None,
+                ok=r["r"] == "ok",
+                out=out,
+            )
+        )
     initial = {op.key: (b"0", 0) for op in ops}
     try:
         ok, why = check(ops, initial, max_states=max_states)
@@ -55,8 +65,15 @@ def sequential(history: list[Record], final: dict[str, Any]) -> dict[str, Any]:
         extra = max(extra, len(listed - set(acked)))
     same = len({tuple(node["seq"]) for node in nodes}) <= 1
     ok = not dupes and not lost and extra <= unknown and same and bool(nodes)
-    return {"ok": ok, "acked": len(acked), "unknown": unknown, "lost": len(lost), "duplicates": len(dupes),
-            "unexplained": max(0, extra - unknown), "replicas_agree": same}
+    return {
+        "ok": ok,
+        "acked": len(acked),
+        "unknown": unknown,
+        "lost": len(lost),
+        "duplicates": len(dupes),
+        "unexplained": max(0, extra - unknown),
+        "replicas_agree": same,
+    }
 
 
 def queue(history: list[Record], final: dict[str, Any]) -> dict[str, Any]:
@@ -74,9 +91,16 @@ def queue(history: list[Record], final: dict[str, Any]) -> dict[str, Any]:
     made_up = (set(taken) | remaining) - put_any
     same = len({tuple(sorted(node["queue"].items())) for node in nodes}) <= 1
     ok = bool(nodes) and not twice and not resurrected and not lost and not made_up and same
-    return {"ok": ok, "puts_acked": len(put_ok), "consumed": sum(taken.values()), "remaining": len(remaining),
-            "lost": len(lost), "consumed_twice": len(twice) + len(resurrected), "made_up": len(made_up),
-            "replicas_agree": same}
+    return {
+        "ok": ok,
+        "puts_acked": len(put_ok),
+        "consumed": sum(taken.values()),
+        "remaining": len(remaining),
+        "lost": len(lost),
+        "consumed_twice": len(twice) + len(resurrected),
+        "made_up": len(made_up),
+        "replicas_agree": same,
+    }
 
 
 def lock(history: list[Record]) -> dict[str, Any]:
@@ -89,9 +113,14 @@ def lock(history: list[Record]) -> dict[str, Any]:
     holds = sorted((r["t0"], r["t1"], r["c"]) for r in recs if r["f"] == "hold" and r.get("clean"))
     overlaps = sum(1 for (s1, e1, c1), (s2, _, c2) in pairwise(holds) if s2 < e1 and c1 != c2)
     ok = len(set(versions)) == len(versions) and out_of_order == 0
-    return {"ok": ok, "holds": sum(1 for r in recs if r["f"] == "hold"), "fenced_writes": len(fences),
-            "fenced_out": sum(1 for r in recs if r["f"] == "fence" and r["r"] == "fail"),
-            "tokens_out_of_order": out_of_order, "clean_holds_overlapping": overlaps}
+    return {
+        "ok": ok,
+        "holds": sum(1 for r in recs if r["f"] == "hold"),
+        "fenced_writes": len(fences),
+        "fenced_out": sum(1 for r in recs if r["f"] == "fence" and r["r"] == "fail"),
+        "tokens_out_of_order": out_of_order,
+        "clean_holds_overlapping": overlaps,
+    }
 
 
 def ephemerals(history: list[Record], final: dict[str, Any]) -> dict[str, Any]:
@@ -101,9 +130,13 @@ def ephemerals(history: list[Record], final: dict[str, Any]) -> dict[str, Any]:
     vanished = [r for r in recs if r["f"] == "check" and not r["exists"]]
     left = {name for node in _healthy(final) for name in node["eph"]}
     ok = not vanished and not left and bool(_healthy(final))
-    return {"ok": ok, "sessions": sum(1 for r in recs if r["f"] == "create" and r["r"] == "ok"),
-            "checks": sum(1 for r in recs if r["f"] == "check"), "vanished_while_alive": len(vanished),
-            "left_after_close": len(left)}
+    return {
+        "ok": ok,
+        "sessions": sum(1 for r in recs if r["f"] == "create" and r["r"] == "ok"),
+        "checks": sum(1 for r in recs if r["f"] == "check"),
+        "vanished_while_alive": len(vanished),
+        "left_after_close": len(left),
+    }
 
 
 WRITES = {("register", "set"), ("register", "cas"), ("seq", "create"), ("queue", "put")}
@@ -129,8 +162,10 @@ def availability(history: list[Record], faults: list[dict[str, Any]], end: float
     by_kind: dict[str, list[float]] = defaultdict(list)
     for f in per_fault:
         by_kind[f["kind"]].append(f["outage"])
-    kinds = {k: {"count": len(v), "max_outage": max(v), "median_outage": sorted(v)[len(v) // 2]}
-             for k, v in sorted(by_kind.items())}
+    kinds = {
+        k: {"count": len(v), "max_outage": max(v), "median_outage": sorted(v)[len(v) // 2]}
+        for k, v in sorted(by_kind.items())
+    }
     return {"faults": per_fault, "kinds": kinds}
 
 

@@ -38,7 +38,10 @@ import psutil
 from bench.nemesis.netns import Lab
 
 CLIENT_PORT, QUORUM_PORT, ELECTION_PORT = 2181, 2888, 3888
-FAKETIME_LIBS = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1")
+FAKETIME_LIBS = (
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+)
 
 
 def faketime_lib() -> str | None:
@@ -65,8 +68,16 @@ class Cluster:
 
     name = "?"
 
-    def __init__(self, lab: Lab, nodes: int, observers: int, workdir: Path, tick_ms: int, faketime: bool = True,
-                 proxy: bool = True) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        nodes: int,
+        observers: int,
+        workdir: Path,
+        tick_ms: int,
+        faketime: bool = True,
+        proxy: bool = True,
+    ) -> None:
         self.lab, self.n, self.observers, self.tick_ms = lab, nodes, observers, tick_ms
         self.workdir = workdir
         self.proxied = proxy
@@ -97,7 +108,9 @@ class Cluster:
 
     def _routes(self, host: int | str) -> list[str]:
         ports = (CLIENT_PORT,) if host == "c" else (QUORUM_PORT, ELECTION_PORT)
-        return [f"127.0.1.{sid}:{port}={self.lab.addr(sid)}:{port}" for sid in self.sids if sid != host for port in ports]
+        return [
+            f"127.0.1.{sid}:{port}={self.lab.addr(sid)}:{port}" for sid in self.sids if sid != host for port in ports
+        ]
 
     def start_proxies(self, timeout: float = 30.0) -> None:
         for host in self.lab.all_hosts():
@@ -105,8 +118,15 @@ class Cluster:
             for route in self._routes(host):
                 argv += ["--route", route]
             with open(self.workdir / f"proxy-{host}.log", "ab") as log:  # the child keeps its own copy
-                proc = self.lab.popen(host, argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                                      text=True, cwd=Path(__file__).resolve().parents[2])
+                proc = self.lab.popen(
+                    host,
+                    argv,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                    cwd=Path(__file__).resolve().parents[2],
+                )
             self.proxies[host] = proc
         for host, proc in self.proxies.items():
             line = _readline(proc, timeout)
@@ -142,8 +162,12 @@ class Cluster:
     def env(self, sid: int) -> dict[str, str]:
         env = dict(os.environ)
         if self.faketime:
-            env.update(LD_PRELOAD=self.faketime, FAKETIME_TIMESTAMP_FILE=str(self.node_dir(sid) / "faketime"),
-                       FAKETIME_CACHE_DURATION="1", FAKETIME_DONT_FAKE_MONOTONIC="1")
+            env.update(
+                LD_PRELOAD=self.faketime,
+                FAKETIME_TIMESTAMP_FILE=str(self.node_dir(sid) / "faketime"),
+                FAKETIME_CACHE_DURATION="1",
+                FAKETIME_DONT_FAKE_MONOTONIC="1",
+            )
         return env
 
     def start(self, sid: int) -> None:
@@ -152,8 +176,16 @@ class Cluster:
             return
         log = open(self.node_dir(sid) / "node.log", "ab")  # noqa: SIM115 - the child keeps it
         try:
-            self.procs[sid] = self.lab.popen(sid, self.argv(sid), cwd=self.node_dir(sid), env=self.env(sid),
-                                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            self.procs[sid] = self.lab.popen(
+                sid,
+                self.argv(sid),
+                cwd=self.node_dir(sid),
+                env=self.env(sid),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         finally:
             log.close()
         self.paused.discard(sid)
@@ -250,20 +282,40 @@ class Cluster:
 class ZoomqCluster(Cluster):
     name = "zoomq"
 
-    def __init__(self, lab: Lab, nodes: int, observers: int, workdir: Path, tick_ms: int, faketime: bool = True,
-                 proxy: bool = True) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        nodes: int,
+        observers: int,
+        workdir: Path,
+        tick_ms: int,
+        faketime: bool = True,
+        proxy: bool = True,
+    ) -> None:
         super().__init__(lab, nodes, observers, workdir, tick_ms, faketime, proxy)
         from zoomq.testing import to_toml
 
         for sid in self.sids:
             servers = [
-                {"id": other, "host": self.peer_host(sid, other), "quorum_port": QUORUM_PORT,
-                 "election_port": ELECTION_PORT, "client_port": CLIENT_PORT,
-                 "role": "observer" if other > nodes else "participant"}
+                {
+                    "id": other,
+                    "host": self.peer_host(sid, other),
+                    "quorum_port": QUORUM_PORT,
+                    "election_port": ELECTION_PORT,
+                    "client_port": CLIENT_PORT,
+                    "role": "observer" if other > nodes else "participant",
+                }
                 for other in self.sids
             ]
-            cfg = {"sid": sid, "data_dir": str(self.node_dir(sid) / "data"), "client_host": lab.addr(sid),
-                   "client_port": CLIENT_PORT, "tick_ms": tick_ms, "log_json": True, "servers": servers}
+            cfg = {
+                "sid": sid,
+                "data_dir": str(self.node_dir(sid) / "data"),
+                "client_host": lab.addr(sid),
+                "client_port": CLIENT_PORT,
+                "tick_ms": tick_ms,
+                "log_json": True,
+                "servers": servers,
+            }
             (self.node_dir(sid) / "node.toml").write_text(to_toml(cfg))
 
     def argv(self, sid: int) -> list[str]:
@@ -297,8 +349,16 @@ class ZoomqCluster(Cluster):
 class ZooKeeperCluster(Cluster):
     name = "zookeeper"
 
-    def __init__(self, lab: Lab, nodes: int, observers: int, workdir: Path, tick_ms: int, faketime: bool = True,
-                 proxy: bool = True) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        nodes: int,
+        observers: int,
+        workdir: Path,
+        tick_ms: int,
+        faketime: bool = True,
+        proxy: bool = True,
+    ) -> None:
         # Under libfaketime the JVM answers in seconds instead of milliseconds (every clock read goes
         # through it): ZooKeeper runs on the true clock, and its clock-jump faults are skipped.
         super().__init__(lab, nodes, observers, workdir, tick_ms, faketime=False, proxy=proxy)
@@ -313,9 +373,16 @@ class ZooKeeperCluster(Cluster):
             data.mkdir(parents=True, exist_ok=True)
             (data / "myid").write_text(f"{sid}\n")
             cfg = {
-                "tickTime": tick_ms, "initLimit": 10, "syncLimit": 5, "dataDir": str(data),
-                "clientPort": CLIENT_PORT, "clientPortAddress": lab.addr(sid), "forceSync": "yes",
-                "4lw.commands.whitelist": "*", "admin.enableServer": "false", "maxClientCnxns": 0,
+                "tickTime": tick_ms,
+                "initLimit": 10,
+                "syncLimit": 5,
+                "dataDir": str(data),
+                "clientPort": CLIENT_PORT,
+                "clientPortAddress": lab.addr(sid),
+                "forceSync": "yes",
+                "4lw.commands.whitelist": "*",
+                "admin.enableServer": "false",
+                "maxClientCnxns": 0,
                 "autopurge.purgeInterval": 0,
             }
             if sid > nodes:
@@ -327,9 +394,17 @@ class ZooKeeperCluster(Cluster):
 
     def argv(self, sid: int) -> list[str]:
         d = self.node_dir(sid)
-        return ["java", "-Xmx1000m", "-Dzookeeper.admin.enableServer=false",
-                "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", f"-Dzookeeper.log.dir={d}",
-                "-cp", self.classpath, "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(d / "zoo.cfg")]
+        return [
+            "java",
+            "-Xmx1000m",
+            "-Dzookeeper.admin.enableServer=false",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+            f"-Dzookeeper.log.dir={d}",
+            "-cp",
+            self.classpath,
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            str(d / "zoo.cfg"),
+        ]
 
     def role(self, sid: int) -> str | None:
         """`srvr`'s Mode, asked from inside the node's own namespace."""

@@ -25,9 +25,22 @@ from typing import Any
 from bench.nemesis.cluster import Cluster
 
 WEIGHTS = {
-    "isolate-leader": 3, "isolate-follower": 2, "partition": 2, "bridge": 1, "deaf-leader": 2, "mute-leader": 2,
-    "loss": 1, "kill-leader": 3, "kill-follower": 2, "pause-leader": 2, "pause-follower": 1, "kill-actor": 2,
-    "clock-jump": 1, "delay": 1, "slow-leader": 2, "stall-follower": 1,
+    "isolate-leader": 3,
+    "isolate-follower": 2,
+    "partition": 2,
+    "bridge": 1,
+    "deaf-leader": 2,
+    "mute-leader": 2,
+    "loss": 1,
+    "kill-leader": 3,
+    "kill-follower": 2,
+    "pause-leader": 2,
+    "pause-follower": 1,
+    "kill-actor": 2,
+    "clock-jump": 1,
+    "delay": 1,
+    "slow-leader": 2,
+    "stall-follower": 1,
 }
 LINK_KINDS = ("delay", "slow-leader", "stall-follower")
 KINDS = tuple(WEIGHTS)

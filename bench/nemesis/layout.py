@@ -37,8 +37,9 @@ class NetnsTarget(Target):
     def start(self, timeout: float = 60.0) -> NetnsTarget:
         self.lab.create()
         cls = ZooKeeperCluster if self.name == "zookeeper" else ZoomqCluster
-        self.cluster = cls(self.lab, self.n, self.observers, self.workdir, self.tick_ms, faketime=False,
-                           proxy=bool(self.link_delay_ms))
+        self.cluster = cls(
+            self.lab, self.n, self.observers, self.workdir, self.tick_ms, faketime=False, proxy=bool(self.link_delay_ms)
+        )
         if self.link_delay_ms:
             self.cluster.start_proxies()
             for host in self.lab.all_hosts():
@@ -63,8 +64,9 @@ class NetnsTarget(Target):
         for sid in self.cluster.sids:
             proc = self.cluster.procs.get(sid)
             role = self.cluster.role(sid) or "looking"
-            out.append(NodeInfo(sid, self.cluster.address(sid), role, proc.pid if proc else None,
-                                self.cluster.node_dir(sid)))
+            out.append(
+                NodeInfo(sid, self.cluster.address(sid), role, proc.pid if proc else None, self.cluster.node_dir(sid))
+            )
         return out
 
     def processes(self) -> dict[str, psutil.Process]:

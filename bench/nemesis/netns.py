@@ -231,8 +231,14 @@ class Lab:
         for host in self.all_hosts():
             self.clear_rules(host)
 
-    def drop_between(self, host: int | str, others: Sequence[int | str], incoming: bool = True,
-                     outgoing: bool = True, percent: int = 100) -> None:
+    def drop_between(
+        self,
+        host: int | str,
+        others: Sequence[int | str],
+        incoming: bool = True,
+        outgoing: bool = True,
+        percent: int = 100,
+    ) -> None:
         """At `host`, drop packets from (incoming) and/or to (outgoing) the addresses of `others`,
         all of them or a random `percent`."""
         if not others:

@@ -39,7 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tick-ms", type=int, default=1000)
     p.add_argument("--workloads", default=DEFAULT_WORKLOADS, help=f"name=clients,... (default {DEFAULT_WORKLOADS})")
     p.add_argument("--no-clock", action="store_true", help="no libfaketime under the nodes (and no clock jumps)")
-    p.add_argument("--no-proxy", action="store_true", help="links straight, without the delay proxy (and no link faults)")
+    p.add_argument(
+        "--no-proxy", action="store_true", help="links straight, without the delay proxy (and no link faults)"
+    )
     p.add_argument("--out", default="nemesis-out")
 
 
@@ -59,16 +61,30 @@ def run(args: argparse.Namespace) -> int:
     cls = ZooKeeperCluster if args.target == "zookeeper" else ZoomqCluster
     started = time.monotonic()
     with Lab(args.nodes + args.observers) as lab:
-        cluster = cls(lab, args.nodes, args.observers, out / "work", args.tick_ms, faketime=not args.no_clock,
-                      proxy=not args.no_proxy)
+        cluster = cls(
+            lab,
+            args.nodes,
+            args.observers,
+            out / "work",
+            args.tick_ms,
+            faketime=not args.no_clock,
+            proxy=not args.no_proxy,
+        )
         try:
             return _run(args, lab, cluster, out, workloads, duration, started)
         finally:
             cluster.stop_all()
 
 
-def _run(args: argparse.Namespace, lab: Lab, cluster: Any, out: Path, workloads: dict[str, int], duration: float,
-         started: float) -> int:
+def _run(
+    args: argparse.Namespace,
+    lab: Lab,
+    cluster: Any,
+    out: Path,
+    workloads: dict[str, int],
+    duration: float,
+    started: float,
+) -> int:
     if cluster.proxied:
         cluster.start_proxies()
     cluster.start_all()
@@ -76,8 +92,15 @@ def _run(args: argparse.Namespace, lab: Lab, cluster: Any, out: Path, workloads:
     if missing:
         print(f"nemesis: nodes {missing} did not start serving; logs in {out / 'work'}", file=sys.stderr)
         return 1
-    spec = {"target": args.target, "hosts": cluster.hosts(), "duration": duration, "out": str(out),
-            "stop_file": str(out / "stop"), "seed": args.seed, "workloads": workloads}
+    spec = {
+        "target": args.target,
+        "hosts": cluster.hosts(),
+        "duration": duration,
+        "out": str(out),
+        "stop_file": str(out / "stop"),
+        "seed": args.seed,
+        "workloads": workloads,
+    }
     spec_path = out / "spec.json"
     spec_path.write_text(json.dumps(spec))
     worker_cmd = [sys.executable, "-m", "bench.nemesis.worker", str(spec_path)]
@@ -136,14 +159,17 @@ def load_history(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def report(out: Path, cluster: Any, faults: list[dict[str, Any]], end: float, args: argparse.Namespace,
-           missing: list[int]) -> int:
+def report(
+    out: Path, cluster: Any, faults: list[dict[str, Any]], end: float, args: argparse.Namespace, missing: list[int]
+) -> int:
     history = load_history(out)
     try:
         final = json.loads((out / "final.json").read_text())
     except (OSError, ValueError):
         final = {}
-    worker = json.loads((out / "worker.json").read_text()) if (out / "worker.json").exists() else {"errors": ["no report"]}
+    worker = (
+        json.loads((out / "worker.json").read_text()) if (out / "worker.json").exists() else {"errors": ["no report"]}
+    )
     results = {
         "register": checks.register(history),
         "seq": checks.sequential(history, final),
@@ -156,13 +182,27 @@ def report(out: Path, cluster: Any, faults: list[dict[str, Any]], end: float, ar
             results[name] = {"ok": True, "skipped": "no such workload in this run"}
     avail = checks.availability(history, [f for f in faults if not f.get("skipped")], end)
     lost = results["seq"].get("lost", 0) + results["queue"].get("lost", 0)
-    ok = (not missing and not worker["errors"] and all(r["ok"] for r in results.values())
-          and all("error" not in v for v in final.values()) and bool(final))
+    ok = (
+        not missing
+        and not worker["errors"]
+        and all(r["ok"] for r in results.values())
+        and all("error" not in v for v in final.values())
+        and bool(final)
+    )
     summary = {
-        "target": cluster.name, "seed": args.seed, "nodes": args.nodes, "observers": args.observers,
-        "faults": len(faults), "ok": ok, "lost_acknowledged_writes": lost, "checks": results,
-        "ops": checks.counts(history), "availability": avail["kinds"], "worker": worker,
-        "nodes_not_serving_at_end": missing, "final_errors": {h: v["error"] for h, v in final.items() if "error" in v},
+        "target": cluster.name,
+        "seed": args.seed,
+        "nodes": args.nodes,
+        "observers": args.observers,
+        "faults": len(faults),
+        "ok": ok,
+        "lost_acknowledged_writes": lost,
+        "checks": results,
+        "ops": checks.counts(history),
+        "availability": avail["kinds"],
+        "worker": worker,
+        "nodes_not_serving_at_end": missing,
+        "final_errors": {h: v["error"] for h, v in final.items() if "error" in v},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(summary_md(summary))
@@ -176,18 +216,30 @@ def report(out: Path, cluster: Any, faults: list[dict[str, Any]], end: float, ar
 
 
 def summary_md(s: dict[str, Any]) -> str:
-    lines = [f"# nemesis: {s['target']}, {s['nodes']} nodes + {s['observers']} observers, seed {s['seed']}", "",
-             (f"**{'PASS' if s['ok'] else 'FAIL'}**: {s['faults']} faults, "
-              f"{s['lost_acknowledged_writes']} acknowledged writes lost"), "",
-             "| check | ok | figures |", "|---|---|---|"]
+    lines = [
+        f"# nemesis: {s['target']}, {s['nodes']} nodes + {s['observers']} observers, seed {s['seed']}",
+        "",
+        (
+            f"**{'PASS' if s['ok'] else 'FAIL'}**: {s['faults']} faults, "
+            f"{s['lost_acknowledged_writes']} acknowledged writes lost"
+        ),
+        "",
+        "| check | ok | figures |",
+        "|---|---|---|",
+    ]
     for name, r in s["checks"].items():
         figures = ", ".join(f"{k} {v}" for k, v in r.items() if k not in ("ok", "why"))
         lines.append(f"| {name} | {r['ok']} | {figures} |")
     lines += ["", "| workload | ok | fail | info (indeterminate) |", "|---|---|---|---|"]
     for w, c in sorted(s["ops"].items()):
         lines.append(f"| {w} | {c['ok']} | {c['fail']} | {c['info']} |")
-    lines += ["", "Longest stretch with no write acknowledged anywhere, per fault kind (s):", "",
-              "| fault | count | max | median |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "Longest stretch with no write acknowledged anywhere, per fault kind (s):",
+        "",
+        "| fault | count | max | median |",
+        "|---|---|---|---|",
+    ]
     for kind, a in s["availability"].items():
         lines.append(f"| {kind} | {a['count']} | {a['max_outage']:.2f} | {a['median_outage']:.2f} |")
     why = s["checks"]["register"].get("why")
@@ -219,8 +271,9 @@ def plot(out: Path, history: list[dict[str, Any]], faults: list[dict[str, Any]])
     fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(12, 6))
     ax1.plot(list(every), [len(buckets.get(x, ())) for x in every], lw=0.8)
     ax1.set_ylabel("acked ops / s")
-    ax2.plot(xs, [sorted(buckets[x])[len(buckets[x]) // 2] * 1000 for x in xs], lw=0.8, marker=".", ms=2, ls="",
-             label="p50")
+    ax2.plot(
+        xs, [sorted(buckets[x])[len(buckets[x]) // 2] * 1000 for x in xs], lw=0.8, marker=".", ms=2, ls="", label="p50"
+    )
     ax2.plot(xs, [max(buckets[x]) * 1000 for x in xs], lw=0, marker=".", ms=2, label="max")
     ax2.set_yscale("log")
     ax2.set_ylabel("latency (ms)")

@@ -152,8 +152,10 @@ class Worker:
         seen: dict[str, int] = {}
         n = 0
         while client is not None and not self.done():
-            key = reg_key(min(int((time.monotonic() - start) / KEY_EPOCH_S), reg_epochs(self.spec["duration"]) - 1),
-                          rng.randrange(KEYS_PER_EPOCH))
+            key = reg_key(
+                min(int((time.monotonic() - start) / KEY_EPOCH_S), reg_epochs(self.spec["duration"]) - 1),
+                rng.randrange(KEYS_PER_EPOCH),
+            )
             kind = rng.choice(("get", "get", "set", "cas"))
             t0 = time.monotonic()
             if kind == "get":
@@ -163,8 +165,15 @@ class Worker:
                 if r == "ok":
                     data, stat = out
                     seen[key] = stat.version
-                    self.record("register", c, "get", t0, "ok", k=key, out=[data.decode() if data is not None else None,
-                                                                              stat.version])
+                    self.record(
+                        "register",
+                        c,
+                        "get",
+                        t0,
+                        "ok",
+                        k=key,
+                        out=[data.decode() if data is not None else None, stat.version],
+                    )
                 else:
                     self.record("register", c, "get", t0, "fail", k=key)
             else:
@@ -174,8 +183,17 @@ class Worker:
                 r, out = self.call(client.set_async(key, value.encode(), ev))
                 if r == "ok":
                     seen[key] = out.version
-                self.record("register", c, kind, t0, r, k=key, v=value, ev=ev if kind == "cas" else None,
-                            err=out if r != "ok" else None)
+                self.record(
+                    "register",
+                    c,
+                    kind,
+                    t0,
+                    r,
+                    k=key,
+                    v=value,
+                    ev=ev if kind == "cas" else None,
+                    err=out if r != "ok" else None,
+                )
                 if r == "info":
                     self.wait_connected(client)
         self.close(client)
@@ -196,7 +214,9 @@ class Worker:
             value = f"{c}-{n}"
             t0 = time.monotonic()
             r, out = self.call(client.create_async(prefix, value.encode(), sequence=True))
-            self.record(workload, c, op, t0, r, v=value, **({"path": out if r == "ok" else None} if workload == "seq" else {}))
+            self.record(
+                workload, c, op, t0, r, v=value, **({"path": out if r == "ok" else None} if workload == "seq" else {})
+            )
             if r == "info":
                 self.wait_connected(client)
             if wait := pause():
@@ -254,8 +274,18 @@ class Worker:
             except Exception:  # noqa: BLE001
                 released = False
             clean = released and len(changes) == before
-            self.history.add({"w": "lock", "c": c, "f": "hold", "t0": held_at, "t1": released_at, "r": "ok",
-                              "token": token, "clean": clean})
+            self.history.add(
+                {
+                    "w": "lock",
+                    "c": c,
+                    "f": "hold",
+                    "t0": held_at,
+                    "t1": released_at,
+                    "r": "ok",
+                    "token": token,
+                    "clean": clean,
+                }
+            )
         self.close(client)
 
     def fence(self, client: Any, c: int, token: int) -> None:
@@ -278,8 +308,9 @@ class Worker:
         gen = 0
         while not self.done():
             lost = threading.Event()
-            client = self.connect(hosts, listener=lambda state, lost=lost: lost.set() if str(state).endswith("LOST")
-                                  else None)
+            client = self.connect(
+                hosts, listener=lambda state, lost=lost: lost.set() if str(state).endswith("LOST") else None
+            )
             if client is None:
                 return
             gen += 1
@@ -314,8 +345,15 @@ class Worker:
         plan += [(self.consume, all_hosts)] * w.get("queue", 0)
         plan += [(self.lock, all_hosts)] * w.get("lock", 0)
         plan += [(self.eph, all_hosts)] * w.get("eph", 0)
-        return [threading.Thread(target=self._guard, args=(fn, c, hosts, random.Random(rng.random())),
-                                 name=f"{fn.__name__}-{c}", daemon=True) for c, (fn, hosts) in enumerate(plan)]
+        return [
+            threading.Thread(
+                target=self._guard,
+                args=(fn, c, hosts, random.Random(rng.random())),
+                name=f"{fn.__name__}-{c}",
+                daemon=True,
+            )
+            for c, (fn, hosts) in enumerate(plan)
+        ]
 
     def _guard(self, fn: Callable, c: int, hosts: str, rng: random.Random) -> None:
         try:
@@ -404,8 +442,13 @@ def final(spec: dict[str, Any]) -> int:
                 for j in range(KEYS_PER_EPOCH):
                     data, stat = client.get(reg_key(epoch, j))
                     regs[reg_key(epoch, j)] = [data.decode() if data is not None else None, stat.version]
-            result[host] = {"seq": sorted(seq), "queue": queue, "eph": sorted(client.get_children("/eph")),
-                            "fence": client.get("/fence")[0].decode(), "reg": regs}
+            result[host] = {
+                "seq": sorted(seq),
+                "queue": queue,
+                "eph": sorted(client.get_children("/eph")),
+                "fence": client.get("/fence")[0].decode(),
+                "reg": regs,
+            }
         except Exception as exc:  # noqa: BLE001 - a node that cannot answer is reported as such
             result[host] = {"error": f"{type(exc).__name__}: {exc}"}
         finally:

@@ -1,9 +1,9 @@
 """`python -m demo.logcollector` (also `zoomq demo logcollector`).
 
-    run        the whole demo: ensemble, sink, collectors, producers, kills, check, summary
-    producer   one log source        (started by `run`)
-    collector  one collector         (started by `run`)
-    sink       the sink              (started by `run`)
+run        the whole demo: ensemble, sink, collectors, producers, kills, check, summary
+producer   one log source        (started by `run`)
+collector  one collector         (started by `run`)
+sink       the sink              (started by `run`)
 """
 
 from __future__ import annotations
@@ -30,27 +30,68 @@ def build_parser(prog: str = "python -m demo.logcollector") -> argparse.Argument
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the whole demo and check the result (exit code 0: nothing lost or duplicated)")
-    run.add_argument("--sources", type=int, default=6, metavar="N", help="log sources, one producer process each (default 6)")
+    run = sub.add_parser(
+        "run", help="run the whole demo and check the result (exit code 0: nothing lost or duplicated)"
+    )
+    run.add_argument(
+        "--sources", type=int, default=6, metavar="N", help="log sources, one producer process each (default 6)"
+    )
     run.add_argument("--collectors", type=int, default=3, metavar="N", help="collector processes (default 3)")
-    run.add_argument("--duration", type=_duration, default=30.0, metavar="T",
-                     help="how long the sources produce, e.g. 30s (default 30s)")
+    run.add_argument(
+        "--duration",
+        type=_duration,
+        default=30.0,
+        metavar="T",
+        help="how long the sources produce, e.g. 30s (default 30s)",
+    )
     run.add_argument("--rate", type=float, default=50.0, metavar="R", help="lines per second per source (default 50)")
-    run.add_argument("--kill-every", type=_duration, default=5.0, metavar="T",
-                     help="SIGKILL a collector holding sources this often, and start a replacement; 0: never (default 5s)")
-    run.add_argument("--kills", type=int, metavar="N", help="kill at most N collectors (default: as many as the duration allows)")
-    run.add_argument("--freeze-every", type=_duration, default=0.0, metavar="T",
-                     help="SIGSTOP a collector holding sources this often, past its session timeout, then SIGCONT it: "
-                     "it must stop (default 0: never)")
-    run.add_argument("--session-timeout", type=_duration, default=2.0, metavar="T",
-                     help="collectors' session timeout: how soon a killed collector's sources move (default 2s)")
-    run.add_argument("--heartbeat", type=_duration, default=0.5, metavar="T", help="status heartbeat period (default 0.5s)")
-    run.add_argument("--drain-timeout", type=_duration, default=30.0, metavar="T",
-                     help="after the sources are done, wait at most this long for the sink to have everything (default 30s)")
-    run.add_argument("--hosts", metavar="HOSTS", help="use this running ensemble (host:port,...) instead of starting one; "
-                     "its /logcollector tree is replaced")
-    run.add_argument("--workdir", type=Path, metavar="DIR", help="logs, sink output and process logs here (kept); "
-                     "default: a temporary directory, removed after a successful run")
+    run.add_argument(
+        "--kill-every",
+        type=_duration,
+        default=5.0,
+        metavar="T",
+        help="SIGKILL a collector holding sources this often, and start a replacement; 0: never (default 5s)",
+    )
+    run.add_argument(
+        "--kills", type=int, metavar="N", help="kill at most N collectors (default: as many as the duration allows)"
+    )
+    run.add_argument(
+        "--freeze-every",
+        type=_duration,
+        default=0.0,
+        metavar="T",
+        help="SIGSTOP a collector holding sources this often, past its session timeout, then SIGCONT it: "
+        "it must stop (default 0: never)",
+    )
+    run.add_argument(
+        "--session-timeout",
+        type=_duration,
+        default=2.0,
+        metavar="T",
+        help="collectors' session timeout: how soon a killed collector's sources move (default 2s)",
+    )
+    run.add_argument(
+        "--heartbeat", type=_duration, default=0.5, metavar="T", help="status heartbeat period (default 0.5s)"
+    )
+    run.add_argument(
+        "--drain-timeout",
+        type=_duration,
+        default=30.0,
+        metavar="T",
+        help="after the sources are done, wait at most this long for the sink to have everything (default 30s)",
+    )
+    run.add_argument(
+        "--hosts",
+        metavar="HOSTS",
+        help="use this running ensemble (host:port,...) instead of starting one; its /logcollector tree is replaced",
+    )
+    run.add_argument(
+        "--workdir",
+        type=Path,
+        metavar="DIR",
+        help="logs, sink output and process logs here (kept); "
+        "default: a temporary directory, removed after a successful run",
+    )
     run.add_argument("--keep", action="store_true", help="keep the temporary work directory")
     run.add_argument("--json", type=Path, metavar="FILE", help="write the summary as JSON to FILE")
     run.add_argument("--seed", type=int, metavar="N", help="seed for the choice of collectors to kill")
@@ -81,12 +122,25 @@ def main(argv: list[str] | None = None, prog: str = "python -m demo.logcollector
 
         if args.sources < 1 or args.collectors < 1 or args.rate <= 0 or args.duration <= 0:
             parser.error("--sources, --collectors, --rate and --duration must be positive")
-        return run(Options(
-            sources=args.sources, collectors=args.collectors, duration=args.duration, rate=args.rate,
-            kill_every=args.kill_every, kills=args.kills, freeze_every=args.freeze_every, session_timeout=args.session_timeout,
-            heartbeat=args.heartbeat, drain_timeout=args.drain_timeout, hosts=args.hosts, workdir=args.workdir,
-            keep=args.keep, json_path=args.json, seed=args.seed,
-        ))
+        return run(
+            Options(
+                sources=args.sources,
+                collectors=args.collectors,
+                duration=args.duration,
+                rate=args.rate,
+                kill_every=args.kill_every,
+                kills=args.kills,
+                freeze_every=args.freeze_every,
+                session_timeout=args.session_timeout,
+                heartbeat=args.heartbeat,
+                drain_timeout=args.drain_timeout,
+                hosts=args.hosts,
+                workdir=args.workdir,
+                keep=args.keep,
+                json_path=args.json,
+                seed=args.seed,
+            )
+        )
     if args.command == "producer":
         from demo.logcollector.producer import produce
 

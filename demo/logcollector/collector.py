@@ -327,7 +327,10 @@ class SourceWorker(threading.Thread):
             if self.collector.release(self.src):
                 log(self.collector.name, f"{self.src}: released after line {self.line}")
         except KazooException as exc:
-            log(self.collector.name, f"{self.src}: release failed ({type(exc).__name__}); the session's end will release it")
+            log(
+                self.collector.name,
+                f"{self.src}: release failed ({type(exc).__name__}); the session's end will release it",
+            )
 
     # --- collecting ---------------------------------------------------------------------------
 
@@ -392,9 +395,16 @@ class SourceWorker(threading.Thread):
                 f.seek(self.offset)
                 continue
             reply = sink.request(
-                {"op": "ship", "src": self.src, "token": token, "collector": me, "first": first,
-                 "lines": [x.decode() for x in lines]},
-                attempts=1_000_000, give_up=self.collector.stop_event.is_set,
+                {
+                    "op": "ship",
+                    "src": self.src,
+                    "token": token,
+                    "collector": me,
+                    "first": first,
+                    "lines": [x.decode() for x in lines],
+                },
+                attempts=1_000_000,
+                give_up=self.collector.stop_event.is_set,
             )
             if reply.get("ok"):
                 size = sum(len(x) for x in lines)

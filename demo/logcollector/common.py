@@ -107,7 +107,11 @@ def spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "demo.logcollector", *args],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=child_env(), start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=child_env(),
+            start_new_session=True,
         )
 
 

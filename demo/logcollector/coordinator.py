@@ -133,8 +133,9 @@ class Coordinator(threading.Thread):
     def _least_loaded(counts: dict[str, int], status: dict[str, dict[str, Any]]) -> str:
         return min(counts, key=lambda c: (counts[c], float(status.get(c, {}).get("rate", 0.0)), c))
 
-    def _assign_orphans(self, live: list[str], sources: dict[str, tuple[dict[str, Any], int]],
-                        status: dict[str, dict[str, Any]]) -> None:
+    def _assign_orphans(
+        self, live: list[str], sources: dict[str, tuple[dict[str, Any], int]], status: dict[str, dict[str, Any]]
+    ) -> None:
         counts = self._counts(live, sources)
         for src, (info, _) in sources.items():
             holder = info.get("assigned")
@@ -145,8 +146,9 @@ class Coordinator(threading.Thread):
             if self._move(src, sources, holder, target, reason, status):
                 counts[target] += 1
 
-    def _rebalance(self, live: list[str], sources: dict[str, tuple[dict[str, Any], int]],
-                   status: dict[str, dict[str, Any]]) -> None:
+    def _rebalance(
+        self, live: list[str], sources: dict[str, tuple[dict[str, Any], int]], status: dict[str, dict[str, Any]]
+    ) -> None:
         for _ in range(len(sources)):
             counts = self._counts(live, sources)
             busiest = max(counts, key=lambda c: (counts[c], float(status.get(c, {}).get("rate", 0.0)), c))
@@ -176,12 +178,24 @@ class Coordinator(threading.Thread):
                 best = {"line": int(entry["line"]), "offset": int(entry["offset"])}
         return best
 
-    def _move(self, src: str, sources: dict[str, tuple[dict[str, Any], int]], holder: str | None, target: str,
-              reason: str, status: dict[str, dict[str, Any]]) -> bool:
+    def _move(
+        self,
+        src: str,
+        sources: dict[str, tuple[dict[str, Any], int]],
+        holder: str | None,
+        target: str,
+        reason: str,
+        status: dict[str, dict[str, Any]],
+    ) -> bool:
         info, version = sources[src]
         checkpoint = self._checkpoint(src, holder, status)
         now = time.time()
-        new_info = {**info, "assigned": target, "assigned_at": now, "moves": int(info.get("moves", 0)) + (1 if holder else 0)}
+        new_info = {
+            **info,
+            "assigned": target,
+            "assigned_at": now,
+            "moves": int(info.get("moves", 0)) + (1 if holder else 0),
+        }
         task = {"file": info["file"], **checkpoint, "from": holder, "reason": reason}
         self._ensure(f"{TASKS}/{target}")
         tx = self.client.transaction()

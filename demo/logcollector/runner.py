@@ -188,8 +188,21 @@ class Runner:
         self.view.event(f"{self.o.collectors} collectors registered; waiting until every source is owned")
         self._wait(lambda: len(self._owners()) == len(self.sources), 30.0, "every source assigned and owned")
         for src in self.sources:
-            self._spawn("producer", ["producer", "--name", src, "--file", str(self.logs_dir / f"{src}.log"),
-                                     "--count", str(self.count), "--rate", str(self.o.rate)], src)
+            self._spawn(
+                "producer",
+                [
+                    "producer",
+                    "--name",
+                    src,
+                    "--file",
+                    str(self.logs_dir / f"{src}.log"),
+                    "--count",
+                    str(self.count),
+                    "--rate",
+                    str(self.o.rate),
+                ],
+                src,
+            )
         self.t0 = time.monotonic()
         self.view.event(f"{len(self.sources)} sources producing {self.count} lines each at {self.o.rate:g} lines/s")
 
@@ -241,13 +254,25 @@ class Runner:
 
     def _spawn_collector(self) -> Proc:
         self.collector_serial += 1
-        args = ["collector", "--hosts", self.hosts, "--sink", self.sink_address,
-                "--session-timeout", str(self.o.session_timeout), "--heartbeat", str(self.o.heartbeat)]
+        args = [
+            "collector",
+            "--hosts",
+            self.hosts,
+            "--sink",
+            self.sink_address,
+            "--session-timeout",
+            str(self.o.session_timeout),
+            "--heartbeat",
+            str(self.o.heartbeat),
+        ]
         return self._spawn("collector", args, str(self.collector_serial))
 
     def _running_collectors(self) -> dict[int, Proc]:
-        return {p.popen.pid: p for p in self.procs
-                if p.role == "collector" and not p.killed and p.popen.poll() is None and p.popen.pid not in self.frozen}
+        return {
+            p.popen.pid: p
+            for p in self.procs
+            if p.role == "collector" and not p.killed and p.popen.poll() is None and p.popen.pid not in self.frozen
+        }
 
     def _pick_victim(self) -> tuple[int, str, list[str]] | None:
         """A running collector that holds at least one source that is still assigned to it (not
@@ -275,8 +300,9 @@ class Runner:
         proc.killed = True
         kill_tree(pid)
         proc.popen.wait()
-        self.kills.append({"t": round(time.monotonic() - self.t0, 2), "ts": time.time(), "collector": name, "pid": pid,
-                           "held": held})
+        self.kills.append(
+            {"t": round(time.monotonic() - self.t0, 2), "ts": time.time(), "collector": name, "pid": pid, "held": held}
+        )
         self.view.event(f"SIGKILL {name} (pid {pid}) holding {', '.join(held)}; starting a replacement")
         self._spawn_collector()
         return True
@@ -291,8 +317,16 @@ class Runner:
         with contextlib.suppress(psutil.Error):
             psutil.Process(pid).suspend()
         self.frozen[pid] = time.monotonic() + pause
-        self.freezes.append({"t": round(time.monotonic() - self.t0, 2), "ts": time.time(), "collector": name, "pid": pid,
-                             "held": held, "frozen_s": pause})
+        self.freezes.append(
+            {
+                "t": round(time.monotonic() - self.t0, 2),
+                "ts": time.time(),
+                "collector": name,
+                "pid": pid,
+                "held": held,
+                "frozen_s": pause,
+            }
+        )
         self.view.event(f"SIGSTOP {name} (pid {pid}) holding {', '.join(held)} for {pause:g}s: its session will expire")
         return True
 
@@ -313,8 +347,9 @@ class Runner:
             proc.reported = True
             why = "its session was lost" if code == 3 else f"exit code {code}"
             name = self.names.get(proc.popen.pid, "collector")
-            self.restarts.append({"t": round(time.monotonic() - self.t0, 2), "collector": name, "pid": proc.popen.pid,
-                                  "code": code})
+            self.restarts.append(
+                {"t": round(time.monotonic() - self.t0, 2), "collector": name, "pid": proc.popen.pid, "code": code}
+            )
             self.view.event(f"{name} (pid {proc.popen.pid}) exited ({why}; log {proc.log}); starting a replacement")
             self._spawn_collector()
 
@@ -404,9 +439,13 @@ class Runner:
         collected = sum(stats.get(src, {}).get("next", 1) - 1 for src in self.sources)
         moves = len(self.client.get_children(REASSIGNMENTS))
         elapsed = time.monotonic() - self.t0
-        lines = [(f"t={elapsed:5.1f}s  produced {produced}  collected {collected}  behind {produced - collected}  "
-                  f"kills {len(self.kills)}  reassignments {moves}"),
-                 f"  {'collector':<14}{'pid':>8}  {'lines/s':>8}  sources held"]
+        lines = [
+            (
+                f"t={elapsed:5.1f}s  produced {produced}  collected {collected}  behind {produced - collected}  "
+                f"kills {len(self.kills)}  reassignments {moves}"
+            ),
+            f"  {'collector':<14}{'pid':>8}  {'lines/s':>8}  sources held",
+        ]
         killed = {p.popen.pid for p in self.procs if p.killed}
         for name in names:
             st = statuses.get(name, {})
@@ -431,14 +470,25 @@ class Runner:
             row["duplicates_dropped_by_sink"] = sink.get("duplicates_dropped", 0)
             row["fenced_batches"] = sink.get("fenced", 0)
         for kill in self.kills + self.freezes:
-            kill["reassigned"] = sum(1 for r in records if r.get("from") == kill["collector"] and r.get("ts", 0) >= kill["ts"])
+            kill["reassigned"] = sum(
+                1 for r in records if r.get("from") == kill["collector"] and r.get("ts", 0) >= kill["ts"]
+            )
         by_reason: dict[str, int] = {}
         for record in records:
             by_reason[record.get("reason", "?")] = by_reason.get(record.get("reason", "?"), 0) + 1
         worst = max(per_source, key=lambda s: per_source[s]["longest_uncollected_s"])
-        total = {key: sum(int(row[key]) for row in per_source.values())
-                 for key in ("produced", "collected", "lost", "duplicates", "unexpected", "duplicates_dropped_by_sink",
-                             "fenced_batches")}
+        total = {
+            key: sum(int(row[key]) for row in per_source.values())
+            for key in (
+                "produced",
+                "collected",
+                "lost",
+                "duplicates",
+                "unexpected",
+                "duplicates_dropped_by_sink",
+                "fenced_batches",
+            )
+        }
         ok = total["lost"] == 0 and total["duplicates"] == 0 and total["unexpected"] == 0
         return {
             "ok": ok,
@@ -487,14 +537,18 @@ class Runner:
 def format_summary(s: dict[str, Any]) -> str:
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["reassignments_by_reason"].items())) or "none"
     rows = [
-        (f"log-collector demo: {s['sources']} sources, {s['collectors']} collectors, {s['duration_s']:g} s; "
-         f"collector kills {len(s['kills'])}, freezes {len(s['freezes'])}, "
-         f"collectors that stopped by themselves {len(s['collector_restarts'])}"),
+        (
+            f"log-collector demo: {s['sources']} sources, {s['collectors']} collectors, {s['duration_s']:g} s; "
+            f"collector kills {len(s['kills'])}, freezes {len(s['freezes'])}, "
+            f"collectors that stopped by themselves {len(s['collector_restarts'])}"
+        ),
         f"  lines produced        {s['lines_produced']:>8}",
         f"  lines collected       {s['lines_collected']:>8}",
         f"  lost                  {s['lost']:>8}",
-        (f"  duplicates in output  {s['duplicates']:>8}   (re-shipped lines the sink dropped: "
-         f"{s['duplicates_dropped_by_sink']}; fenced batches: {s['fenced_batches']})"),
+        (
+            f"  duplicates in output  {s['duplicates']:>8}   (re-shipped lines the sink dropped: "
+            f"{s['duplicates_dropped_by_sink']}; fenced batches: {s['fenced_batches']})"
+        ),
         f"  reassignments         {s['reassignments']:>8}   ({reasons})",
         f"  longest uncollected   {s['longest_uncollected_s']:>8.2f} s ({s['longest_uncollected_source']})",
     ]

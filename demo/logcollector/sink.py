@@ -193,7 +193,9 @@ class SinkClient:
             self.sock.connect(self.address)
         return self.sock
 
-    def request(self, message: dict[str, Any], attempts: int = 5, give_up: Callable[[], bool] | None = None) -> dict[str, Any]:
+    def request(
+        self, message: dict[str, Any], attempts: int = 5, give_up: Callable[[], bool] | None = None
+    ) -> dict[str, Any]:
         request_id = next(self._ids)
         payload = json.dumps({**message, "id": request_id}).encode()
         for _ in range(attempts):

@@ -26,8 +26,11 @@ from zoomq.testing import ZoomqEnsemble  # noqa: E402
 
 
 def chromium_path() -> str:
-    found = os.environ.get("ZOOMQ_CHROMIUM") or ("/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None) \
+    found = (
+        os.environ.get("ZOOMQ_CHROMIUM")
+        or ("/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None)
         or shutil.which("chromium")
+    )
     if not found:
         raise SystemExit("no Chromium found: apt-get install chromium (or set ZOOMQ_CHROMIUM)")
     return found
@@ -35,8 +38,11 @@ def chromium_path() -> str:
 
 def sample_tree(zk) -> None:
     zk.create("/app/config", b'{"owner": "platform-team", "schema": 3}', makepath=True)
-    zk.create("/app/config/service.json", b'{\n  "workers": 8,\n  "log_level": "info",\n  "feature_flags": ["fast-path"]\n}',
-              makepath=True)
+    zk.create(
+        "/app/config/service.json",
+        b'{\n  "workers": 8,\n  "log_level": "info",\n  "feature_flags": ["fast-path"]\n}',
+        makepath=True,
+    )
     zk.create("/app/config/limits", b"max_conn=512\nmax_body=1MiB")
     zk.create("/app/config/secret", b"hunter2", acl=[make_digest_acl("ops", "s3cret", all=True)])
     zk.create("/app/config/blob", bytes(range(0, 48)))
@@ -89,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             # ~12 samples of the write load for the charts (bounded by the expect's timeout).
             # The page polls every 1.5 s: wait for ~15 samples of the write load, so the charts have lines.
             # (an attribute check: the page's CSP forbids the string evaluation wait_for_function needs)
-            expect(page.locator("body")).to_have_attribute("data-samples", re.compile(r"^(1[5-9]|[2-9][0-9]|[0-9]{3,})$"),
-                                                           timeout=60_000)
+            expect(page.locator("body")).to_have_attribute(
+                "data-samples", re.compile(r"^(1[5-9]|[2-9][0-9]|[0-9]{3,})$"), timeout=60_000
+            )
             page.screenshot(path=str(out / "console-ensemble.png"), full_page=True)
         finally:
             stop.set()

@@ -32,8 +32,10 @@ def find_chromium() -> str | None:
 
 CHROMIUM = find_chromium()
 if CHROMIUM is None:
-    pytest.skip("no Chromium found (/usr/bin/chromium or chromium on PATH; Debian: apt-get install chromium)",
-                allow_module_level=True)
+    pytest.skip(
+        "no Chromium found (/usr/bin/chromium or chromium on PATH; Debian: apt-get install chromium)",
+        allow_module_level=True,
+    )
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
 pytest.importorskip("uvicorn", reason="the console extra is not installed (pip install -e '.[console]')")
 
@@ -253,13 +255,16 @@ def test_ensemble_page_shows_a_new_leader_after_a_kill(tmp_path: Path, page: Pag
         expect(page.locator("#ensemble-table tr[data-role='follower']")).to_have_count(2)
         for i in range(50):
             zk.create(f"/load-{i}", b"x")
-        expect(page.locator("#ensemble-table tbody tr").first.locator("td").nth(7)).not_to_have_text("–", timeout=10_000)
+        expect(page.locator("#ensemble-table tbody tr").first.locator("td").nth(7)).not_to_have_text(
+            "–", timeout=10_000
+        )
         page.shots("ensemble-before-kill")
         leader.kill()
         new_leader = ens.wait_leader(exclude=leader, timeout=30)
         expect(summary).to_contain_text(f"Leader: {new_leader.hosts}", timeout=30_000)
         expect(page.locator(f"#ensemble-table tr[data-host='{leader.hosts}']")).to_have_attribute("data-role", "down")
-        expect(page.locator(f"#ensemble-table tr[data-host='{new_leader.hosts}']")).to_have_attribute("data-role", "leader")
+        expect(page.locator(f"#ensemble-table tr[data-host='{new_leader.hosts}']")).to_have_attribute(
+            "data-role", "leader"
+        )
         expect(summary).to_contain_text("2 of 3 hosts answering")
         page.shots("ensemble-after-kill")
-

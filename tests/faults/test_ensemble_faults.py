@@ -31,7 +31,9 @@ def test_kill_the_leader_under_load(ens):
     leader.kill()
     writer.wait_more(50)
     new_leader = ens.wait_leader(exclude=leader)
-    print(f"longest write pause around the SIGKILL of the leader: {writer.longest_gap():.2f}s; new leader {new_leader.hosts}")
+    print(
+        f"longest write pause around the SIGKILL of the leader: {writer.longest_gap():.2f}s; new leader {new_leader.hosts}"
+    )
     leader.start(timeout=60)
     writer.wait_more(50)
     check_every_node(ens, writer.finish())
@@ -76,7 +78,9 @@ def test_proposals_a_dead_leader_did_not_commit_are_truncated(ens):
         f.pause()  # what the leader sends them now stays in their socket buffers ...
     for i in range(20):
         burst.create_async("/w/n-", str(-1 - i).encode(), sequence=True)  # proposed, never acknowledged
-    wait_for(lambda: _last_logged(leader) > max(_last_logged(f) for f in followers), 20, "proposals the leader alone logged")
+    wait_for(
+        lambda: _last_logged(leader) > max(_last_logged(f) for f in followers), 20, "proposals the leader alone logged"
+    )
     for f in followers:
         f.kill()  # ... and dies with them
     leader.kill()
@@ -241,4 +245,6 @@ def test_a_paused_follower_under_saturated_writes_does_not_grow_the_leaders_memo
             loader.join(90)
         print(f"leader RSS peak with a paused follower: {peak / 2**20:.0f} MiB ({acked[0]} writes)")
         assert peak < LEADER_RSS_BOUND, f"leader grew to {peak / 2**20:.0f} MiB"
-        wait_for(lambda: ens.client(hosts=paused.hosts).exists("/flood") is not None, 60, "the paused follower back in sync")
+        wait_for(
+            lambda: ens.client(hosts=paused.hosts).exists("/flood") is not None, 60, "the paused follower back in sync"
+        )

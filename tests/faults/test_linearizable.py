@@ -24,8 +24,9 @@ KEYS = ("/lin/a", "/lin/b", "/lin/c")
 OPS_PER_CLIENT = 120
 
 
-def _client_loop(zk, who: int, history: list[Op], lock: threading.Lock, seed: int, done: threading.Event,
-                 reads: str = "sync") -> None:
+def _client_loop(
+    zk, who: int, history: list[Op], lock: threading.Lock, seed: int, done: threading.Event, reads: str = "sync"
+) -> None:
     rnd = random.Random(seed)
     for i in range(OPS_PER_CLIENT):
         key = rnd.choice(KEYS)
@@ -77,7 +78,9 @@ def test_history_under_leader_kill_and_follower_pause_is_linearizable(tmp_path, 
             order = [node, *[n for n in ens.nodes if n is not node]]
             zk = ens.client(hosts=",".join(n.hosts for n in order), randomize_hosts=False, timeout=30.0)
             done = threading.Event()
-            t = threading.Thread(target=_client_loop, args=(zk, who, history, lock, 1000 + who, done, reads), daemon=True)
+            t = threading.Thread(
+                target=_client_loop, args=(zk, who, history, lock, 1000 + who, done, reads), daemon=True
+            )
             workers.append((t, done))
         for t, _ in workers:
             t.start()

@@ -42,10 +42,32 @@ def namespaces() -> set[str]:
 def test_a_short_run_passes_every_check_and_removes_what_it_made(tmp_path):
     before = namespaces()
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "nemesis", "--faults", "5", "--fault-s", "1.5", "--rest-s", "1",
-         "--tick-ms", "500", "--seed", "3", "--kinds", "isolate-leader,kill-leader,pause-follower,loss,clock-jump",
-         "--out", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=200, check=False)
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "nemesis",
+            "--faults",
+            "5",
+            "--fault-s",
+            "1.5",
+            "--rest-s",
+            "1",
+            "--tick-ms",
+            "500",
+            "--seed",
+            "3",
+            "--kinds",
+            "isolate-leader,kill-leader,pause-follower,loss,clock-jump",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=200,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["ok"] and summary["lost_acknowledged_writes"] == 0 and summary["faults"] == 5
@@ -58,9 +80,27 @@ def test_a_short_run_passes_every_check_and_removes_what_it_made(tmp_path):
 
 def test_a_harness_stopped_mid_run_tears_down_its_namespaces_and_processes(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench", "nemesis", "--faults", "50", "--fault-s", "2", "--rest-s", "1",
-         "--tick-ms", "500", "--out", str(tmp_path)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "nemesis",
+            "--faults",
+            "50",
+            "--fault-s",
+            "2",
+            "--rest-s",
+            "1",
+            "--tick-ms",
+            "500",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         harness = psutil.Process(proc.pid)
         wait_for(lambda: (tmp_path / "worker.log").exists() and ours(proc.pid), timeout=120, what="the run to start")
@@ -85,10 +125,39 @@ def test_the_benchmark_runs_against_nodes_on_separate_network_hosts(tmp_path, de
     out = tmp_path / "run.json"
     link = ["--link-delay-ms", delay_ms] if delay_ms else []
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "run", "--layout", "netns", *link, "--nodes", "3",
-         "--observers", str(observers), "--workload", "set", "--clients", "1", "--depth", "8", "--duration", "1",
-         "--warmup", "0.5", "--tick-ms", "500", "--json", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=200, check=False)
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            "--layout",
+            "netns",
+            *link,
+            "--nodes",
+            "3",
+            "--observers",
+            str(observers),
+            "--workload",
+            "set",
+            "--clients",
+            "1",
+            "--depth",
+            "8",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.5",
+            "--tick-ms",
+            "500",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=200,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["ops"] > 0 and result["errors_total"] == 0

@@ -80,8 +80,11 @@ def test_restart_recovers_from_snapshot_plus_log_and_purges_old_files(tmp_path):
         assert 1 <= len(snaps) <= 3, snaps
         # The session actor read the state as it started (alongside the leader's own read) and
         # took it up at its sync point, instead of reading it again after the leader's.
-        loads = [json.loads(line) for line in again.log_text().splitlines()
-                 if '"state_loaded"' in line and '"session"' in line]
+        loads = [
+            json.loads(line)
+            for line in again.log_text().splitlines()
+            if '"state_loaded"' in line and '"session"' in line
+        ]
         assert loads and "preloaded" in loads[-1], loads
 
 

@@ -37,7 +37,9 @@ def test_a_cut_off_node_serves_read_only_clients_then_they_go_back_to_read_write
         setup.create("/ro/cfg", b"before", makepath=True)
         alone = ens.followers()[0]
         others = [n for n in ens.nodes if n is not alone]
-        client = Client(hosts=",".join(n.hosts for n in [alone, *others]), randomize_hosts=False, read_only=True, timeout=10.0)
+        client = Client(
+            hosts=",".join(n.hosts for n in [alone, *others]), randomize_hosts=False, read_only=True, timeout=10.0
+        )
         client.start(timeout=30)
         states: list[str] = []
         client.add_listener(states.append)
@@ -48,9 +50,14 @@ def test_a_cut_off_node_serves_read_only_clients_then_they_go_back_to_read_write
                 node.pause()
             try:
                 wait_for(lambda: _isro(alone) == "ro", 60, "the cut-off node serving read-only")
-                wait_for(lambda: client.client_state == KeeperState.CONNECTED_RO and _readable(client, "/ro/cfg"), 60,
-                         "the client reading from the read-only node")
-                assert client.state == KazooState.CONNECTED  # kazoo's KazooState: CONNECTED (read-only is the keeper state)
+                wait_for(
+                    lambda: client.client_state == KeeperState.CONNECTED_RO and _readable(client, "/ro/cfg"),
+                    60,
+                    "the client reading from the read-only node",
+                )
+                assert (
+                    client.state == KazooState.CONNECTED
+                )  # kazoo's KazooState: CONNECTED (read-only is the keeper state)
                 assert client.get_children("/ro") == ["cfg"]
                 with pytest.raises(NotReadOnlyCallError):
                     client.create("/ro/new")

@@ -599,7 +599,10 @@ def test_a_session_taken_over_elsewhere_never_gets_another_requests_result(ens, 
         assert taker.create(f"{base}/from-taker", b"") == f"{base}/from-taker"
         assert taker.exists(f"{base}/from-taker") is not None
         assert taker.exists(f"{base}/from-original") is None
-        wait_for(lambda: original.client_id is None or original.client_id[0] != taker.client_id[0], WAIT,
-                 "the original client giving the session up")
+        wait_for(
+            lambda: original.client_id is None or original.client_id[0] != taker.client_id[0],
+            WAIT,
+            "the original client giving the session up",
+        )
     finally:
         taker.stop()

@@ -18,8 +18,9 @@ SUPER = {"auth_data": [("digest", "super:secret")]}
 
 
 def ensemble(tmp_path, n: int) -> ZoomqEnsemble:
-    return ZoomqEnsemble(n, base_dir=tmp_path, reconfig_enabled=True,
-                         super_digest=make_digest_acl_credential("super", "secret"))
+    return ZoomqEnsemble(
+        n, base_dir=tmp_path, reconfig_enabled=True, super_digest=make_digest_acl_credential("super", "secret")
+    )
 
 
 def members(config: bytes) -> dict[int, str]:
@@ -28,7 +29,7 @@ def members(config: bytes) -> dict[int, str]:
     for line in config.decode().splitlines():
         if line.startswith("server."):
             key, _, value = line.partition("=")
-            out[int(key[len("server."):])] = value.split(";")[0].split(":")[3]
+            out[int(key[len("server.") :])] = value.split(";")[0].split(":")[3]
     return out
 
 
@@ -189,8 +190,12 @@ def test_refusals_name_the_reason(tmp_path):
         dead = "server.8=127.0.0.1:1:2;3,server.9=127.0.0.1:4:5;6"  # two voters that do not run
         assert _errors(admin, joining=dead, leaving="3") == "NewConfigNoQuorumError"
         version = int(admin.get_config()[0].decode().rsplit("=", 1)[1], 16)
-        config, _ = admin.reconfig(joining=None, leaving=None, new_members=admin.get_config()[0].decode().rsplit("\n", 1)[0]
-                                   .replace("\n", ","), from_config=version)
+        config, _ = admin.reconfig(
+            joining=None,
+            leaving=None,
+            new_members=admin.get_config()[0].decode().rsplit("\n", 1)[0].replace("\n", ","),
+            from_config=version,
+        )
         assert members(config) == dict.fromkeys((1, 2, 3), "participant")
     with ZoomqEnsemble(3, base_dir=tmp_path / "off") as off:  # reconfig_enabled is off by default
         assert _errors(off.client(), leaving="3") == "ReconfigDisabledError"

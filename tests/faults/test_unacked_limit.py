@@ -53,10 +53,17 @@ print("closed" if wait(zmq.EVENT_DISCONNECTED, float(sys.argv[3])) else "still o
 
 def run_pair(lab: Lab, mode: str, deadline: float) -> str:
     address = f"tcp://{lab.addr(1)}:7111"
-    server = lab.popen(1, [sys.executable, "-c", SERVER, address], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                       text=True, cwd=REPO)
-    client = lab.popen("c", [sys.executable, "-c", CLIENT, address, mode, str(deadline)], stdin=subprocess.PIPE,
-                       stdout=subprocess.PIPE, text=True, cwd=REPO)
+    server = lab.popen(
+        1, [sys.executable, "-c", SERVER, address], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    client = lab.popen(
+        "c",
+        [sys.executable, "-c", CLIENT, address, mode, str(deadline)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     try:
         assert server.stdout.readline().strip() == "ready"
         assert client.stdout.readline().strip() == "connected"

@@ -107,8 +107,11 @@ def test_a_tree_cache_follows_changes_made_while_it_was_disconnected(tmp_path):
                 writer.set("/tc/a", b"2")
                 writer.create("/tc/b", b"3")
                 writer.delete("/tc/a")
-                wait_for(lambda: cache.get_data("/tc/b") is not None and cache.get_data("/tc/a") is None, 60,
-                         "the cache caught up through the other node")
+                wait_for(
+                    lambda: cache.get_data("/tc/b") is not None and cache.get_data("/tc/a") is None,
+                    60,
+                    "the cache caught up through the other node",
+                )
             finally:
                 watched.resume()
             assert cache.get_data("/tc/b").data == b"3"

@@ -18,18 +18,50 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize(
     ("workload", "clients", "client"),
-    [("set", 1, "native"), ("mixed:90", 1, "native"), ("lock", 2, "native"), ("set", 1, "kazoo"),
-     ("get-lin", 1, "native"), ("sync-get", 1, "native"), ("sync-get", 1, "kazoo")],
+    [
+        ("set", 1, "native"),
+        ("mixed:90", 1, "native"),
+        ("lock", 2, "native"),
+        ("set", 1, "kazoo"),
+        ("get-lin", 1, "native"),
+        ("sync-get", 1, "native"),
+        ("sync-get", 1, "kazoo"),
+    ],
 )
 def test_bench_run_reports(tmp_path: Path, workload: str, clients: int, client: str) -> None:
     if client == "kazoo":
         pytest.importorskip("kazoo")
     out = tmp_path / "result.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "run", "--target", "zoomq", "--nodes", "1", "--workload", workload,
-         "--clients", str(clients), "--depth", "8", "--duration", "1", "--warmup", "0.5", "--json", str(out),
-         "--client", client],
-        cwd=REPO, capture_output=True, text=True, timeout=90, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            "--target",
+            "zoomq",
+            "--nodes",
+            "1",
+            "--workload",
+            workload,
+            "--clients",
+            str(clients),
+            "--depth",
+            "8",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.5",
+            "--json",
+            str(out),
+            "--client",
+            client,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(out.read_text())

@@ -28,8 +28,12 @@ def test_every_node_shows_the_membership_in_zookeeper_config(tmp_path):
         ports = [n.hosts.rsplit(":", 1)[1] for n in ens.nodes]
         assert [line.split("=", 1)[0] for line in lines[:-1]] == ["server.1", "server.2", "server.3"]
         assert all(line.endswith(f";127.0.0.1:{port}") and ":participant;" in line for line, port in zip(lines, ports))
-        out = subprocess.run([sys.executable, "-m", "zoomq", "shell", ens.nodes[0].hosts, "-c", "config; config -c"],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-m", "zoomq", "shell", ens.nodes[0].hosts, "-c", "config; config -c"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         assert out.stdout.splitlines() == [*lines, "0 " + ",".join(f"127.0.0.1:{p}" for p in ports)]
 

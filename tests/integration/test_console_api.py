@@ -17,8 +17,11 @@ import pytest
 from zoomq.security import make_digest_acl
 from zoomq.testing import ZoomqEnsemble, ZoomqServer, free_port, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120),
-              pytest.mark.filterwarnings("ignore:Using `httpx` with:UserWarning")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(120),
+    pytest.mark.filterwarnings("ignore:Using `httpx` with:UserWarning"),
+]
 
 pytest.importorskip("starlette", reason="the console extra (starlette) is not installed")
 pytest.importorskip("uvicorn", reason="the console extra (uvicorn) is not installed")
@@ -71,7 +74,10 @@ def test_browse_children_with_counts_and_data_text_or_hex(node: ZoomqServer, bro
     zk.create("/app/bin", b"\x00\xff\x10")
     zk.create("/app/cfg/x", b"")
     listing = browser.get("/api/children", path="/app").json()
-    assert [(c["name"], c["numChildren"], c["dataLength"]) for c in listing["children"]] == [("bin", 0, 3), ("cfg", 1, 2)]
+    assert [(c["name"], c["numChildren"], c["dataLength"]) for c in listing["children"]] == [
+        ("bin", 0, 3),
+        ("cfg", 1, 2),
+    ]
     assert listing["total"] == 2
     root = browser.get("/api/children", path="/").json()
     assert {"app", "zookeeper"} <= {c["name"] for c in root["children"]}
@@ -170,8 +176,11 @@ def test_recursive_delete_needs_a_confirmation_with_the_count(node: ZoomqServer,
     r = browser.post("/api/node/delete", {"path": "/tree", "recursive": True, "confirm": "made-up"})
     assert r.status_code == 428 and zk.exists("/tree") is not None
     plan = browser.post("/api/node/delete-plan", {"path": "/tree"}).json()
-    assert plan["count"] == 5 and plan["sample"][0] == "/tree" and set(plan["sample"]) == {
-        "/tree", "/tree/a", "/tree/b", "/tree/a/1", "/tree/a/2"}
+    assert (
+        plan["count"] == 5
+        and plan["sample"][0] == "/tree"
+        and set(plan["sample"]) == {"/tree", "/tree/a", "/tree/b", "/tree/a/1", "/tree/a/2"}
+    )
     zk.create("/tree/c", b"")  # the subtree grows between the count and the confirmation
     r = browser.post("/api/node/delete", {"path": "/tree", "recursive": True, "confirm": plan["token"]})
     assert r.status_code == 409 and r.json()["error"] == "SubtreeChanged" and r.json()["count"] == 6
@@ -200,7 +209,9 @@ def test_csrf_and_cross_origin_are_refused_before_the_ensemble(node: ZoomqServer
         assert (r.status_code, r.json()["error"]) == (403, error), headers
         r = browser.http.post("/api/node/delete", json={"path": "/guarded"}, headers=headers)
         assert r.status_code == 403
-    r = browser.http.post("/api/node/set", json=body, headers={"origin": ORIGIN, "x-csrf-token": browser.csrf, "host": "evil.example"})
+    r = browser.http.post(
+        "/api/node/set", json=body, headers={"origin": ORIGIN, "x-csrf-token": browser.csrf, "host": "evil.example"}
+    )
     assert (r.status_code, r.json()["error"]) == (403, "BadHost")
     assert zk.get("/guarded")[0] == b"original" and zk.get("/guarded")[1].version == 0
     # Another browser session's token is no good here either.
@@ -212,7 +223,9 @@ def test_csrf_and_cross_origin_are_refused_before_the_ensemble(node: ZoomqServer
 
 def test_script_in_names_and_data_travels_as_json_text(node: ZoomqServer, browser: Browser) -> None:
     zk = node.client()
-    r = browser.post("/api/node/create", {"parent": "/", "name": SCRIPT.replace("/", "∕"), "data": SCRIPT, "kind": "persistent"})
+    r = browser.post(
+        "/api/node/create", {"parent": "/", "name": SCRIPT.replace("/", "∕"), "data": SCRIPT, "kind": "persistent"}
+    )
     assert r.status_code == 200
     created = r.json()["path"]
     listing = browser.get("/api/children", path="/")
@@ -241,7 +254,12 @@ def test_ensemble_endpoint_on_a_standalone_node(node: ZoomqServer, browser: Brow
         sample = browser.get("/api/ensemble").json()
         return sample if sample["hosts"][0]["receivedPerSecond"] is not None else None
 
-    assert wait_for(rated, timeout=10, what="a packets/s rate from two samples", interval=0.6)["hosts"][0]["receivedPerSecond"] >= 0
+    assert (
+        wait_for(rated, timeout=10, what="a packets/s rate from two samples", interval=0.6)["hosts"][0][
+            "receivedPerSecond"
+        ]
+        >= 0
+    )
 
 
 @pytest.mark.timeout(180)
@@ -249,8 +267,14 @@ def test_ensemble_endpoint_shows_a_new_leader_after_a_kill(tmp_path: Any) -> Non
     with ZoomqEnsemble(3, base_dir=tmp_path / "ens") as ens, console_for(ens.hosts) as client:
         browser = Browser(client)
         leader = ens.leader()
-        sample = wait_for(lambda: (s := browser.get("/api/ensemble").json())["leader"] and s, timeout=20, what="a leader on the page")
-        assert sample["leader"] == leader.hosts and sorted(r["role"] for r in sample["hosts"]) == ["follower", "follower", "leader"]
+        sample = wait_for(
+            lambda: (s := browser.get("/api/ensemble").json())["leader"] and s, timeout=20, what="a leader on the page"
+        )
+        assert sample["leader"] == leader.hosts and sorted(r["role"] for r in sample["hosts"]) == [
+            "follower",
+            "follower",
+            "leader",
+        ]
         leader.kill()
         new = ens.wait_leader(exclude=leader, timeout=30)
 
@@ -309,9 +333,14 @@ def test_console_command_serves_and_stops(node: ZoomqServer) -> None:
     import httpx
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "zoomq", "console", "--hosts", node.hosts, "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zoomq", "console", "--hosts", node.hosts, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
+
         def up() -> Any:
             if proc.poll() is not None:
                 raise AssertionError(f"zoomq console exited: {proc.stdout.read().decode()}")

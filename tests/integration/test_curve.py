@@ -36,7 +36,10 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def secure_node(keys: Path, tmp_path_factory: pytest.TempPathFactory):
     node = ZoomqServer(
         data_dir=tmp_path_factory.mktemp("secure") / "data",
-        client_options={"curve_server_key": str(keys / "node/node.key"), "curve_secret_key": str(keys / "clients/app.key_secret")},
+        client_options={
+            "curve_server_key": str(keys / "node/node.key"),
+            "curve_secret_key": str(keys / "clients/app.key_secret"),
+        },
         curve_secret_key=str(keys / "node/node.key_secret"),
         curve_client_keys=str(keys / "clients"),
     )
@@ -58,10 +61,16 @@ def test_an_allowed_client_works_and_others_are_refused_while_it_keeps_working(s
     good.create("/curve", b"secret")
     message = _refused(secure_node)  # plain TCP: no CURVE at all
     assert "CURVE handshake" in message
-    _refused(secure_node, curve_server_key=str(keys / "node/node.key"),
-             curve_secret_key=str(keys / "strangers/stranger.key_secret"))  # key not admitted
-    _refused(secure_node, curve_server_key=str(keys / "strangers/stranger.key"),
-             curve_secret_key=str(keys / "clients/app.key_secret"))  # not this node's key
+    _refused(
+        secure_node,
+        curve_server_key=str(keys / "node/node.key"),
+        curve_secret_key=str(keys / "strangers/stranger.key_secret"),
+    )  # key not admitted
+    _refused(
+        secure_node,
+        curve_server_key=str(keys / "strangers/stranger.key"),
+        curve_secret_key=str(keys / "clients/app.key_secret"),
+    )  # not this node's key
     assert good.get("/curve")[0] == b"secret"
     assert good.command("ruok") == "imok"
 
@@ -95,54 +104,121 @@ def test_the_wire_is_encrypted(secure_node, keys):
 
 def test_admin_and_shell_take_keys(secure_node, keys):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    flags = ["--curve-server-key", str(keys / "node/node.key"), "--curve-secret-key", str(keys / "clients/app.key_secret")]
-    out = subprocess.run([sys.executable, "-m", "zoomq", "admin", secure_node.hosts, "ruok", *flags],
-                         capture_output=True, text=True, timeout=60, env=env)
+    flags = [
+        "--curve-server-key",
+        str(keys / "node/node.key"),
+        "--curve-secret-key",
+        str(keys / "clients/app.key_secret"),
+    ]
+    out = subprocess.run(
+        [sys.executable, "-m", "zoomq", "admin", secure_node.hosts, "ruok", *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert out.returncode == 0 and out.stdout.strip() == "imok", out.stderr
-    out = subprocess.run([sys.executable, "-m", "zoomq", "admin", secure_node.hosts, "ruok", "--timeout", "30"],
-                         capture_output=True, text=True, timeout=60, env=env)
-    assert out.returncode == 1 and "refused the CURVE handshake" in out.stderr and "--curve-server-key" in out.stderr, out.stderr
-    out = subprocess.run([sys.executable, "-m", "zoomq", "shell", secure_node.hosts, "-c", "create /viashell x; get /viashell", *flags],
-                         capture_output=True, text=True, timeout=60, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "zoomq", "admin", secure_node.hosts, "ruok", "--timeout", "30"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert out.returncode == 1 and "refused the CURVE handshake" in out.stderr and "--curve-server-key" in out.stderr, (
+        out.stderr
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "zoomq", "shell", secure_node.hosts, "-c", "create /viashell x; get /viashell", *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert out.returncode == 0 and "x" in out.stdout, out.stderr
 
 
 def test_keys_generate_and_show(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "zoomq", "keys", "generate", "--dir", str(tmp_path), "n1", "app"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "zoomq", "keys", "generate", "--dir", str(tmp_path), "n1", "app"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     rows = [line.split("\t") for line in out.stdout.splitlines()]
     assert [r[0] for r in rows] == ["n1", "app"]
     assert (tmp_path / "n1.key_secret").stat().st_mode & 0o077 == 0  # the secret is private
-    shown = subprocess.run([sys.executable, "-m", "zoomq", "keys", "show", str(tmp_path / "app.key_secret")],
-                           capture_output=True, text=True, timeout=60)
+    shown = subprocess.run(
+        [sys.executable, "-m", "zoomq", "keys", "show", str(tmp_path / "app.key_secret")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert shown.stdout.strip() == rows[1][1] == curve.public_key(str(tmp_path / "app.key")).decode()
-    bad = subprocess.run([sys.executable, "-m", "zoomq", "keys", "show", str(tmp_path / "missing.key")],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "zoomq", "keys", "show", str(tmp_path / "missing.key")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 1 and "zoomq keys:" in bad.stderr
 
 
 @pytest.mark.parametrize(
     "case",
-    ["secret-missing", "clients-missing", "clients-not-a-dir", "peer-key-missing", "peer-key-malformed",
-     "own-key-mismatch", "clients-without-secret"],
+    [
+        "secret-missing",
+        "clients-missing",
+        "clients-not-a-dir",
+        "peer-key-missing",
+        "peer-key-malformed",
+        "own-key-mismatch",
+        "clients-without-secret",
+    ],
 )
 def test_bad_curve_configuration_is_a_precise_error(keys, tmp_path, case):
     secret = str(keys / "node/node.key_secret")
     own = curve.public_key(str(keys / "node/node.key")).decode()
     other = curve.public_key(str(keys / "strangers/stranger.key")).decode()
-    servers = [{"id": 1, "quorum_port": 2888, "election_port": 3888, "curve_public_key": own},
-               {"id": 2, "quorum_port": 2889, "election_port": 3889, "curve_public_key": other}]
+    servers = [
+        {"id": 1, "quorum_port": 2888, "election_port": 3888, "curve_public_key": own},
+        {"id": 2, "quorum_port": 2889, "election_port": 3889, "curve_public_key": other},
+    ]
     fields, expect = {
-        "secret-missing": ({"curve_secret_key": str(tmp_path / "nope.key_secret"), "curve_client_keys": "*"}, "cannot read"),
+        "secret-missing": (
+            {"curve_secret_key": str(tmp_path / "nope.key_secret"), "curve_client_keys": "*"},
+            "cannot read",
+        ),
         "clients-missing": ({"curve_secret_key": secret}, "curve_client_keys"),
-        "clients-not-a-dir": ({"curve_secret_key": secret, "curve_client_keys": str(tmp_path / "nodir")}, "not a directory"),
-        "peer-key-missing": ({"curve_secret_key": secret, "curve_client_keys": "*",
-                              "servers": [servers[0], {**servers[1], "curve_public_key": ""}]}, "server 2"),
-        "peer-key-malformed": ({"curve_secret_key": secret, "curve_client_keys": "*",
-                                "servers": [servers[0], {**servers[1], "curve_public_key": "short"}]}, "server 2"),
-        "own-key-mismatch": ({"curve_secret_key": secret, "curve_client_keys": "*",
-                              "servers": [{**servers[0], "curve_public_key": other}, servers[1]]}, "public half"),
+        "clients-not-a-dir": (
+            {"curve_secret_key": secret, "curve_client_keys": str(tmp_path / "nodir")},
+            "not a directory",
+        ),
+        "peer-key-missing": (
+            {
+                "curve_secret_key": secret,
+                "curve_client_keys": "*",
+                "servers": [servers[0], {**servers[1], "curve_public_key": ""}],
+            },
+            "server 2",
+        ),
+        "peer-key-malformed": (
+            {
+                "curve_secret_key": secret,
+                "curve_client_keys": "*",
+                "servers": [servers[0], {**servers[1], "curve_public_key": "short"}],
+            },
+            "server 2",
+        ),
+        "own-key-mismatch": (
+            {
+                "curve_secret_key": secret,
+                "curve_client_keys": "*",
+                "servers": [{**servers[0], "curve_public_key": other}, servers[1]],
+            },
+            "public half",
+        ),
         "clients-without-secret": ({"curve_client_keys": "*"}, "need curve_secret_key"),
     }[case]
     with pytest.raises(node_config.ConfigError, match=expect):
@@ -155,8 +231,11 @@ def test_client_with_half_the_keys_is_a_configuration_error(keys):
     with pytest.raises(ConfigurationError):
         Client(hosts="127.0.0.1:1", curve_server_key="not a key", curve_secret_key=str(keys / "clients/app.key_secret"))
     with pytest.raises(ConfigurationError):  # a per-host key map must cover every host
-        Client(hosts="127.0.0.1:1,127.0.0.1:2", curve_server_key={"127.0.0.1:1": str(keys / "node/node.key")},
-               curve_secret_key=str(keys / "clients/app.key_secret"))
+        Client(
+            hosts="127.0.0.1:1,127.0.0.1:2",
+            curve_server_key={"127.0.0.1:1": str(keys / "node/node.key")},
+            curve_secret_key=str(keys / "clients/app.key_secret"),
+        )
 
 
 @pytest.mark.faults
@@ -165,8 +244,10 @@ def test_an_ensemble_refuses_a_member_whose_key_it_does_not_know_and_serves(tmp_
     impostor = ens.node(3)
     # Node 3 gets a new key pair; the others still list its old public key.
     public_file, secret_file = curve.generate(tmp_path / "impostor", "node3")
-    own_view = [msgspec.structs.replace(s, curve_public_key=curve.public_key(str(public_file)).decode()) if s.id == 3 else s
-                for s in ens.servers]
+    own_view = [
+        msgspec.structs.replace(s, curve_public_key=curve.public_key(str(public_file)).decode()) if s.id == 3 else s
+        for s in ens.servers
+    ]
     impostor.config_overrides.update(curve_secret_key=str(secret_file), servers=own_view)
     try:
         for node in ens.nodes:
@@ -177,6 +258,7 @@ def test_an_ensemble_refuses_a_member_whose_key_it_does_not_know_and_serves(tmp_
         zk.create("/served", b"yes")
         leader = ens.leader()
         assert leader is not impostor
+
         # The impostor cannot join: while the others elect, serve and heartbeat, it never
         # follows, and the leader never hears of it (a window of several election rounds).
         def impostor_joined() -> bool:
@@ -211,10 +293,16 @@ def test_a_stranger_on_the_peer_ports_is_refused_and_the_quorum_holds(tmp_path):
                 for keyed in (True, False):
                     sock = ctx.socket(zmq.DEALER)
                     sock.setsockopt(zmq.LINGER, 0)
-                    monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                                                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+                    monitor = sock.get_monitor_socket(
+                        zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                        | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                        | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                        | zmq.EVENT_HANDSHAKE_SUCCEEDED
+                    )
                     if keyed:  # a well-formed CURVE client whose key no member lists
-                        curve.connect_as(sock, curve.secret_pair(str(stranger_secret)), curve.public_key(entry.curve_public_key))
+                        curve.connect_as(
+                            sock, curve.secret_pair(str(stranger_secret)), curve.public_key(entry.curve_public_key)
+                        )
                     sock.connect(f"tcp://127.0.0.1:{port}")
                     sock.send(b"\x93\x01\x02\x03")
                     socks.append((sock, monitor))

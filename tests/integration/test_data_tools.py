@@ -59,7 +59,7 @@ def shape(client, path: str) -> dict[str, tuple]:
     for node in client.get_subtree(path).nodes:
         owner = node.stat.ephemeralOwner
         kind = "container" if owner == CONTAINER_OWNER else f"ttl={ttl_of(owner)}" if ttl_of(owner) else "persistent"
-        out[node.path[len(path):] or "/"] = (node.data, node.acl, kind, node.stat.version, node.stat.aversion)
+        out[node.path[len(path) :] or "/"] = (node.data, node.acl, kind, node.stat.version, node.stat.aversion)
     return out
 
 
@@ -190,7 +190,9 @@ def test_a_stopped_nodes_data_dir_backs_up_as_the_live_node_did_and_a_running_on
         refused = cli("backup", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "x.json"))
         assert refused.returncode == 1 and "in use by a running zoomq node" in refused.stderr
         assert not (tmp_path / "x.json").exists()
-        wait_for(lambda: any((tmp_path / "data" / "version-1").glob("snapshot.*")), timeout=30, what="a snapshot written")
+        wait_for(
+            lambda: any((tmp_path / "data" / "version-1").glob("snapshot.*")), timeout=30, what="a snapshot written"
+        )
         snap = cli("snapshot", "dump", str(tmp_path / "data"))
         log = cli("log", "dump", str(tmp_path / "data" / "version-1"), "--json")
     finally:
@@ -250,12 +252,18 @@ def test_restore_errors_say_the_zookeeper_error_and_where(node, tmp_path):
     under_eph = cli("restore", str(out), "--to", f"{node.hosts}/eph-parent/src")
     assert under_eph.returncode == 1 and "NoChildrenForEphemeralsError (-108)" in under_eph.stderr
     big = tmp_path / "big.json"  # a value over the node's max_data_bytes (1 MiB), among others in its batch
-    entries = [Entry("/big", b"", OPEN_ACL_UNSAFE), *(Entry(f"/big/n{i}", b"x", OPEN_ACL_UNSAFE) for i in range(5)),
-               Entry("/big/huge", b"y" * ((1 << 20) + 1), OPEN_ACL_UNSAFE)]
+    entries = [
+        Entry("/big", b"", OPEN_ACL_UNSAFE),
+        *(Entry(f"/big/n{i}", b"x", OPEN_ACL_UNSAFE) for i in range(5)),
+        Entry("/big/huge", b"y" * ((1 << 20) + 1), OPEN_ACL_UNSAFE),
+    ]
     entries.sort(key=lambda e: e.path)
     big.write_bytes(b"".join(encode(Header("/big", {}, None, "", len(entries)), entries)))
     oversize = cli("restore", str(big), "--to", node.hosts)
-    assert oversize.returncode == 1 and "BadArgumentsError (-8): /big/huge (a value over the node's max_data_bytes?)" in oversize.stderr
+    assert (
+        oversize.returncode == 1
+        and "BadArgumentsError (-8): /big/huge (a value over the node's max_data_bytes?)" in oversize.stderr
+    )
 
 
 def test_a_subtree_above_the_nodes_bound_is_refused_with_bad_arguments(tmp_path):

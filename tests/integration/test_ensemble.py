@@ -94,7 +94,9 @@ def test_a_session_moves_to_another_node_with_its_ephemerals_and_watches(ens):
     first.kill()
     try:
         other = ens.client(hosts=ens.nodes[2].hosts)
-        wait_for(lambda: zk.connected and zk.client_id[0] == session and zk.exists("/moving/eph"), 30, "session resumed")
+        wait_for(
+            lambda: zk.connected and zk.client_id[0] == session and zk.exists("/moving/eph"), 30, "session resumed"
+        )
         other.set("/moving", b"changed")
         assert fired.wait(15), "the watch did not fire after the session moved"
         assert zk.client_id[0] == session
@@ -146,8 +148,11 @@ def test_a_role_actor_is_a_process_started_ahead_of_time_and_another_waits_for_t
     wait_for(lambda: len(_standbys(follower)) == 1 and _standbys(follower)[0].pid != waiting.pid, 30, "a new standby")
     ens.wait_standbys(30)  # preloaded, and said so (runtime/spawn.py's standby.ready)
     assert follower.standby_ready()
-    wait_for(lambda: follower.status().get("standby") == {"pid": _standbys(follower)[0].pid, "ready": True}, 30,
-             "status.json telling the standby is ready")
+    wait_for(
+        lambda: follower.status().get("standby") == {"pid": _standbys(follower)[0].pid, "ready": True},
+        30,
+        "status.json telling the standby is ready",
+    )
     client = Client(hosts=follower.hosts)
     client.start(timeout=20)
     try:

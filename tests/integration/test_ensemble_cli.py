@@ -61,10 +61,32 @@ def test_ensemble_up_status_admin_and_stop(tmp_path):
     secure = _free_range(4, taken | {p + i for p in (quorum, election) for i in range(4)})
     data = tmp_path / "ens"
     up = subprocess.Popen(
-        [sys.executable, "-m", "zoomq", "ensemble", "up", "-n", "3", "--observers", "1", "--base-port", str(base),
-         "--data-dir", str(data), "--tick-ms", "100", "--quorum-base-port", str(quorum), "--election-base-port", str(election),
-         "--zk-secure-base-port", str(secure)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "zoomq",
+            "ensemble",
+            "up",
+            "-n",
+            "3",
+            "--observers",
+            "1",
+            "--base-port",
+            str(base),
+            "--data-dir",
+            str(data),
+            "--tick-ms",
+            "100",
+            "--quorum-base-port",
+            str(quorum),
+            "--election-base-port",
+            str(election),
+            "--zk-secure-base-port",
+            str(secure),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         hosts = ",".join(f"127.0.0.1:{base + i}" for i in range(4))
@@ -74,7 +96,11 @@ def test_ensemble_up_status_admin_and_stop(tmp_path):
         def all_serving():
             rows = json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")
             roles = sorted(str(r["role"]) for r in rows)
-            return rows if roles == ["follower", "follower", "leader", "observer"] and all(r["epoch"] for r in rows) else None
+            return (
+                rows
+                if roles == ["follower", "follower", "leader", "observer"] and all(r["epoch"] for r in rows)
+                else None
+            )
 
         rows = wait_for(all_serving, 60, "an ensemble with a leader")
         zk = Client(hosts=hosts)
@@ -90,14 +116,32 @@ def test_ensemble_up_status_admin_and_stop(tmp_path):
         assert "leader" in text and "observer" in text
         lead_port = int(leader["client"].rsplit(":", 1)[1])
         lead_mntr = parse_mntr(ask("127.0.0.1", lead_port, "mntr"))  # ZooKeeper's leader-only lines
-        wanted = {"zk_learners": "3", "zk_followers": "3", "zk_synced_followers": "2", "zk_synced_observers": "1", "zk_pending_syncs": "0"}
-        wait_for(lambda: {k: parse_mntr(ask("127.0.0.1", lead_port, "mntr")).get(k) for k in wanted} == wanted, 10, "leader's learner lines")
+        wanted = {
+            "zk_learners": "3",
+            "zk_followers": "3",
+            "zk_synced_followers": "2",
+            "zk_synced_observers": "1",
+            "zk_pending_syncs": "0",
+        }
+        wait_for(
+            lambda: {k: parse_mntr(ask("127.0.0.1", lead_port, "mntr")).get(k) for k in wanted} == wanted,
+            10,
+            "leader's learner lines",
+        )
         assert "zk_followers" not in parse_mntr(ask("127.0.0.1", base + 3, "mntr")) and "zk_followers" in lead_mntr
         conf = ask("127.0.0.1", base, "conf")
-        assert f"server.1=127.0.0.1:{quorum}:{election}:participant" in conf and f"server.4=127.0.0.1:{quorum + 3}:{election + 3}:observer" in conf
+        assert (
+            f"server.1=127.0.0.1:{quorum}:{election}:participant" in conf
+            and f"server.4=127.0.0.1:{quorum + 3}:{election + 3}:observer" in conf
+        )
         tls = data / "tls"
-        kz = KazooClient(hosts=f"127.0.0.1:{secure + 1}", use_ssl=True, ca=str(tls / "ca.pem"),
-                         certfile=str(tls / "client.pem"), keyfile=str(tls / "client.key"))
+        kz = KazooClient(
+            hosts=f"127.0.0.1:{secure + 1}",
+            use_ssl=True,
+            ca=str(tls / "ca.pem"),
+            certfile=str(tls / "client.pem"),
+            keyfile=str(tls / "client.key"),
+        )
         kz.start(timeout=30)
         try:
             assert kz.get("/from-cli")[0] == b"x"
@@ -118,7 +162,11 @@ def test_ensemble_up_status_admin_and_stop(tmp_path):
         up.send_signal(signal.SIGTERM)
         code = up.wait(60)
     assert code == 0
-    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids), 30, "every node process gone")
+    wait_for(
+        lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids),
+        30,
+        "every node process gone",
+    )
 
 
 def test_admin_reports_unreachable_nodes_and_bad_addresses():
@@ -131,8 +179,18 @@ def test_admin_reports_unreachable_nodes_and_bad_addresses():
 
 def test_ensemble_up_refuses_overlapping_port_ranges(tmp_path):
     base = _base_port(3)
-    out = _zoomq("ensemble", "up", "-n", "3", "--base-port", str(base), "--quorum-base-port", str(base + 1),
-                 "--data-dir", str(tmp_path / "ens"))
+    out = _zoomq(
+        "ensemble",
+        "up",
+        "-n",
+        "3",
+        "--base-port",
+        str(base),
+        "--quorum-base-port",
+        str(base + 1),
+        "--data-dir",
+        str(tmp_path / "ens"),
+    )
     assert out.returncode == 2 and "overlap" in out.stderr
 
 
@@ -145,9 +203,25 @@ def test_ensemble_up_with_curve_serves_keyed_clients_only(tmp_path):
     base = _base_port(3)
     data = tmp_path / "ens"
     up = subprocess.Popen(
-        [sys.executable, "-m", "zoomq", "ensemble", "up", "-n", "3", "--base-port", str(base),
-         "--data-dir", str(data), "--tick-ms", "100", "--curve"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "zoomq",
+            "ensemble",
+            "up",
+            "-n",
+            "3",
+            "--base-port",
+            str(base),
+            "--data-dir",
+            str(data),
+            "--tick-ms",
+            "100",
+            "--curve",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         hosts = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
@@ -156,12 +230,19 @@ def test_ensemble_up_with_curve_serves_keyed_clients_only(tmp_path):
 
         def serving():
             rows = json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")
-            return rows if sorted(str(r["role"]) for r in rows) == ["follower", "follower", "leader"] and all(r["epoch"] for r in rows) else None
+            return (
+                rows
+                if sorted(str(r["role"]) for r in rows) == ["follower", "follower", "leader"]
+                and all(r["epoch"] for r in rows)
+                else None
+            )
 
         wait_for(serving, 60, "a CURVE ensemble with a leader (status speaks CURVE too)")
         keys = data / "keys"
         server_keys = {f"127.0.0.1:{base + i}": str(keys / f"node{i + 1}.key") for i in range(3)}
-        zk = Client(hosts=hosts, curve_server_key=server_keys, curve_secret_key=str(keys / "clients" / "client.key_secret"))
+        zk = Client(
+            hosts=hosts, curve_server_key=server_keys, curve_secret_key=str(keys / "clients" / "client.key_secret")
+        )
         zk.start(timeout=30)
         zk.create("/secure", b"x")
         zk.stop()
@@ -178,24 +259,48 @@ def test_ensemble_add_and_remove_reconfigure_the_running_ensemble(tmp_path):
     base = _base_port(5)  # room for the node added
     data = tmp_path / "ens"
     up = subprocess.Popen(
-        [sys.executable, "-m", "zoomq", "ensemble", "up", "-n", "3", "--base-port", str(base), "--data-dir", str(data),
-         "--tick-ms", "100"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "zoomq",
+            "ensemble",
+            "up",
+            "-n",
+            "3",
+            "--base-port",
+            str(base),
+            "--data-dir",
+            str(data),
+            "--tick-ms",
+            "100",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     pids: list[int] = []
 
     def rows():
-        return {r["id"]: r for r in json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")}
+        return {
+            r["id"]: r
+            for r in json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")
+        }
 
     try:
-        wait_for(lambda: sorted(str(r["role"]) for r in rows().values()) == ["follower", "follower", "leader"], 60, "the ensemble")
+        wait_for(
+            lambda: sorted(str(r["role"]) for r in rows().values()) == ["follower", "follower", "leader"],
+            60,
+            "the ensemble",
+        )
         hosts = ",".join(f"127.0.0.1:{base + i}" for i in range(4))
         zk = Client(hosts=hosts)
         zk.start(timeout=30)
         zk.create("/before", b"1")
         added = _zoomq("ensemble", "add", "--data-dir", str(data))
         assert added.returncode == 0, added.stderr
-        assert f"server.4=127.0.0.1:{base + QUORUM_OFFSET + 3}:{base + ELECTION_OFFSET + 3}:participant;127.0.0.1:{base + 3}" in added.stdout
+        assert (
+            f"server.4=127.0.0.1:{base + QUORUM_OFFSET + 3}:{base + ELECTION_OFFSET + 3}:participant;127.0.0.1:{base + 3}"
+            in added.stdout
+        )
         assert (data / "node4.toml").exists()
         wait_for(lambda: (data / "node4" / "membership.json").exists(), 30, "node 4 applying the reconfig")
         four = Client(hosts=f"127.0.0.1:{base + 3}")
@@ -208,8 +313,14 @@ def test_ensemble_add_and_remove_reconfigure_the_running_ensemble(tmp_path):
         assert removed.returncode == 0, removed.stderr
         assert f"server.{leader}=" not in removed.stdout and "server.4=" in removed.stdout
         wait_for(lambda: rows()[leader]["role"] == "removed", 30, "the removed node stopped by `up`")
-        wait_for(lambda: sorted(str(r["role"]) for sid, r in rows().items() if sid != leader) == ["follower", "follower", "leader"],
-                 60, "a leader among the other three")
+        wait_for(
+            lambda: (
+                sorted(str(r["role"]) for sid, r in rows().items() if sid != leader)
+                == ["follower", "follower", "leader"]
+            ),
+            60,
+            "a leader among the other three",
+        )
         zk.create("/after", b"2")  # the session moved on to a member
         assert zk.get("/before")[0] == b"1"
         zk.stop()
@@ -218,4 +329,8 @@ def test_ensemble_add_and_remove_reconfigure_the_running_ensemble(tmp_path):
         up.send_signal(signal.SIGTERM)
         code = up.wait(60)
     assert code == 0
-    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids), 30, "every node process gone")
+    wait_for(
+        lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids),
+        30,
+        "every node process gone",
+    )

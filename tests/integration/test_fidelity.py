@@ -75,7 +75,13 @@ def test_no_data_stays_apart_from_empty_data_through_both_protocols_and_a_restar
             zk.create(f"/filler{i}", b"")
         node.restart()
         zk = node.client()
-        assert [zk.get(p)[0] for p in ("/none", "/empty", "/was", "/kz-none", "/kz-empty")] == [None, b"", None, None, None]
+        assert [zk.get(p)[0] for p in ("/none", "/empty", "/was", "/kz-none", "/kz-empty")] == [
+            None,
+            b"",
+            None,
+            None,
+            None,
+        ]
     finally:
         node.stop()
 
@@ -85,8 +91,14 @@ def test_a_committed_transaction_takes_nothing_more(gw):
     tx = zk.transaction()
     tx.create("/tx-once", b"")
     assert tx.commit() == ["/tx-once"]
-    for late in (lambda: tx.create("/tx-late"), lambda: tx.delete("/tx-once"), lambda: tx.set_data("/tx-once", b"x"),
-                 lambda: tx.check("/tx-once", 0), tx.commit, tx.commit_async):
+    for late in (
+        lambda: tx.create("/tx-late"),
+        lambda: tx.delete("/tx-once"),
+        lambda: tx.set_data("/tx-once", b"x"),
+        lambda: tx.check("/tx-once", 0),
+        tx.commit,
+        tx.commit_async,
+    ):
         with pytest.raises(ValueError, match="Transaction already committed"):
             late()
     assert zk.exists("/tx-late") is None
@@ -98,8 +110,13 @@ def test_calls_on_a_stopped_or_never_started_client_raise_connection_closed(gw):
         never.get("/")
     zk = gw.client()
     zk.stop()
-    for call in (lambda: zk.get("/"), lambda: zk.create("/after-stop"), lambda: zk.get_async("/").get(timeout=5),
-                 lambda: zk.set_async("/", b"").get(timeout=5), lambda: zk.get_children_async("/").get(timeout=5)):
+    for call in (
+        lambda: zk.get("/"),
+        lambda: zk.create("/after-stop"),
+        lambda: zk.get_async("/").get(timeout=5),
+        lambda: zk.set_async("/", b"").get(timeout=5),
+        lambda: zk.get_children_async("/").get(timeout=5),
+    ):
         with pytest.raises(ConnectionClosedError, match="Connection has been closed"):
             call()
 
@@ -168,20 +185,29 @@ def _path_int(conn: JuteConnection, path: str, value: int) -> bytes:
 
 def test_multi_read_answers_each_read_on_its_own(jute):
     s = jute.string
-    ops = (struct.pack(">i?i", GET_DATA, False, -1) + s("/ops") + b"\0"
-           + struct.pack(">i?i", GET_CHILDREN, False, -1) + s("/ops") + b"\0"
-           + struct.pack(">i?i", GET_DATA, False, -1) + s("/ops/missing") + b"\0" + MULTI_END)
+    ops = (
+        struct.pack(">i?i", GET_DATA, False, -1)
+        + s("/ops")
+        + b"\0"
+        + struct.pack(">i?i", GET_CHILDREN, False, -1)
+        + s("/ops")
+        + b"\0"
+        + struct.pack(">i?i", GET_DATA, False, -1)
+        + s("/ops/missing")
+        + b"\0"
+        + MULTI_END
+    )
     _xid, _zxid, err, body = jute.call(MULTI_READ, ops)
     assert err == 0
     op_type, done, op_err = struct.unpack(">i?i", body[:9])
     assert (op_type, done, op_err) == (GET_DATA, False, 0)
     (n,) = struct.unpack(">i", body[9:13])
     at = 13 + max(n, 0) + 68  # the data, then its Stat
-    assert struct.unpack(">i?i", body[at:at + 9]) == (GET_CHILDREN, False, 0)
+    assert struct.unpack(">i?i", body[at : at + 9]) == (GET_CHILDREN, False, 0)
     children, at = jute_strings(body, at + 9)
     assert children == ["kid"]
-    assert struct.unpack(">i?ii", body[at:at + 13]) == (-1, False, -101, -101)  # NoNode in its slot only
-    assert body[at + 13:] == MULTI_END
+    assert struct.unpack(">i?ii", body[at : at + 13]) == (-1, False, -101, -101)  # NoNode in its slot only
+    assert body[at + 13 :] == MULTI_END
 
 
 def test_multi_read_with_a_write_in_it_is_a_marshalling_error_and_the_connection_stays(jute):
@@ -206,7 +232,14 @@ def test_check_and_remove_watches_by_type(jute):
 
 def test_set_watches2_rearms_persistent_watches_that_then_fire(jute, kz):
     s = jute.string
-    body = struct.pack(">q", 0) + struct.pack(">iii", 0, 0, 0) + struct.pack(">i", 1) + s("/ops") + struct.pack(">i", 1) + s("/ops")
+    body = (
+        struct.pack(">q", 0)
+        + struct.pack(">iii", 0, 0, 0)
+        + struct.pack(">i", 1)
+        + s("/ops")
+        + struct.pack(">i", 1)
+        + s("/ops")
+    )
     assert jute.call(SET_WATCHES2, body, xid=-8)[2] == 0
     assert [jute.call(CHECK_WATCHES, _path_int(jute, "/ops", t))[2] for t in (4, 5)] == [0, 0]
     kz.set("/ops/kid", b"changed")
@@ -267,7 +300,9 @@ def test_connections_counts_open_connections_not_sessions(tmp_path):
         assert f"sid={hex(session)}" not in ask("127.0.0.1", node.port, "cons")  # cons lists open connections only
         assert f"sid={hex(session)}" not in ask("127.0.0.1", node.port, "stat")
         assert int(parse_mntr(ask("127.0.0.1", node.port, "mntr"))["zk_global_sessions"]) == 1  # the session lives on
-        wait_for(lambda: "Connections: 2" in ask("127.0.0.1", node.port, "srvr"), timeout=10, what="srvr: idle + the asker")
+        wait_for(
+            lambda: "Connections: 2" in ask("127.0.0.1", node.port, "srvr"), timeout=10, what="srvr: idle + the asker"
+        )
         idle.close(linger=0)
         wait_for(lambda: connections() == 0, timeout=10, what="the idle connection uncounted")
     finally:
@@ -276,8 +311,20 @@ def test_connections_counts_open_connections_not_sessions(tmp_path):
 
 def test_a_one_member_servers_list_serves_standalone(tmp_path):
     port = free_port()
-    node = ZoomqServer(data_dir=tmp_path / "d", port=port, sid=1,
-                       servers=[{"id": 1, "host": "127.0.0.1", "quorum_port": free_port(), "election_port": free_port(), "client_port": port}])
+    node = ZoomqServer(
+        data_dir=tmp_path / "d",
+        port=port,
+        sid=1,
+        servers=[
+            {
+                "id": 1,
+                "host": "127.0.0.1",
+                "quorum_port": free_port(),
+                "election_port": free_port(),
+                "client_port": port,
+            }
+        ],
+    )
     node.start()
     try:
         zk = node.client()
@@ -294,17 +341,27 @@ def test_a_curve_refusal_fails_start_at_once_with_one_warning_per_host(tmp_path)
     curve.generate(tmp_path / "node", "node")
     curve.generate(tmp_path / "clients", "app")
     curve.generate(tmp_path / "other", "other")
-    nodes = [ZoomqServer(data_dir=tmp_path / f"d{i}", curve_secret_key=str(tmp_path / "node/node.key_secret"),
-                         curve_client_keys=str(tmp_path / "clients"),
-                         client_options={"curve_server_key": str(tmp_path / "node/node.key"),
-                                         "curve_secret_key": str(tmp_path / "clients/app.key_secret")})
-             for i in range(2)]
+    nodes = [
+        ZoomqServer(
+            data_dir=tmp_path / f"d{i}",
+            curve_secret_key=str(tmp_path / "node/node.key_secret"),
+            curve_client_keys=str(tmp_path / "clients"),
+            client_options={
+                "curve_server_key": str(tmp_path / "node/node.key"),
+                "curve_secret_key": str(tmp_path / "clients/app.key_secret"),
+            },
+        )
+        for i in range(2)
+    ]
     for node in nodes:
         node.start()
     try:
         hosts = ",".join(node.hosts for node in nodes)
-        client = Client(hosts=hosts, curve_server_key=str(tmp_path / "node/node.key"),
-                        curve_secret_key=str(tmp_path / "other/other.key_secret"))
+        client = Client(
+            hosts=hosts,
+            curve_server_key=str(tmp_path / "node/node.key"),
+            curve_secret_key=str(tmp_path / "other/other.key_secret"),
+        )
         with structlog.testing.capture_logs() as logs, pytest.raises(Exception) as caught:  # noqa: PT011
             client.start(timeout=120)  # were it to wait the whole timeout, the message would say so
         assert type(caught.value).__name__ == "TimeoutError"

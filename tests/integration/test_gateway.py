@@ -260,7 +260,9 @@ def _closed(sock: socket.socket) -> bool:
         return True
 
 
-@pytest.mark.parametrize("case", ["length-over-limit", "negative-length", "garbage-handshake", "truncated-record", "bad-multi"])
+@pytest.mark.parametrize(
+    "case", ["length-over-limit", "negative-length", "garbage-handshake", "truncated-record", "bad-multi"]
+)
 def test_malformed_input_closes_that_connection_and_the_node_serves_on(kz, case):
     zk = kz()
     sock = _raw(kz.node)
@@ -289,8 +291,10 @@ def test_unknown_opcode_is_unimplemented_in_order_and_the_connection_stays(kz):
     sock = _raw(kz.node)
     try:
         _handshake(sock)
-        frames = [struct.pack(">ii", 1, 999),  # unknown
-                  struct.pack(">ii", 2, 3) + struct.pack(">i", 1) + b"/" + b"\0"]  # exists("/")
+        frames = [
+            struct.pack(">ii", 1, 999),  # unknown
+            struct.pack(">ii", 2, 3) + struct.pack(">i", 1) + b"/" + b"\0",
+        ]  # exists("/")
         sock.sendall(b"".join(struct.pack(">i", len(f)) + f for f in frames))
         replies = []
         for _ in range(2):
@@ -334,14 +338,15 @@ def test_kazoo_on_an_ensemble_moves_to_another_node_and_keeps_its_session(tmp_pa
             zk.close()
 
 
-ZKCLI = shutil.which("zkCli.sh") or next(
-    (p for p in ("/usr/share/zookeeper/bin/zkCli.sh",) if os.path.exists(p)), None)
+ZKCLI = shutil.which("zkCli.sh") or next((p for p in ("/usr/share/zookeeper/bin/zkCli.sh",) if os.path.exists(p)), None)
 
 
 @pytest.mark.skipif(ZKCLI is None, reason="zkCli.sh not installed (apt-get install zookeeper)")
 def test_zkcli_drives_zoomq(gw):
-    script = ("create /fromcli hello\nls /\nget -w /fromcli\nset /fromcli world\nget /fromcli\nstat /fromcli\n"
-              "delete /fromcli\nls /\naddauth digest bob:pw\nwhoami\nquit\n")
+    script = (
+        "create /fromcli hello\nls /\nget -w /fromcli\nset /fromcli world\nget /fromcli\nstat /fromcli\n"
+        "delete /fromcli\nls /\naddauth digest bob:pw\nwhoami\nquit\n"
+    )
     out = subprocess.run([ZKCLI, "-server", gw.zk_hosts], input=script, capture_output=True, text=True, timeout=90)
     text = out.stdout + out.stderr
     assert "Created /fromcli" in text, text[-3000:]
@@ -355,8 +360,11 @@ def test_zkcli_drives_zoomq(gw):
 @pytest.fixture(scope="module")
 def sasl_gw(tmp_path_factory):
     pytest.importorskip("puresasl", reason="pure-sasl (kazoo's SASL library) is a test dependency")
-    node = ZoomqServer(data_dir=tmp_path_factory.mktemp("sasl") / "data", zk_port=free_port(),
-                       sasl_users={"bob": "s3cret", "alice": "other"})
+    node = ZoomqServer(
+        data_dir=tmp_path_factory.mktemp("sasl") / "data",
+        zk_port=free_port(),
+        sasl_users={"bob": "s3cret", "alice": "other"},
+    )
     node.start()
     node.zk_hosts = f"127.0.0.1:{node.config_overrides['zk_port']}"
     yield node
@@ -364,7 +372,9 @@ def sasl_gw(tmp_path_factory):
 
 
 def _sasl_client(node, user: str, password: str) -> KazooClient:
-    return KazooClient(hosts=node.zk_hosts, sasl_options={"mechanism": "DIGEST-MD5", "username": user, "password": password})
+    return KazooClient(
+        hosts=node.zk_hosts, sasl_options={"mechanism": "DIGEST-MD5", "username": user, "password": password}
+    )
 
 
 def test_sasl_digest_md5_identity_guards_acls(sasl_gw):

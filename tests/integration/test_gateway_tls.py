@@ -26,8 +26,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def _generate(directory: Path, *names: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "zoomq", "tls", "generate", "--dir", str(directory), *names],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "zoomq", "tls", "generate", "--dir", str(directory), *names],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert [line.split("\t")[0] for line in out.stdout.splitlines()] == ["CA", *names]
 
@@ -43,8 +47,14 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def node(certs: Path, tmp_path_factory: pytest.TempPathFactory):
-    server = ZoomqServer(data_dir=tmp_path_factory.mktemp("tlsnode") / "data", zk_port=free_port(), zk_secure_port=free_port(),
-                         zk_tls_cert=str(certs / "node.pem"), zk_tls_key=str(certs / "node.key"), zk_tls_ca=str(certs / "ca.pem"))
+    server = ZoomqServer(
+        data_dir=tmp_path_factory.mktemp("tlsnode") / "data",
+        zk_port=free_port(),
+        zk_secure_port=free_port(),
+        zk_tls_cert=str(certs / "node.pem"),
+        zk_tls_key=str(certs / "node.key"),
+        zk_tls_ca=str(certs / "ca.pem"),
+    )
     server.start()
     server.secure = f"127.0.0.1:{server.config_overrides['zk_secure_port']}"
     server.plain = f"127.0.0.1:{server.config_overrides['zk_port']}"
@@ -55,8 +65,14 @@ def node(certs: Path, tmp_path_factory: pytest.TempPathFactory):
 def _kazoo(hosts: str, certs: Path | None = None, name: str = "app", ca: Path | None = None, **kw) -> KazooClient:
     if certs is None:
         return KazooClient(hosts=hosts, **kw)
-    return KazooClient(hosts=hosts, use_ssl=True, ca=str(ca or certs / "ca.pem"), certfile=str(certs / f"{name}.pem"),
-                       keyfile=str(certs / f"{name}.key"), **kw)
+    return KazooClient(
+        hosts=hosts,
+        use_ssl=True,
+        ca=str(ca or certs / "ca.pem"),
+        certfile=str(certs / f"{name}.pem"),
+        keyfile=str(certs / f"{name}.key"),
+        **kw,
+    )
 
 
 def test_kazoo_over_tls_and_the_x509_identity(node, certs):
@@ -112,14 +128,19 @@ def test_who_cannot_prove_itself_is_refused_and_the_node_serves_on(node, certs, 
         good.close()
 
 
-@pytest.mark.parametrize("case", ["no-cert", "missing-file", "need-without-ca", "bad-mode", "files-without-port", "same-port"])
+@pytest.mark.parametrize(
+    "case", ["no-cert", "missing-file", "need-without-ca", "bad-mode", "files-without-port", "same-port"]
+)
 def test_bad_tls_configuration_is_a_precise_error(certs, tmp_path, case):
     good = {"zk_secure_port": 2282, "zk_tls_cert": str(certs / "node.pem"), "zk_tls_key": str(certs / "node.key")}
     fields, expect = {
         "no-cert": ({"zk_secure_port": 2282}, "needs zk_tls_cert and zk_tls_key"),
         "missing-file": ({**good, "zk_tls_cert": str(tmp_path / "nope.pem")}, "cannot load"),
         "need-without-ca": ({**good, "zk_tls_client_auth": "need"}, "needs zk_tls_ca"),
-        "bad-mode": ({**good, "zk_tls_ca": str(certs / "ca.pem"), "zk_tls_client_auth": "sometimes"}, "need, want or none"),
+        "bad-mode": (
+            {**good, "zk_tls_ca": str(certs / "ca.pem"), "zk_tls_client_auth": "sometimes"},
+            "need, want or none",
+        ),
         "files-without-port": ({"zk_tls_cert": str(certs / "node.pem")}, "zk_secure_port is not"),
         "same-port": ({**good, "zk_port": 2282}, "zk_secure_port must be"),
     }[case]
@@ -128,6 +149,10 @@ def test_bad_tls_configuration_is_a_precise_error(certs, tmp_path, case):
 
 
 def test_tls_generate_without_names_or_with_a_bad_one(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "zoomq", "tls", "generate", "--dir", str(tmp_path), "ca"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "zoomq", "tls", "generate", "--dir", str(tmp_path), "ca"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "bad name" in out.stderr

@@ -31,10 +31,37 @@ def _still_running(entry: dict) -> bool:
 def test_demo_loses_and_duplicates_nothing_and_reassigns_after_every_kill(tmp_path: Path) -> None:
     summary_file = tmp_path / "summary.json"
     run = subprocess.run(
-        [sys.executable, "-m", "demo.logcollector", "run", "--sources", "3", "--collectors", "3",
-         "--kill-every", "5s", "--kills", "2", "--duration", f"{DURATION}s", "--rate", str(RATE),
-         "--drain-timeout", "40s", "--seed", "7", "--workdir", str(tmp_path / "work"), "--json", str(summary_file)],
-        check=False, cwd=REPO, capture_output=True, text=True, timeout=110,
+        [
+            sys.executable,
+            "-m",
+            "demo.logcollector",
+            "run",
+            "--sources",
+            "3",
+            "--collectors",
+            "3",
+            "--kill-every",
+            "5s",
+            "--kills",
+            "2",
+            "--duration",
+            f"{DURATION}s",
+            "--rate",
+            str(RATE),
+            "--drain-timeout",
+            "40s",
+            "--seed",
+            "7",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--json",
+            str(summary_file),
+        ],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=110,
     )
     assert run.returncode == 0, f"stdout:\n{run.stdout}\nstderr (tail):\n{run.stderr[-6000:]}"
     summary = json.loads(summary_file.read_text())

@@ -71,7 +71,7 @@ def test_child_watch_fires_on_create_and_delete_of_children(node, zk):
     ev2 = Events()
     zk.get_children("/kids", watch=ev2)
     other.delete("/kids/a")
-    assert ev2.wait(1)[0] .type == EventType.CHILD
+    assert ev2.wait(1)[0].type == EventType.CHILD
 
 
 def test_delete_fires_deleted_on_data_and_child_watches(node, zk):

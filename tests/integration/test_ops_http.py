@@ -20,8 +20,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """{(sample name, sorted labels): value} of one /metrics scrape."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
@@ -52,22 +55,39 @@ def test_metrics_move_with_the_load_as_they_should(ens):
     for i in range(50):
         zk.create(f"/m{i}", b"x" * 10)
         zk.get(f"/m{i}")
-    after = wait_for(lambda: (s := scrape(port)) and value(s, "zoomq_txns_applied_total") >= value(before, "zoomq_txns_applied_total") + 50 and s,
-                     20, "the creates applied")
+    after = wait_for(
+        lambda: (
+            (s := scrape(port))
+            and value(s, "zoomq_txns_applied_total") >= value(before, "zoomq_txns_applied_total") + 50
+            and s
+        ),
+        20,
+        "the creates applied",
+    )
     assert value(after, "znode_count") == value(before, "znode_count") + 50
     assert value(after, "packets_received_total") >= value(before, "packets_received_total") + 100
     assert value(after, "zoomq_request_latency_seconds_count", op="create") >= 50
     assert value(after, "zoomq_request_latency_seconds_bucket", op="get", le="+Inf") >= 50
     # The leader's counters reach its session actor with each heartbeat's learner stats.
-    wait_for(lambda: (s := scrape(port)) and value(s, "zoomq_proposals_total") >= value(before, "zoomq_proposals_total") + 50
-             and value(s, "zoomq_commits_total") >= value(before, "zoomq_commits_total") + 50, 20, "the leader's counters")
+    wait_for(
+        lambda: (
+            (s := scrape(port))
+            and value(s, "zoomq_proposals_total") >= value(before, "zoomq_proposals_total") + 50
+            and value(s, "zoomq_commits_total") >= value(before, "zoomq_commits_total") + 50
+        ),
+        20,
+        "the leader's counters",
+    )
     assert value(after, "zoomq_server_state", state="leader") == 1
     assert value(after, "zoomq_elections_total") >= 1 and value(after, "election_time") > 0
     assert value(after, "learners") == 2 and value(after, "synced_followers") == 2
     assert {labels for (name, labels) in after if name == "zoomq_learner_lag_txns"} == {
-        (("sid", str(n.sid)),) for n in ens.nodes if n is not leader}
+        (("sid", str(n.sid)),) for n in ens.nodes if n is not leader
+    }
     for actor in ("log", "session", "election", "leader", "ops"):
-        wait_for(lambda a=actor: scrape(port).get(("zoomq_actor_rss_bytes", (("actor", a),)), 0) > 0, 20, f"{actor}'s RSS")
+        wait_for(
+            lambda a=actor: scrape(port).get(("zoomq_actor_rss_bytes", (("actor", a),)), 0) > 0, 20, f"{actor}'s RSS"
+        )
     wait_for(lambda: scrape(port).get(("zoomq_fsync_seconds_count", ()), 0) >= 1, 20, "the log actor's fsyncs")
     queues = {labels for (name, labels) in scrape(port) if name == "zoomq_bus_queued_frames"}
     assert (("actor", "session"), ("dest", "role")) in queues and (("actor", "log"), ("dest", "role")) in queues
@@ -83,7 +103,9 @@ def test_the_admin_server_answers_zookeepers_commands_with_its_field_names(ens):
     leader = ens.leader()
     port = ens.ports[leader.sid]["admin_port"]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/commands", timeout=10) as r:
-        assert {"monitor", "server_stats", "configuration", "leader", "voting_view", "watches_by_path"} <= set(json.loads(r.read())["commands"])
+        assert {"monitor", "server_stats", "configuration", "leader", "voting_view", "watches_by_path"} <= set(
+            json.loads(r.read())["commands"]
+        )
     for name in ("mntr", "monitor"):
         status, body = command(port, name)
         assert status == 200 and body["command"] == "monitor" and body["error"] is None
@@ -100,7 +122,9 @@ def test_the_admin_server_answers_zookeepers_commands_with_its_field_names(ens):
     status, body = command(ens.ports[follower.sid]["admin_port"], "lead")
     assert body["is_leader"] is False and body["leader_id"] == leader.sid
     status, body = command(port, "voting_view")
-    assert set(body["current_config"]) == {"1", "2", "3"} and body["current_config"][str(leader.sid)].endswith(f";127.0.0.1:{leader.port}")
+    assert set(body["current_config"]) == {"1", "2", "3"} and body["current_config"][str(leader.sid)].endswith(
+        f";127.0.0.1:{leader.port}"
+    )
     zk = ens.client(hosts=leader.hosts)
     zk.create("/watched", b"")
     zk.get("/watched", watch=lambda event: None)
@@ -121,7 +145,12 @@ def test_the_admin_server_answers_zookeepers_commands_with_its_field_names(ens):
 
 
 def test_ports_that_clash_are_refused(tmp_path):
-    for fields in ({"metrics_port": 2181}, {"admin_port": 2181}, {"metrics_port": 9000, "admin_port": 9000}, {"metrics_port": 70000}):
+    for fields in (
+        {"metrics_port": 2181},
+        {"admin_port": 2181},
+        {"metrics_port": 9000, "admin_port": 9000},
+        {"metrics_port": 70000},
+    ):
         with pytest.raises(ConfigError, match="metrics_port and admin_port"):
             load(None, data_dir=str(tmp_path), client_port=2181, **fields)
 
@@ -145,11 +174,16 @@ def test_the_grafana_dashboard_reads_metrics_the_nodes_export(ens):
     leader = ens.leader()
     ens.client(hosts=leader.hosts).create("/for-the-dashboard", b"")
     port = ens.ports[leader.sid]["metrics_port"]
-    exported = wait_for(lambda: (names := {name for name, _ in scrape(port)}) and "zoomq_learner_lag_txns" in names and names,
-                        20, "the leader's counters")
+    exported = wait_for(
+        lambda: (names := {name for name, _ in scrape(port)}) and "zoomq_learner_lag_txns" in names and names,
+        20,
+        "the leader's counters",
+    )
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     assert len(exprs) >= 10
     for expr in exprs:
-        names = set(re.findall(r"\b([a-z_]+(?:_total|_bucket|_bytes|_txns|_count|_state|_requests|_connections|_size))\b", expr))
+        names = set(
+            re.findall(r"\b([a-z_]+(?:_total|_bucket|_bytes|_txns|_count|_state|_requests|_connections|_size))\b", expr)
+        )
         names -= {"by", "sum", "rate", "increase", "histogram_quantile"}
         assert names and names <= exported, f"{expr}: {names - exported} not exported"

@@ -32,7 +32,14 @@ def test_persistent_watch_sees_every_change_of_its_node(node, zk):
     zk.set("/p", b"3")
     zk.delete("/p/kid")
     zk.delete("/p")
-    assert _events(got, 6) == [("CREATED", "/p"), ("CHANGED", "/p"), ("CHILD", "/p"), ("CHANGED", "/p"), ("CHILD", "/p"), ("DELETED", "/p")]
+    assert _events(got, 6) == [
+        ("CREATED", "/p"),
+        ("CHANGED", "/p"),
+        ("CHILD", "/p"),
+        ("CHANGED", "/p"),
+        ("CHILD", "/p"),
+        ("DELETED", "/p"),
+    ]
 
 
 def test_recursive_watch_sees_the_whole_subtree_but_no_child_events(node, zk):
@@ -45,7 +52,13 @@ def test_recursive_watch_sees_the_whole_subtree_but_no_child_events(node, zk):
     other.delete("/r/a/b")
     other.create("/rx", b"")  # not under /r
     other.set("/r", b"y")
-    assert _events(got, 5) == [("CREATED", "/r/a"), ("CREATED", "/r/a/b"), ("CHANGED", "/r/a/b"), ("DELETED", "/r/a/b"), ("CHANGED", "/r")]
+    assert _events(got, 5) == [
+        ("CREATED", "/r/a"),
+        ("CREATED", "/r/a/b"),
+        ("CHANGED", "/r/a/b"),
+        ("DELETED", "/r/a/b"),
+        ("CHANGED", "/r"),
+    ]
     assert got.empty()
 
 

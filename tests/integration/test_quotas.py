@@ -103,8 +103,9 @@ def test_quotas_survive_a_restart_and_show_in_mntr(tmp_path):
 
 
 def _shell(hosts: str, command: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "zoomq", "shell", hosts, "-c", command],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "zoomq", "shell", hosts, "-c", command], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_shell_setquota_listquota_delquota(node, zk):

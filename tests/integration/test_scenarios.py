@@ -94,8 +94,9 @@ def test_membership_sees_a_killed_member_leave_when_its_session_expires(tmp_path
         zk = node.client()
         left: queue.Queue = queue.Queue()
         Membership(zk, "/killed").listen(lambda m: None, left.put)
-        member = subprocess.Popen([sys.executable, "-c", _MEMBER, node.hosts], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
+        member = subprocess.Popen(
+            [sys.executable, "-c", _MEMBER, node.hosts], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         try:
             assert member.stdout.readline().startswith("joined")
             assert Membership(zk, "/killed").members() == ["worker"]

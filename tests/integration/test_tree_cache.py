@@ -57,7 +57,11 @@ def test_cache_loads_then_follows_adds_updates_and_removes(node, zk):
     writer.set("/tc/a/x", b"3")
     writer.delete("/tc/a/x")
     got = [(e.event_type, e.event_data.path) for e in (events.get(timeout=10) for _ in range(3))]
-    assert got == [(TreeEvent.NODE_ADDED, "/tc/b"), (TreeEvent.NODE_UPDATED, "/tc/a/x"), (TreeEvent.NODE_REMOVED, "/tc/a/x")]
+    assert got == [
+        (TreeEvent.NODE_ADDED, "/tc/b"),
+        (TreeEvent.NODE_UPDATED, "/tc/a/x"),
+        (TreeEvent.NODE_REMOVED, "/tc/a/x"),
+    ]
     assert cache.get_data("/tc/a/x") is None and cache.get_children("/tc/a") == frozenset()
     wait_for(lambda: _mirror(cache, zk, "/tc") == _truth(writer, "/tc"), 10, "the mirror")
     cache.close()
@@ -75,7 +79,11 @@ def test_cache_catches_up_on_what_changed_while_disconnected(node, zk):
     writer = node.client()
     writer.create("/tr/new", b"n")
     writer.set("/tr/k", b"1")
-    wait_for(lambda: _mirror(cache, zk, "/tr") == {"/tr": b"", "/tr/k": b"1", "/tr/new": b"n"}, 20, "the mirror after a reconnect")
+    wait_for(
+        lambda: _mirror(cache, zk, "/tr") == {"/tr": b"", "/tr/k": b"1", "/tr/new": b"n"},
+        20,
+        "the mirror after a reconnect",
+    )
     cache.close()
 
 

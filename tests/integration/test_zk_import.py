@@ -21,8 +21,10 @@ from zoomq.security import ACL, Id, Permissions, make_digest_acl
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.timeout(420),
-    pytest.mark.skipif(zookeeper_classpath() is None,
-                       reason="Apache ZooKeeper or Java is not installed (apt-get install zookeeper; needs java on PATH)"),
+    pytest.mark.skipif(
+        zookeeper_classpath() is None,
+        reason="Apache ZooKeeper or Java is not installed (apt-get install zookeeper; needs java on PATH)",
+    ),
 ]
 kazoo_client = pytest.importorskip("kazoo.client", reason="kazoo (the `migrate` extra) reads ZooKeeper")
 from kazoo.protocol.serialization import Create2, long_struct  # noqa: E402
@@ -129,13 +131,34 @@ def test_a_live_zookeeper_subtree_of_10000_znodes_arrives_node_by_node(zookeeper
         expected = _fill(source)
         out = tmp_path / "zk.json"
         done = subprocess.run(
-            [sys.executable, "-m", "zoomq", "import", f"zk://{zk_hosts}/mig", "--to", node.hosts, "--out", str(out),
-             "--zk-auth", "digest:bob:pw", "--auth", "digest:bob:pw", "--zk-data-dir", str(zk_data)],
-            capture_output=True, text=True, timeout=360)
+            [
+                sys.executable,
+                "-m",
+                "zoomq",
+                "import",
+                f"zk://{zk_hosts}/mig",
+                "--to",
+                node.hosts,
+                "--out",
+                str(out),
+                "--zk-auth",
+                "digest:bob:pw",
+                "--auth",
+                "digest:bob:pw",
+                "--zk-data-dir",
+                str(zk_data),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=360,
+        )
         # Without ZooKeeper's files the types are not to be had (3.6+ shows them as persistent): said.
         plain = subprocess.run(
             [sys.executable, "-m", "zoomq", "import", f"zk://{zk_hosts}/mig/d01", "--to", f"{node.hosts}/plain"],
-            capture_output=True, text=True, timeout=120)
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         source.stop()
         source.close()
@@ -160,4 +183,7 @@ def test_a_live_zookeeper_subtree_of_10000_znodes_arrives_node_by_node(zookeeper
     assert not wrong, [(path, expected[path], arrived.get(path)) for path in wrong[:5]]
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert "give --zk-data-dir DIR" in plain.stderr and zk.get("/plain/box")[0] == b"c"
-    assert zk.get_acls("/mig/d03")[0] == [ACL(Permissions.READ, Id("world", "anyone")), make_digest_acl("bob", "pw", all=True)]
+    assert zk.get_acls("/mig/d03")[0] == [
+        ACL(Permissions.READ, Id("world", "anyone")),
+        make_digest_acl("bob", "pw", all=True),
+    ]

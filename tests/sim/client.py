@@ -56,8 +56,10 @@ class SimClient:
         self.reconfigures = cid == 1 and world.cfg.reconfigs
         auth = [("digest", f"super:{SUPER_PASSWORD}")] if self.reconfigures else []
         self.engine = self.engine_class(timeout_ms=SESSION_TIMEOUT_MS, auth_data=auth)
-        self.roles = {sid: "observer" if node.observers and sid in node.observers else "participant"
-                      for sid, node in world.nodes.items()}  # the membership as this client last made it
+        self.roles = {
+            sid: "observer" if node.observers and sid in node.observers else "participant"
+            for sid, node in world.nodes.items()
+        }  # the membership as this client last made it
         self.engine.begin(world.now)
         self.node: Any = None
         self.conn_id = 0  # a new connection per connect: answers on an older one are not for us
@@ -198,8 +200,13 @@ class SimClient:
                 self._start(self.op)
                 return
             value = f"c{self.cid}-{self.done_ops}".encode()
-            self.op = {"kind": kind, "key": key, "value": value, "call": world.now,
-                       "expect": self.versions.get(key, 0) if kind == "cas" else None}
+            self.op = {
+                "kind": kind,
+                "key": key,
+                "value": value,
+                "call": world.now,
+                "expect": self.versions.get(key, 0) if kind == "cas" else None,
+            }
         self._start(self.op)
 
     def _reconfig_op(self) -> dict[str, Any]:
@@ -210,8 +217,15 @@ class SimClient:
         if role == "observer" and sum(r == "participant" for r in self.roles.values()) <= 2:
             role, sid = "participant", next((s for s, r in sorted(self.roles.items()) if r == "observer"), sid)
         spec = ServerEntry(sid, role=role).spec()
-        return {"kind": "reconfig", "key": "/zookeeper/config", "value": spec, "call": self.world.now, "expect": None,
-                "sid": sid, "role": role}
+        return {
+            "kind": "reconfig",
+            "key": "/zookeeper/config",
+            "value": spec,
+            "call": self.world.now,
+            "expect": None,
+            "sid": sid,
+            "role": role,
+        }
 
     def _start(self, op: dict[str, Any]) -> None:
         key, kind = op["key"], op["kind"]
@@ -289,8 +303,19 @@ class SimClient:
             self.done_ops += 1
             self.next_action = self.world.now + self.world.rng.uniform(0.0, 0.05)
             return
-        self.history.append(Op(self.cid, op["key"], kind, None if kind == "get" else op["value"],
-                               op["expect"] if kind == "cas" else None, op["call"], ret, ok, out))
+        self.history.append(
+            Op(
+                self.cid,
+                op["key"],
+                kind,
+                None if kind == "get" else op["value"],
+                op["expect"] if kind == "cas" else None,
+                op["call"],
+                ret,
+                ok,
+                out,
+            )
+        )
         self.op = None
         self.done_ops += 1
         self.next_action = self.world.now + self.world.rng.uniform(0.0, 0.05)

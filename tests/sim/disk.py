@@ -107,7 +107,7 @@ class SimLog:
         if incarnation != node.incarnation or not node.up:
             return
         disk = node.disk
-        done, disk.pending = disk.pending[: self.syncing], disk.pending[self.syncing:]
+        done, disk.pending = disk.pending[: self.syncing], disk.pending[self.syncing :]
         disk.log.extend(done)
         self.fsync_at = None
         if done:

@@ -93,8 +93,11 @@ class Net:
         ch.held.clear()
         self.channels.pop(ch.cid, None)
         for end in (ch.a, ch.b):
-            self.world.at(self.world.now + self.world.delay(), lambda end=end: self.world.nodes[end].channel_closed(ch, why),
-                          f"chan{ch.cid} closed at {end}")
+            self.world.at(
+                self.world.now + self.world.delay(),
+                lambda end=end: self.world.nodes[end].channel_closed(ch, why),
+                f"chan{ch.cid} closed at {end}",
+            )
 
     def close_all_of(self, sid: int, why: str) -> None:
         for ch in list(self.channels.values()):

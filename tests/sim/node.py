@@ -21,7 +21,18 @@ from actors.leader.leader import Leader
 from actors.protocol import quorum as q
 from actors.leader.sync import prepare
 from actors.protocol.effects import Drop, EndRole, InstallSnapshot, PersistEpoch, PrepareSync, Send, Tell
-from actors.protocol.internal import Elected, Hello, LeaderUp, Logged, Looking, LogReady, OwnSession, Reconfigured, Touch, WriteRequest
+from actors.protocol.internal import (
+    Elected,
+    Hello,
+    LeaderUp,
+    Logged,
+    Looking,
+    LogReady,
+    OwnSession,
+    Reconfigured,
+    Touch,
+    WriteRequest,
+)
 from actors.protocol.quorum import FOLLOWING, LEADING, LOOKING, OBSERVING
 from runtime.channel import ChannelState
 from runtime.config import Membership, ServerEntry, membership_text
@@ -51,7 +62,9 @@ class SimNode:
         self.sid = sid
         self.voters = voters
         self.observers = observers
-        self.servers = [ServerEntry(s, role="observer" if s in observers else "participant") for s in sorted(voters | observers)]
+        self.servers = [
+            ServerEntry(s, role="observer" if s in observers else "participant") for s in sorted(voters | observers)
+        ]
         self.disk = SimDisk()
         self.incarnation = 0
         self.up = False
@@ -68,9 +81,14 @@ class SimNode:
             self._set_members(self.disk.membership.servers)
         self.log = SimLog(self)
         known = self.disk.membership
-        self.election = Election(self.sid, self.voters, self.observers, finalize_s=0.05,
-                                 config_version=known.version if known else 0,
-                                 config=membership_text(known.servers, known.version) if known else b"")
+        self.election = Election(
+            self.sid,
+            self.voters,
+            self.observers,
+            finalize_s=0.05,
+            config_version=known.version if known else 0,
+            config=membership_text(known.servers, known.version) if known else b"",
+        )
         self.suspect: tuple[int, float] = (-1, 0.0)  # as the supervisor's Look says it
         self.election_resend: float | None = None
         self.election_wants_log = False
@@ -108,7 +126,12 @@ class SimNode:
         when = max(world.now + world.rng.uniform(0.00005, 0.0005), self.last_fifo.get((src, dest), 0.0))
         self.last_fifo[(src, dest)] = when
         incarnation = self.incarnation
-        world.at(when, lambda: self._local(incarnation, dest, msg), f"{self.sid}:{src}->{dest} {type(msg).__name__}", owner=self.sid)
+        world.at(
+            when,
+            lambda: self._local(incarnation, dest, msg),
+            f"{self.sid}:{src}->{dest} {type(msg).__name__}",
+            owner=self.sid,
+        )
 
     def _local(self, incarnation: int, dest: str, msg: Any) -> None:
         if incarnation != self.incarnation or not self.up:
@@ -157,7 +180,11 @@ class SimNode:
             for peer in self.world.nodes.values():
                 if peer.sid != self.sid and (dest is None or dest == peer.sid):
                     incarnation = peer.incarnation
-                    self.world.net.datagram(self.sid, peer.sid, lambda p=peer, i=incarnation, n=n: p.up and p.incarnation == i and p.election_notification(n))
+                    self.world.net.datagram(
+                        self.sid,
+                        peer.sid,
+                        lambda p=peer, i=incarnation, n=n: p.up and p.incarnation == i and p.election_notification(n),
+                    )
         core.outbox.clear()
         if core.decided is not None:
             d, core.decided = core.decided, None
@@ -173,21 +200,46 @@ class SimNode:
         accepted, current = self.disk.epochs["acceptedEpoch"], self.disk.epochs["currentEpoch"]
         if msg.state == LEADING:
             self.role = self.factories.leader(
-                sid=self.sid, voters=self.voters, ensemble=True, accepted_epoch=accepted, current_epoch=current,
-                tick_ms=cfg.tick_ms, init_limit=cfg.init_limit, container_check_ms=60_000, max_data_bytes=1 << 20,
-                now=now, log=QUIET, servers=self.servers, reconfig_enabled=True,
+                sid=self.sid,
+                voters=self.voters,
+                ensemble=True,
+                accepted_epoch=accepted,
+                current_epoch=current,
+                tick_ms=cfg.tick_ms,
+                init_limit=cfg.init_limit,
+                container_check_ms=60_000,
+                max_data_bytes=1 << 20,
+                now=now,
+                log=QUIET,
+                servers=self.servers,
+                reconfig_enabled=True,
             )
             self.role.set_time(now, self.world.wall_ms)
             self.tell("log", Hello(origin=self.sid), "role")
             self.world.note_role(self, "leading")
         elif msg.state in (FOLLOWING, OBSERVING):
             self.role = self.factories.learner(
-                sid=self.sid, leader=msg.leader, voting=msg.state == FOLLOWING, accepted_epoch=accepted,
-                current_epoch=current, tick_s=cfg.tick_ms / 1000.0, init_limit=cfg.init_limit,
-                sync_limit=cfg.sync_limit, now=now, log=QUIET,
+                sid=self.sid,
+                leader=msg.leader,
+                voting=msg.state == FOLLOWING,
+                accepted_epoch=accepted,
+                current_epoch=current,
+                tick_s=cfg.tick_ms / 1000.0,
+                init_limit=cfg.init_limit,
+                sync_limit=cfg.sync_limit,
+                now=now,
+                log=QUIET,
             )
-            channel = self.world.net.open(self.sid, msg.leader, self.role_incarnation, f"{self.sid}-{self.incarnation}-{self.role_incarnation}".encode())
-            self.learner_channel = (channel, ChannelState(now, silence_s=self.role.silence_s, heartbeat_s=cfg.tick_ms / 2000.0))
+            channel = self.world.net.open(
+                self.sid,
+                msg.leader,
+                self.role_incarnation,
+                f"{self.sid}-{self.incarnation}-{self.role_incarnation}".encode(),
+            )
+            self.learner_channel = (
+                channel,
+                ChannelState(now, silence_s=self.role.silence_s, heartbeat_s=cfg.tick_ms / 2000.0),
+            )
             self.world.note_role(self, msg.state)
         self._role_effects()
 
@@ -210,7 +262,9 @@ class SimNode:
             self.disk.membership = Membership(list(msg.servers), msg.version)
         self._set_members(msg.servers)
         self.world.trace(f"node {self.sid}: reconfigured {msg.version:#x}: voters {sorted(self.voters)}")
-        self.election.set_members(self.voters, self.observers, msg.version, membership_text(msg.servers, msg.version), self.world.now)
+        self.election.set_members(
+            self.voters, self.observers, msg.version, membership_text(msg.servers, msg.version), self.world.now
+        )
         self._flush_election()
         if before != (self.sid in self.voters) and self.role is not None and not isinstance(self.role, Leader):
             self._end_role("its role changed by a reconfig")
@@ -239,7 +293,9 @@ class SimNode:
         if isinstance(role, Leader):
             role.set_time(self.world.now, self.world.wall_ms)
             if isinstance(msg, LogReady):
-                role.log_ready(msg.last_zxid, self.disk.state(msg.last_zxid) if role.phase.value == "starting" else None)
+                role.log_ready(
+                    msg.last_zxid, self.disk.state(msg.last_zxid) if role.phase.value == "starting" else None
+                )
             elif isinstance(msg, Logged):
                 role.logged(msg.zxid)
             elif isinstance(msg, WriteRequest):
@@ -273,7 +329,9 @@ class SimNode:
             else:
                 msg = _TO_LEARNER.decode(data)
                 if isinstance(msg, q.NewLeader) and msg.zxid > role.appended:
-                    self.world.fail(f"node {self.sid}: NEWLEADER {msg.zxid:#x} past what the leader sent ({role.appended:#x})")
+                    self.world.fail(
+                        f"node {self.sid}: NEWLEADER {msg.zxid:#x} past what the leader sent ({role.appended:#x})"
+                    )
                 role.from_leader(msg)
             self._role_effects()
             return
@@ -284,8 +342,11 @@ class SimNode:
         role.set_time(self.world.now, self.world.wall_ms)
         known = self.leader_channels.get(ch.b_tag)
         if known is None:
-            state = ChannelState(self.world.now, silence_s=self.world.cfg.sync_limit * self.world.cfg.tick_ms / 1000.0,
-                                 heartbeat_s=self.world.cfg.tick_ms / 2000.0)
+            state = ChannelState(
+                self.world.now,
+                silence_s=self.world.cfg.sync_limit * self.world.cfg.tick_ms / 1000.0,
+                heartbeat_s=self.world.cfg.tick_ms / 2000.0,
+            )
             data = state.accept(payload, self.world.now)
             msg = _TO_LEADER.decode(data) if data is not None else None
             if not isinstance(msg, q.FollowerInfo):  # a channel this leader dropped: tell it, as the actor does
@@ -310,7 +371,12 @@ class SimNode:
         if not self.up:
             return
         role = self.role
-        if ch.a == self.sid and self.learner_channel is not None and self.learner_channel[0] is ch and isinstance(role, Learner):
+        if (
+            ch.a == self.sid
+            and self.learner_channel is not None
+            and self.learner_channel[0] is ch
+            and isinstance(role, Learner)
+        ):
             role.channel_broken(f"the connection to the leader closed: {why}")
             self._role_effects()
         elif ch.b == self.sid and isinstance(role, Leader) and ch.b_tag in self.leader_channels:
@@ -330,7 +396,9 @@ class SimNode:
                 role.sync_ready(effect.to, prepared)
                 self._role_effects()
 
-        self.world.at(self.world.now + self.world.rng.uniform(0.0005, 0.03), ready, f"sync read {self.sid}", owner=self.sid)
+        self.world.at(
+            self.world.now + self.world.rng.uniform(0.0005, 0.03), ready, f"sync read {self.sid}", owner=self.sid
+        )
 
     def _forget(self, tag: bytes, why: str) -> None:
         entry = self.leader_channels.pop(tag, None)
@@ -403,7 +471,11 @@ class SimNode:
     def next_deadline(self) -> float | None:
         if not self.up:
             return None
-        dues = [self.election.decide_at, self.election_resend if self.election.state == LOOKING else None, self.session.next_deadline()]
+        dues = [
+            self.election.decide_at,
+            self.election_resend if self.election.state == LOOKING else None,
+            self.session.next_deadline(),
+        ]
         role = self.role
         if role is not None:
             dues.append(role.next_deadline())

@@ -23,8 +23,9 @@ class SoakResult:
         return self.steps / self.seconds if self.seconds else 0.0
 
 
-def run_seeds(seeds: Iterable[int], cfg: SimConfig | None = None, factories: Factories | None = None,
-              setup: object = None) -> SoakResult:
+def run_seeds(
+    seeds: Iterable[int], cfg: SimConfig | None = None, factories: Factories | None = None, setup: object = None
+) -> SoakResult:
     """Run each seed until one fails (its report in `failure`)."""
     started = time.perf_counter()
     steps = ops = count = 0
@@ -38,8 +39,14 @@ def run_seeds(seeds: Iterable[int], cfg: SimConfig | None = None, factories: Fac
         except SimFailure as exc:
             return SoakResult(count, steps + world.steps, ops, time.perf_counter() - started, str(exc), seed)
         except Exception as exc:  # a core raised: that is a failure too, with the trace
-            return SoakResult(count, steps + world.steps, ops, time.perf_counter() - started,
-                              world.report(f"{type(exc).__name__}: {exc}"), seed)
+            return SoakResult(
+                count,
+                steps + world.steps,
+                ops,
+                time.perf_counter() - started,
+                world.report(f"{type(exc).__name__}: {exc}"),
+                seed,
+            )
         steps += world.steps
         ops += world.ops_checked
     return SoakResult(count, steps, ops, time.perf_counter() - started)

@@ -27,9 +27,16 @@ SNAPSHOT_EVERY = 40  # applied txns between snapshots (small: lagging learners t
 
 def node_config(sid: int, voters: frozenset[int], observers: frozenset[int], tick_ms: int) -> NodeConfig:
     servers = [ServerEntry(s, role="observer" if s in observers else "participant") for s in sorted(voters | observers)]
-    return NodeConfig(sid=sid, servers=servers, tick_ms=tick_ms, snapshot_every=SNAPSHOT_EVERY,
-                      min_session_timeout_ms=200, max_session_timeout_ms=60_000, reconfig_enabled=True,
-                      super_digest=SUPER_DIGEST)
+    return NodeConfig(
+        sid=sid,
+        servers=servers,
+        tick_ms=tick_ms,
+        snapshot_every=SNAPSHOT_EVERY,
+        min_session_timeout_ms=200,
+        max_session_timeout_ms=60_000,
+        reconfig_enabled=True,
+        super_digest=SUPER_DIGEST,
+    )
 
 
 class SimSession:
@@ -37,7 +44,9 @@ class SimSession:
         self.node = node
         world = node.world
         self.cfg = node_config(node.sid, node.voters, node.observers, world.cfg.tick_ms)
-        self.core = SessionCore(cfg=self.cfg, log=node.quiet, now=world.now, wall_ms=world.wall_ms, random_bytes=world.rng.randbytes)
+        self.core = SessionCore(
+            cfg=self.cfg, log=node.quiet, now=world.now, wall_ms=world.wall_ms, random_bytes=world.rng.randbytes
+        )
         self._carry_out()
 
     @property
@@ -85,7 +94,9 @@ class SimSession:
                 if tree.last_zxid < txn.zxid <= zxid:
                     tree.apply(txn, results=False)
         if tree.last_zxid >= zxid:  # the core takes it; otherwise it asks again
-            self.node.world.note_applied_state(self.node, tree, [t for t in disk.log if before < t.zxid <= tree.last_zxid])
+            self.node.world.note_applied_state(
+                self.node, tree, [t for t in disk.log if before < t.zxid <= tree.last_zxid]
+            )
         return tree
 
     # --- outputs ------------------------------------------------------------------------------

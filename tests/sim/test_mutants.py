@@ -112,23 +112,27 @@ def _slow_disk(world) -> None:  # fsyncs slow enough that crashes land between w
     world.faults.slow_disk = 40.0
 
 
-@pytest.mark.parametrize(("mutant", "factories", "setup"), [
-    ("commit before a quorum ACK", Factories(leader=CommitWithoutQuorum), None),
-    ("a new epoch not above every accepted one", Factories(leader=EpochNotAboveAccepted), None),
-    ("no TRUNC of an uncommitted tail", Factories(leader=NoTrunc), _slow_disk),
-    ("a commit released before the local fsync", Factories(learner=ReleaseBeforeFsync), _slow_disk),
-    ("a NEWLEADER past the txns sent", Factories(leader=SyncToCommitPoint), None),
-    ("a write re-sent with a new xid", Factories(client=RenumberingClient), None),
-], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("mutant", "factories", "setup"),
+    [
+        ("commit before a quorum ACK", Factories(leader=CommitWithoutQuorum), None),
+        ("a new epoch not above every accepted one", Factories(leader=EpochNotAboveAccepted), None),
+        ("no TRUNC of an uncommitted tail", Factories(leader=NoTrunc), _slow_disk),
+        ("a commit released before the local fsync", Factories(learner=ReleaseBeforeFsync), _slow_disk),
+        ("a NEWLEADER past the txns sent", Factories(leader=SyncToCommitPoint), None),
+        ("a write re-sent with a new xid", Factories(client=RenumberingClient), None),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
 def test_the_simulator_catches_a_planted_bug(mutant, factories, setup):
     result = run_seeds(SEEDS, SimConfig(), factories, setup)
     assert result.failure is not None, f"{mutant}: not caught in {result.seeds} seeds"
-    print(f"{mutant}: caught at seed {result.failed_seed} ({result.seeds} seeds tried)\n{result.failure.splitlines()[0]}")
+    print(
+        f"{mutant}: caught at seed {result.failed_seed} ({result.seeds} seeds tried)\n{result.failure.splitlines()[0]}"
+    )
 
 
 def test_the_healthy_cores_pass_the_same_seeds_with_a_slow_disk():
     """The control: the seeds and settings the mutants fail on pass with the real cores."""
     result = run_seeds(range(1, 41), SimConfig(), None, _slow_disk)
     assert result.failure is None, result.failure
-
-

@@ -145,13 +145,20 @@ class World:
         """A client's frames on its current connection (a new connection per connect, as TCP)."""
         incarnation = node.incarnation
         self.client_rids[rid] = (client, client.conn_id)
-        self.at(self._in_order((rid, "up")), lambda: node.incarnation == incarnation and node.client_frames(rid, frames),
-                f"client{client.cid}->{node.sid} {len(frames)} frames", owner=node.sid)
+        self.at(
+            self._in_order((rid, "up")),
+            lambda: node.incarnation == incarnation and node.client_frames(rid, frames),
+            f"client{client.cid}->{node.sid} {len(frames)} frames",
+            owner=node.sid,
+        )
 
     def to_client(self, node: Any, rid: bytes, frames: list[bytes]) -> None:
         client, conn_id = self.client_rids[rid]
-        self.at(self._in_order((rid, "down")), lambda: client.receive(node, conn_id, frames),
-                f"{node.sid}->client{client.cid} {len(frames)} frames")
+        self.at(
+            self._in_order((rid, "down")),
+            lambda: client.receive(node, conn_id, frames),
+            f"{node.sid}->client{client.cid} {len(frames)} frames",
+        )
 
     def _in_order(self, way: tuple[bytes, str]) -> float:
         """A delivery time on a client connection: delayed, but never before an earlier send on the
@@ -165,7 +172,9 @@ class World:
         for client in self.clients:
             if client.node is node:
                 conn_id = client.conn_id
-                self.at(self.now + self.delay(), lambda c=client, i=conn_id: c.disconnected(i), f"reset client{client.cid}")
+                self.at(
+                    self.now + self.delay(), lambda c=client, i=conn_id: c.disconnected(i), f"reset client{client.cid}"
+                )
 
     # --- faults -------------------------------------------------------------------------------
 
@@ -193,7 +202,9 @@ class World:
         """One fault from the schedule, undone after a while (a kill: restarted)."""
         rng = self.rng
         sids = sorted(self.nodes)
-        kind = rng.choice(("kill", "kill-leader", "pause", "isolate", "isolate-leader", "one-way", "break-channel", "clock", "loss"))
+        kind = rng.choice(
+            ("kill", "kill-leader", "pause", "isolate", "isolate-leader", "one-way", "break-channel", "clock", "loss")
+        )
         leader = next((sid for sid, role in sorted(self.roles.items()) if role == "leading"), None)
         victim = leader if kind.endswith("leader") and leader is not None else rng.choice(sids)
         length = rng.uniform(0.2, 3.0)
@@ -261,13 +272,17 @@ class World:
         if other != node.sid:
             self.fail(f"two leaders established in epoch {epoch}: {other} and {node.sid}")
         term = (node.incarnation, node.role_incarnation)
-        vouched = {sid for (sid, e), (by, t) in self.accepted_from.items() if e == epoch and (by, t) == (node.sid, term)}
+        vouched = {
+            sid for (sid, e), (by, t) in self.accepted_from.items() if e == epoch and (by, t) == (node.sid, term)
+        }
         # A quorum of the voters in force (the last reconfig committed in its history) and, when
         # its log holds a newer one, of that one's voters too.
         for voters in self._voters_for(leader):
             if len((vouched | {node.sid}) & voters) * 2 <= len(voters):
-                self.fail(f"node {node.sid} established epoch {epoch} with fresh acks from only {sorted(vouched)} "
-                          f"(voters {sorted(voters)})")
+                self.fail(
+                    f"node {node.sid} established epoch {epoch} with fresh acks from only {sorted(vouched)} "
+                    f"(voters {sorted(voters)})"
+                )
         self.trace(f"node {node.sid}: established epoch {epoch}")
         disk = node.disk
         logged = {t.zxid: t for t in disk.log}
@@ -280,7 +295,9 @@ class World:
 
     def note_applied(self, node: SimNode, txn: Txn) -> None:
         if txn.zxid > node.disk.last_durable:
-            self.fail(f"node {node.sid} applied {txn.zxid:#x} before its own log had it durable (at {node.disk.last_durable:#x})")
+            self.fail(
+                f"node {node.sid} applied {txn.zxid:#x} before its own log had it durable (at {node.disk.last_durable:#x})"
+            )
         known = self.committed.setdefault(txn.zxid, txn)
         if known != txn:
             self.fail(f"node {node.sid} applied {txn} at {txn.zxid:#x}, another node applied {known}")
@@ -316,8 +333,10 @@ class World:
 
     def report(self, message: str) -> str:
         cfg = self.cfg
-        repro = (f"python -m tests.sim --seed {self.seed} --nodes {cfg.nodes} --observers {cfg.observers} "
-                 f"--clients {cfg.clients} --duration {cfg.duration_s:g}" + (" --reconfigs" if cfg.reconfigs else ""))
+        repro = (
+            f"python -m tests.sim --seed {self.seed} --nodes {cfg.nodes} --observers {cfg.observers} "
+            f"--clients {cfg.clients} --duration {cfg.duration_s:g}" + (" --reconfigs" if cfg.reconfigs else "")
+        )
         tail = "\n".join(list(self._trace)[-40:])
         return f"seed {self.seed}, step {self.steps}, t={self.now:.4f}: {message}\nreproduce: {repro}\nlast events:\n{tail}"
 
@@ -386,7 +405,10 @@ class World:
             if self._converged():
                 break
         if not self._converged():
-            states = {sid: (n.up, self.roles.get(sid), n.session.synced, hex(n.session.tree.last_zxid)) for sid, n in self.nodes.items()}
+            states = {
+                sid: (n.up, self.roles.get(sid), n.session.synced, hex(n.session.tree.last_zxid))
+                for sid, n in self.nodes.items()
+            }
             self.fail(f"no convergence within {self.cfg.quiesce_s}s of quiet: {states}")
         self._check_histories()
 
@@ -406,10 +428,23 @@ class World:
         ops = []
         for client in self.clients:
             ops.extend(client.history)
-            if client.op is not None and client.op["kind"] not in ("create", "reconfig"):  # under way at the end: unknown outcome
+            if client.op is not None and client.op["kind"] not in (
+                "create",
+                "reconfig",
+            ):  # under way at the end: unknown outcome
                 op = client.op
-                ops.append(linearizability.Op(client.cid, op["key"], op["kind"], None if op["kind"] == "get" else op["value"],
-                                              op["expect"] if op["kind"] == "cas" else None, op["call"], None, False))
+                ops.append(
+                    linearizability.Op(
+                        client.cid,
+                        op["key"],
+                        op["kind"],
+                        None if op["kind"] == "get" else op["value"],
+                        op["expect"] if op["kind"] == "cas" else None,
+                        op["call"],
+                        None,
+                        False,
+                    )
+                )
         initial = {key: (b"", 0) for key in self.keys}  # client 1 creates them before any history
         ok, why = linearizability.check(ops, initial=initial)
         if not ok:

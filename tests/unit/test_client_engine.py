@@ -40,7 +40,9 @@ class Script:
         return req
 
     def connect(self, session_id=SID, zxid=0, last_cxid=0) -> list:
-        outcome, frames = self.engine.handshake(p.Connected(p.PROTOCOL_VERSION, 9_000, session_id, PASSWD, False, zxid, last_cxid))
+        outcome, frames = self.engine.handshake(
+            p.Connected(p.PROTOCOL_VERSION, 9_000, session_id, PASSWD, False, zxid, last_cxid)
+        )
         assert outcome is Handshake.READY
         return [DECODE(f) for f in frames]
 
@@ -150,7 +152,10 @@ def test_session_expired_fails_everything_and_drops_the_watches():
     s.effects()
     assert s.engine.received(p.Reply(other.xid, 1, Codes.SESSIONEXPIRED)) is False
     effects = s.effects()
-    assert {e.result: type(e.error) for e in effects if isinstance(e, Deliver)} == {"queued": SessionExpiredError, "other": SessionExpiredError}
+    assert {e.result: type(e.error) for e in effects if isinstance(e, Deliver)} == {
+        "queued": SessionExpiredError,
+        "other": SessionExpiredError,
+    }
     assert StateChange(KazooState.LOST) in effects and s.engine.keeper == KeeperState.EXPIRED_SESSION
     assert s.engine.watches.data == {} and s.engine.session_id == 0
 

@@ -56,7 +56,9 @@ class FakeClient:
 
     def _kids(self, path):
         prefix = path.rstrip("/") + "/"
-        return [p[len(prefix):] for p in self.tree if p.startswith(prefix) and "/" not in p[len(prefix):] and p != path]
+        return [
+            p[len(prefix) :] for p in self.tree if p.startswith(prefix) and "/" not in p[len(prefix) :] and p != path
+        ]
 
     def _need(self, path):
         if path not in self.tree:
@@ -66,7 +68,10 @@ class FakeClient:
         def read():
             if path in self.unreadable:  # zoomq checks READ on exists too
                 raise zx.NoAuthError(path)
-            return _stat(self.versions[path], len(self._kids(path)), len(self.tree[path])) if path in self.tree else None
+            return (
+                _stat(self.versions[path], len(self._kids(path)), len(self.tree[path])) if path in self.tree else None
+            )
+
         return _Result(read)
 
     def get_async(self, path):
@@ -75,6 +80,7 @@ class FakeClient:
             if path in self.unreadable:
                 raise zx.NoAuthError(path)
             return self.tree[path], _stat(self.versions[path], len(self._kids(path)), len(self.tree[path]))
+
         return _Result(read)
 
     def get_acls_async(self, path):
@@ -83,12 +89,14 @@ class FakeClient:
             if path in self.unreadable:
                 raise zx.NoAuthError(path)
             return [ACL(31, Id("world", "anyone"))], _stat()
+
         return _Result(read)
 
     def get_children_async(self, path):
         def read():
             self._need(path)
             return self._kids(path)
+
         return _Result(read)
 
     def delete_async(self, path, version=-1):
@@ -98,6 +106,7 @@ class FakeClient:
                 raise zx.NotEmptyError(path)
             del self.tree[path]
             return True
+
         return _Result(delete)
 
     def start(self, timeout=None):
@@ -149,9 +158,15 @@ def test_create_request_parse():
     req = core.CreateRequest.parse({"parent": "/", "name": "", "kind": "sequential"})
     assert req.path == "/" and req.sequential and req.kind == "persistent"
     assert core.CreateRequest.parse({"parent": "/", "name": "q-", "kind": "sequential"}).path == "/q-"
-    for bad in ({"parent": "/", "name": ""}, {"parent": "/", "name": "a/b"}, {"parent": "/", "name": "x", "kind": "ephemeral"},
-                {"parent": "/", "name": "x", "kind": "ttl"}, {"parent": "/", "name": "x", "kind": "container", "sequential": True},
-                {"parent": "nope", "name": "x"}, {"parent": "/", "name": "x", "acl": "all"}):
+    for bad in (
+        {"parent": "/", "name": ""},
+        {"parent": "/", "name": "a/b"},
+        {"parent": "/", "name": "x", "kind": "ephemeral"},
+        {"parent": "/", "name": "x", "kind": "ttl"},
+        {"parent": "/", "name": "x", "kind": "container", "sequential": True},
+        {"parent": "nope", "name": "x"},
+        {"parent": "/", "name": "x", "acl": "all"},
+    ):
         with pytest.raises(core.ConsoleError):
             core.CreateRequest.parse(bad)
 
@@ -240,21 +255,48 @@ def test_delete_confirmation_tokens():
 
 
 def test_summarize_mntr_with_actor_lines():
-    fields = {"zk_server_state": "leader", "zk_zxid": "0x300000007", "zk_epoch": "3", "zk_global_sessions": "4",
-              "zk_num_alive_connections": "5", "zk_znode_count": "12", "zk_packets_received": "100", "zk_avg_latency": "0.42",
-              "zoomq_actor_session_cpu_seconds": "1.5", "zoomq_actor_session_rss_bytes": "1048576",
-              "zoomq_actor_session_restarts": "0", "zoomq_actor_log_writer_cpu_seconds": "0.25"}
+    fields = {
+        "zk_server_state": "leader",
+        "zk_zxid": "0x300000007",
+        "zk_epoch": "3",
+        "zk_global_sessions": "4",
+        "zk_num_alive_connections": "5",
+        "zk_znode_count": "12",
+        "zk_packets_received": "100",
+        "zk_avg_latency": "0.42",
+        "zoomq_actor_session_cpu_seconds": "1.5",
+        "zoomq_actor_session_rss_bytes": "1048576",
+        "zoomq_actor_session_restarts": "0",
+        "zoomq_actor_log_writer_cpu_seconds": "0.25",
+    }
     out = summarize(fields)
-    assert (out["role"], out["zxid"], out["epoch"], out["sessions"], out["znodes"], out["avgLatencyMs"]) == \
-        ("leader", "0x300000007", 3, 4, 12, 0.42)
-    assert out["actors"] == {"session": {"cpuSeconds": 1.5, "rssBytes": 1048576, "restarts": 0}, "log_writer": {"cpuSeconds": 0.25}}
+    assert (out["role"], out["zxid"], out["epoch"], out["sessions"], out["znodes"], out["avgLatencyMs"]) == (
+        "leader",
+        "0x300000007",
+        3,
+        4,
+        12,
+        0.42,
+    )
+    assert out["actors"] == {
+        "session": {"cpuSeconds": 1.5, "rssBytes": 1048576, "restarts": 0},
+        "log_writer": {"cpuSeconds": 0.25},
+    }
 
 
 def test_parse_srvr_fallback():
-    text = "Zookeeper version: 3.8.0\nLatency min/avg/max: 0/1.5/9\nReceived: 10\nSent: 9\nConnections: 2\n" \
-           "Outstanding: 0\nZxid: 0x100000003\nMode: follower\nNode count: 7\n"
+    text = (
+        "Zookeeper version: 3.8.0\nLatency min/avg/max: 0/1.5/9\nReceived: 10\nSent: 9\nConnections: 2\n"
+        "Outstanding: 0\nZxid: 0x100000003\nMode: follower\nNode count: 7\n"
+    )
     out = summarize(parse_srvr(text))
-    assert (out["role"], out["zxid"], out["epoch"], out["znodes"], out["avgLatencyMs"]) == ("follower", "0x100000003", 1, 7, 1.5)
+    assert (out["role"], out["zxid"], out["epoch"], out["znodes"], out["avgLatencyMs"]) == (
+        "follower",
+        "0x100000003",
+        1,
+        7,
+        1.5,
+    )
 
 
 def test_parse_hosts():
@@ -314,8 +356,11 @@ def test_state_changing_requests_need_origin_csrf_and_json(app_client):
     assert (r.status_code, r.json()["error"]) == (403, "CsrfTokenMissing")
     r = app_client.post("/api/node/set", json=body, headers={**ORIGIN, "x-csrf-token": csrf + "x"})
     assert (r.status_code, r.json()["error"]) == (403, "CsrfTokenInvalid")
-    r = app_client.post("/api/node/set", content=b"path=/a", headers={**ORIGIN, "x-csrf-token": csrf,
-                                                                      "content-type": "application/x-www-form-urlencoded"})
+    r = app_client.post(
+        "/api/node/set",
+        content=b"path=/a",
+        headers={**ORIGIN, "x-csrf-token": csrf, "content-type": "application/x-www-form-urlencoded"},
+    )
     assert (r.status_code, r.json()["error"]) == (415, "UnsupportedMediaType")
     assert app_client.made == []  # nothing reached the ensemble
 
@@ -326,7 +371,10 @@ def test_cross_site_and_foreign_host_are_refused(app_client):
     r = app_client.get("/api/session", headers={"host": "attacker.example"})  # DNS rebinding
     assert (r.status_code, r.json()["error"]) == (403, "BadHost")
     # A top-level navigation from elsewhere may open the page (it carries no session cookie).
-    assert app_client.get("/tree", headers={"sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate"}).status_code == 200
+    assert (
+        app_client.get("/tree", headers={"sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate"}).status_code
+        == 200
+    )
 
 
 def test_api_without_a_session_is_refused():
@@ -334,7 +382,9 @@ def test_api_without_a_session_is_refused():
 
     from zoomq.console.app import ConsoleConfig, create_app
 
-    app = create_app(ConsoleConfig(hosts="127.0.0.1:1", allowed_hosts=["testserver"]), client_factory=lambda auth: FakeClient(TREE))
+    app = create_app(
+        ConsoleConfig(hosts="127.0.0.1:1", allowed_hosts=["testserver"]), client_factory=lambda auth: FakeClient(TREE)
+    )
     with TestClient(app) as client:
         r = client.get("/api/node?path=/a")
         assert (r.status_code, r.json()["error"]) == (401, "NoSession")
@@ -377,7 +427,9 @@ def test_front_end_never_writes_html():
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in js, sink
     html = _static("index.html")
-    assert "<script>" not in html and not re.search(r"\son[a-z]+=", html) and "style=" not in html  # the CSP allows none inline
+    assert (
+        "<script>" not in html and not re.search(r"\son[a-z]+=", html) and "style=" not in html
+    )  # the CSP allows none inline
     assert Path(resources.files("zoomq.console").joinpath("static", "style.css")).is_file()
 
 
@@ -389,7 +441,9 @@ def test_cli_flags_and_curve_keys():
     assert (args.host, args.port, args.auth) == ("127.0.0.1", 8080, ["digest:u:p", "digest:v:q"])
     assert curve_server_keys(["KEY"]) == "KEY"
     assert curve_server_keys(["h:1=A", "h:2=B"]) == {"h:1": "A", "h:2": "B"}
-    assert "127.0.0.1" in allowed_names("127.0.0.1", []) and "proxy.example" in allowed_names("127.0.0.1", ["proxy.example"])
+    assert "127.0.0.1" in allowed_names("127.0.0.1", []) and "proxy.example" in allowed_names(
+        "127.0.0.1", ["proxy.example"]
+    )
 
 
 def test_missing_extra_is_said_plainly(monkeypatch, capsys):

@@ -62,7 +62,10 @@ def sample_txns() -> list[Txn]:
         (SESSION, CreateTxn("/app/eph", b"e", OPEN_ACL_UNSAFE, SESSION)),
         (SESSION, CreateTxn("/app/c", b"", OPEN_ACL_UNSAFE, CONTAINER_OWNER)),
         (SESSION, CreateTxn("/app/t", b"t", SECRET, ttl_owner(60_000))),
-        (SESSION, MultiTxn([CreateTxn("/app/c/q-0000000000", b"1", OPEN_ACL_UNSAFE), SetDataTxn("/app", b"hello2", 1)])),
+        (
+            SESSION,
+            MultiTxn([CreateTxn("/app/c/q-0000000000", b"1", OPEN_ACL_UNSAFE), SetDataTxn("/app", b"hello2", 1)]),
+        ),
         (SESSION, CreateTxn("/app/c/q-0000000001", b"2", OPEN_ACL_UNSAFE)),
         (SESSION, DeleteTxn("/app/c/q-0000000000")),
         (SESSION, SetACLTxn("/app/bin", [ACL(31, Id("world", "anyone")), ACL(1, Id("ip", "10.0.0.0/8"))], 1)),
@@ -94,19 +97,37 @@ def read_file(path: Path) -> tuple[Header, list[Entry]]:
 
 
 def test_the_file_streams_a_line_per_node_and_reads_back_the_same():
-    header = Header(path="/a", source={"kind": "zoomq", "hosts": "h:1"}, zxid=make(2, 5), created="2026-12-01T00:00:00.000Z",
-                    count=3, ephemerals=["/a/e"])
-    entries = [Entry("/a", None, OPEN_ACL_UNSAFE), Entry("/a/b", b"", SECRET, "container", version=4, cversion=7),
-               Entry("/a/b/c", b"\x00\xff", READ_ACL_UNSAFE, "ttl", 9_000, ctime=T0, mtime=T0 + 1, aversion=2)]
+    header = Header(
+        path="/a",
+        source={"kind": "zoomq", "hosts": "h:1"},
+        zxid=make(2, 5),
+        created="2026-12-01T00:00:00.000Z",
+        count=3,
+        ephemerals=["/a/e"],
+    )
+    entries = [
+        Entry("/a", None, OPEN_ACL_UNSAFE),
+        Entry("/a/b", b"", SECRET, "container", version=4, cversion=7),
+        Entry("/a/b/c", b"\x00\xff", READ_ACL_UNSAFE, "ttl", 9_000, ctime=T0, mtime=T0 + 1, aversion=2),
+    ]
     text = b"".join(encode(header, entries)).decode()
     lines = text.splitlines()
     assert len(lines) == 5 and lines[0].endswith('"nodes":[') and lines[-1] == "]}"  # streamable: a line per node
     doc = json.loads(text)  # and one JSON document
     assert doc["zxid_hex"] == "0x2_00000005" and doc["skipped"]["ephemeral"] == {"count": 1, "paths": ["/a/e"]}
     assert doc["nodes"][0]["data"] is None and doc["nodes"][1]["data"] == ""  # null kept apart from ""
-    assert doc["nodes"][2] == {"path": "/a/b/c", "data": "AP8=", "acl": [{"perms": 1, "scheme": "world", "id": "anyone"}],
-                               "type": "ttl", "ttl": 9000, "ctime": T0, "mtime": T0 + 1, "version": 0, "cversion": 0,
-                               "aversion": 2}
+    assert doc["nodes"][2] == {
+        "path": "/a/b/c",
+        "data": "AP8=",
+        "acl": [{"perms": 1, "scheme": "world", "id": "anyone"}],
+        "type": "ttl",
+        "ttl": 9000,
+        "ctime": T0,
+        "mtime": T0 + 1,
+        "version": 0,
+        "cversion": 0,
+        "aversion": 2,
+    }
     data = DataFile(io.StringIO(text))
     assert data.header.zxid == make(2, 5) and data.header.ephemerals == ["/a/e"]
     assert list(data.entries()) == entries
@@ -119,7 +140,9 @@ def test_backup_of_a_data_dir_restore_into_an_empty_one_and_back_up_again(data_d
     assert run("backup", "--data-dir", str(data_dir), "--out", str(out), "--quiet") == 0
     assert "skipped 1 ephemeral" in capsys.readouterr().err
     header, entries = read_file(out)
-    assert header.zxid == make(1, 14) and header.source["kind"] == "zoomq-data-dir" and header.ephemerals == ["/app/eph"]
+    assert (
+        header.zxid == make(1, 14) and header.source["kind"] == "zoomq-data-dir" and header.ephemerals == ["/app/eph"]
+    )
     by_path = {e.path: e for e in entries}
     assert [e.path for e in entries][:4] == ["/", "/app", "/app/bin", "/app/c"]  # parents first, children by name
     assert by_path["/app"].data == b"hello2" and by_path["/app"].version == 1
@@ -135,7 +158,12 @@ def test_backup_of_a_data_dir_restore_into_an_empty_one_and_back_up_again(data_d
     for entry in entries:
         node = tree.get(entry.path)
         assert node is not None, entry.path
-        assert (node.data, node.acl, node.version, node.aversion) == (entry.data, entry.acl, entry.version, entry.aversion)
+        assert (node.data, node.acl, node.version, node.aversion) == (
+            entry.data,
+            entry.acl,
+            entry.version,
+            entry.aversion,
+        )
         assert node.ephemeral_owner == entry.owner and node.ctime == entry.ctime and node.mtime == entry.mtime
     assert tree.get("/app/eph") is None and tree.sessions == {}
     assert tree.nodes["/app/c"].creates >= 2  # the next sequential child is q-0000000002, past the restored names
@@ -171,8 +199,13 @@ def _file(tmp_path: Path, header: dict | None = None, nodes: list | None = None,
 
 
 def _node(path: str, **kw) -> dict:
-    return {"path": path, "data": base64.b64encode(b"v").decode(), "acl": [{"perms": 31, "scheme": "world", "id": "anyone"}],
-            "type": "persistent", **kw}
+    return {
+        "path": path,
+        "data": base64.b64encode(b"v").decode(),
+        "acl": [{"perms": 31, "scheme": "world", "id": "anyone"}],
+        "type": "persistent",
+        **kw,
+    }
 
 
 def _refused(tmp_path: Path, capsys, file: Path) -> str:
@@ -272,8 +305,11 @@ def test_bad_input_a_data_dir_a_running_node_holds_is_refused(data_dir, tmp_path
 
 def test_bad_input_a_directory_without_zoomq_data_is_refused(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    for argv in (["backup", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "o.json")],
-                 ["log", "dump", str(tmp_path / "empty")], ["snapshot", "dump", str(tmp_path / "nowhere")]):
+    for argv in (
+        ["backup", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "o.json")],
+        ["log", "dump", str(tmp_path / "empty")],
+        ["snapshot", "dump", str(tmp_path / "nowhere")],
+    ):
         assert run(*argv) == 1
         err = capsys.readouterr().err
         assert "not a zoomq data dir" in err or "no such directory" in err
@@ -306,8 +342,14 @@ def test_log_dump_shows_every_txn_readably_and_as_json(data_dir, capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     txns = [r for r in rows if r["type"] == "txn"]
     assert len(txns) == 14 and txns[2]["op"]["data"] == base64.b64encode(bytes(range(256))).decode()
-    assert txns[3]["op"]["data"] is None and rows[-1] == {"type": "end", "files": 1, "txns": 14, "first_zxid": make(1, 1),
-                                                          "last_zxid": make(1, 14), "torn": None}
+    assert txns[3]["op"]["data"] is None and rows[-1] == {
+        "type": "end",
+        "files": 1,
+        "txns": 14,
+        "first_zxid": make(1, 1),
+        "last_zxid": make(1, 14),
+        "torn": None,
+    }
 
 
 def test_log_dump_reports_a_torn_tail_instead_of_failing(data_dir, capsys):
@@ -337,7 +379,9 @@ def test_snapshot_dump_shows_sessions_znodes_stats_and_data_and_skips_a_corrupt_
     assert "/app\n  cZxid = 0x1_00000002" in out and "data = 'hello2'" in out
     assert run("snapshot", "dump", str(data_dir), "--json") == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert rows[0]["type"] == "snapshot" and rows[0]["sessions"] == [{"id": "0x1234", "timeout_ms": 10000, "ephemerals": 1}]
+    assert rows[0]["type"] == "snapshot" and rows[0]["sessions"] == [
+        {"id": "0x1234", "timeout_ms": 10000, "ephemerals": 1}
+    ]
     nodes = {r["path"]: r for r in rows[1:]}
     assert nodes["/app/bin"]["data"] == base64.b64encode(bytes(range(256))).decode()
     assert nodes["/app"]["stat"]["version"] == 1 and nodes["/app"]["stat"]["numChildren"] == 6

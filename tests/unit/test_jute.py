@@ -65,15 +65,21 @@ def test_special_xids_keep_their_meaning():
 
 
 def test_multi_round_trip_with_zookeepers_failure_encoding():
-    txn = ks.Transaction([ks.Create("/x", b"", OPEN, 0), ks.Delete("/y", -1), ks.SetData("/z", b"1", 2), ks.CheckVersion("/w", 1)])
+    txn = ks.Transaction(
+        [ks.Create("/x", b"", OPEN, 0), ks.Delete("/y", -1), ks.SetData("/z", b"1", 2), ks.CheckVersion("/w", 1)]
+    )
     req = _decode(5, txn)
     assert [type(op) for op in req.msg.ops] == [p.Create, p.Delete, p.SetData, p.Check]
     assert req.multi_types == [1, 2, 5, 13]
-    ok = p.Reply(100, 9, 0, p.MultiResult([p.OpResult(0, "/x", STAT), p.OpResult(0), p.OpResult(0, None, STAT), p.OpResult(0)]))
-    results = ks.Transaction.deserialize(jute.encode_reply(5, jute.MULTI, ok, req.multi_types)[4 + 16:], 0)
+    ok = p.Reply(
+        100, 9, 0, p.MultiResult([p.OpResult(0, "/x", STAT), p.OpResult(0), p.OpResult(0, None, STAT), p.OpResult(0)])
+    )
+    results = ks.Transaction.deserialize(jute.encode_reply(5, jute.MULTI, ok, req.multi_types)[4 + 16 :], 0)
     assert results == ["/x", True, STAT, True]
-    failed = p.Reply(100, 9, 0, p.MultiResult([p.OpResult(0), p.OpResult(Codes.NODEEXISTS), p.OpResult(-2), p.OpResult(-2)]))
-    results = ks.Transaction.deserialize(jute.encode_reply(5, jute.MULTI, failed, req.multi_types)[4 + 16:], 0)
+    failed = p.Reply(
+        100, 9, 0, p.MultiResult([p.OpResult(0), p.OpResult(Codes.NODEEXISTS), p.OpResult(-2), p.OpResult(-2)])
+    )
+    results = ks.Transaction.deserialize(jute.encode_reply(5, jute.MULTI, failed, req.multi_types)[4 + 16 :], 0)
     assert [type(r) for r in results] == [RolledBackError, NodeExistsError, RuntimeInconsistency, RuntimeInconsistency]
 
 
@@ -134,23 +140,45 @@ def test_the_opcodes_kazoo_does_not_send():
         return struct.pack(">ii", xid, opcode) + body
 
     path = struct.pack(">i", 2) + b"/a"
-    assert jute.decode_request(frame(3, jute.CHECK_WATCHES, path + struct.pack(">i", 4)), lambda: 7).msg == p.CheckWatches(7, "/a", 4)
+    assert jute.decode_request(
+        frame(3, jute.CHECK_WATCHES, path + struct.pack(">i", 4)), lambda: 7
+    ).msg == p.CheckWatches(7, "/a", 4)
     assert jute.decode_request(frame(3, jute.WHO_AM_I), lambda: 7).msg == p.WhoAmI(7)
-    assert jute.decode_request(frame(3, jute.SASL, struct.pack(">i", 2) + b"hi"), lambda: 7).msg == jute.SaslToken(b"hi")
-    reads = (struct.pack(">i?i", jute.GET_DATA, False, -1) + path + b"\1" + struct.pack(">i?i", jute.GET_CHILDREN, False, -1)
-             + path + b"\0" + struct.pack(">i?i", -1, True, -1))
+    assert jute.decode_request(frame(3, jute.SASL, struct.pack(">i", 2) + b"hi"), lambda: 7).msg == jute.SaslToken(
+        b"hi"
+    )
+    reads = (
+        struct.pack(">i?i", jute.GET_DATA, False, -1)
+        + path
+        + b"\1"
+        + struct.pack(">i?i", jute.GET_CHILDREN, False, -1)
+        + path
+        + b"\0"
+        + struct.pack(">i?i", -1, True, -1)
+    )
     req = jute.decode_request(frame(3, jute.MULTI_READ, reads), lambda: 7)
     assert req.msg == p.MultiRead(7, [p.GetData(0, "/a", True), p.GetChildren(0, "/a", False, False)])
     with pytest.raises(jute.Unsupported) as caught:  # a write inside a multiRead: answered, not dropped
-        jute.decode_request(frame(3, jute.MULTI_READ, struct.pack(">i?i", jute.DELETE, False, -1) + path + struct.pack(">ii", -1, 0)), lambda: 7)
+        jute.decode_request(
+            frame(3, jute.MULTI_READ, struct.pack(">i?i", jute.DELETE, False, -1) + path + struct.pack(">ii", -1, 0)),
+            lambda: 7,
+        )
     assert caught.value.code == Codes.MARSHALLINGERROR
 
 
 def test_who_am_i_and_null_data_replies():
     who = jute.encode_reply(5, jute.WHO_AM_I, p.Reply(5, 9, 0, p.WhoAmIResult([p.AuthIdentity("digest", "bob")])))
-    assert who[4:] == struct.pack(">iqi", 5, 9, 0) + struct.pack(">i", 1) + struct.pack(">i", 6) + b"digest" + struct.pack(">i", 3) + b"bob"
+    assert (
+        who[4:]
+        == struct.pack(">iqi", 5, 9, 0)
+        + struct.pack(">i", 1)
+        + struct.pack(">i", 6)
+        + b"digest"
+        + struct.pack(">i", 3)
+        + b"bob"
+    )
     data = jute.encode_reply(6, jute.GET_DATA, p.Reply(6, 9, 0, p.DataResult(None, STAT)))
-    value, stat = ks.GetData.deserialize(data[4 + 16:], 0)
+    value, stat = ks.GetData.deserialize(data[4 + 16 :], 0)
     assert value is None and stat == STAT  # a null buffer (-1), as ZooKeeper sends for no data
 
 

@@ -40,7 +40,12 @@ def _core_modules() -> list[Path]:
     for package in ("actors", "zoomq"):
         for path in sorted((ROOT / package).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
-            if path.name.endswith("_actor.py") or rel in SHELL_FILES or "/recipe/" in rel or rel.startswith(SHELL_PACKAGES):
+            if (
+                path.name.endswith("_actor.py")
+                or rel in SHELL_FILES
+                or "/recipe/" in rel
+                or rel.startswith(SHELL_PACKAGES)
+            ):
                 continue
             out.append(path)
     return out

@@ -62,9 +62,19 @@ class ScriptedLeader(Leader):
 
 
 def leader(voters=(1, 2, 3), accepted=2, current=2, history=(), base=0, ensemble=True) -> Leader:
-    core = ScriptedLeader(sid=1, voters=frozenset(voters), ensemble=ensemble, accepted_epoch=accepted, current_epoch=current,
-                          tick_ms=100, init_limit=10, container_check_ms=60_000, max_data_bytes=1 << 20,
-                          now=0.0, log=structlog.get_logger())
+    core = ScriptedLeader(
+        sid=1,
+        voters=frozenset(voters),
+        ensemble=ensemble,
+        accepted_epoch=accepted,
+        current_epoch=current,
+        tick_ms=100,
+        init_limit=10,
+        container_check_ms=60_000,
+        max_data_bytes=1 << 20,
+        now=0.0,
+        log=structlog.get_logger(),
+    )
     core.history = MemoryHistory(list(history), base)
     core.set_time(0.0, 1_000)
     tree = DataTree()
@@ -275,9 +285,19 @@ def test_a_previous_roles_append_reported_before_the_logs_end_is_ignored():
     """The follower this node was appended z(2, 9) and ended; its Logged reached the new leader
     before LogReady, which counts it (the log answers in order). Ending the leadership on it cost
     an election, and the ex-follower, suspecting this node, kept a quorum from forming."""
-    core = ScriptedLeader(sid=1, voters=frozenset((1, 2, 3)), ensemble=True, accepted_epoch=2, current_epoch=2,
-                          tick_ms=100, init_limit=10, container_check_ms=60_000, max_data_bytes=1 << 20,
-                          now=0.0, log=structlog.get_logger())
+    core = ScriptedLeader(
+        sid=1,
+        voters=frozenset((1, 2, 3)),
+        ensemble=True,
+        accepted_epoch=2,
+        current_epoch=2,
+        tick_ms=100,
+        init_limit=10,
+        container_check_ms=60_000,
+        max_data_bytes=1 << 20,
+        now=0.0,
+        log=structlog.get_logger(),
+    )
     core.history = MemoryHistory([], 0)
     core.set_time(0.0, 1_000)
     core.logged(z(2, 9))
@@ -351,7 +371,11 @@ def test_the_newest_connection_owns_a_session_and_the_others_get_session_moved()
     core.logged(z(3, 3))
     entries = [e for batch in committed(core.take_effects()) for e in batch]
     assert [(type(e).__name__, e.cxid, getattr(e, "err", 0)) for e in entries] == [
-        ("Txn", 1, 0), ("Marker", OWNED_CXID, 0), ("Marker", 2, -118), ("Txn", 2, 0)]  # /a (before the move), SESSIONMOVED, /c
+        ("Txn", 1, 0),
+        ("Marker", OWNED_CXID, 0),
+        ("Marker", 2, -118),
+        ("Txn", 2, 0),
+    ]  # /a (before the move), SESSIONMOVED, /c
     owned = entries[1]
     assert (owned.session_id, owned.conn) == (7, 22)  # answers the resume through connection 22
 
@@ -432,9 +456,19 @@ def test_a_commit_decided_in_the_same_batch_as_a_learners_sync_still_reaches_tha
 
 def test_a_learner_whose_end_is_in_the_loaded_tail_is_synchronized_from_memory():
     history = [txn(2, i) for i in range(1, 6)]
-    core = ScriptedLeader(sid=1, voters=frozenset((1, 2, 3)), ensemble=True, accepted_epoch=2, current_epoch=2,
-                          tick_ms=100, init_limit=10, container_check_ms=60_000, max_data_bytes=1 << 20,
-                          now=0.0, log=structlog.get_logger())
+    core = ScriptedLeader(
+        sid=1,
+        voters=frozenset((1, 2, 3)),
+        ensemble=True,
+        accepted_epoch=2,
+        current_epoch=2,
+        tick_ms=100,
+        init_limit=10,
+        container_check_ms=60_000,
+        max_data_bytes=1 << 20,
+        now=0.0,
+        log=structlog.get_logger(),
+    )
     core.history = MemoryHistory([], 0)  # nothing readable: only memory can answer
     core.set_time(0.0, 1_000)
     tree = DataTree()

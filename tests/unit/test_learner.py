@@ -8,7 +8,17 @@ import structlog
 from actors.follower.learner import Learner, Phase
 from actors.protocol import quorum as q
 from actors.protocol.effects import EndRole, InstallSnapshot, PersistEpoch, Send, Tell
-from actors.protocol.internal import Append, Committed, Hello, LeaderUp, OwnSession, SyncPoint, Touch, Truncate, WriteRequest
+from actors.protocol.internal import (
+    Append,
+    Committed,
+    Hello,
+    LeaderUp,
+    OwnSession,
+    SyncPoint,
+    Touch,
+    Truncate,
+    WriteRequest,
+)
 from actors.protocol.txn import CreateTxn, Marker, Txn
 from zoomq import protocol as p
 
@@ -25,8 +35,18 @@ def z(epoch: int, counter: int) -> int:
 
 
 def learner(voting: bool = True, accepted: int = 3, current: int = 3) -> Learner:
-    core = Learner(sid=2, leader=1, voting=voting, accepted_epoch=accepted, current_epoch=current, tick_s=0.1,
-                   init_limit=10, sync_limit=5, now=0.0, log=structlog.get_logger())
+    core = Learner(
+        sid=2,
+        leader=1,
+        voting=voting,
+        accepted_epoch=accepted,
+        current_epoch=current,
+        tick_s=0.1,
+        init_limit=10,
+        sync_limit=5,
+        now=0.0,
+        log=structlog.get_logger(),
+    )
     assert core.take_effects() == [Tell("log", Hello(origin=2))]
     return core
 
@@ -105,7 +125,9 @@ def test_a_truncation_must_be_answered_before_new_leader_is_acknowledged():
     core.from_leader(q.Trunc(z(3, 4)))
     core.from_leader(q.NewLeader(E, z(3, 4)))
     effects = core.take_effects()
-    assert Tell("log", Truncate(z(3, 4))) in effects and not any(isinstance(e, Send) and isinstance(e.msg, q.AckNewLeader) for e in effects)
+    assert Tell("log", Truncate(z(3, 4))) in effects and not any(
+        isinstance(e, Send) and isinstance(e.msg, q.AckNewLeader) for e in effects
+    )
     core.log_ready(z(3, 4))  # the truncation's answer
     assert core.take_effects()[-1] == Send(q.AckNewLeader(z(3, 4)))
 
@@ -118,8 +140,11 @@ def test_a_snapshot_is_installed_then_the_log_restarts_from_it():
     core.from_leader(q.Snap(z(3, 50), b"tree"))
     core.from_leader(q.NewLeader(E, z(3, 50)))
     core.from_leader(q.Proposal([txn(E, 1)]))  # outstanding proposals, sent before the install is answered
-    assert core.take_effects() == [InstallSnapshot(z(3, 50), b"tree"), Tell("log", Truncate(z(3, 50), snapshot=True)),
-                                   Tell("log", Append(txns=[txn(E, 1)]))]
+    assert core.take_effects() == [
+        InstallSnapshot(z(3, 50), b"tree"),
+        Tell("log", Truncate(z(3, 50), snapshot=True)),
+        Tell("log", Append(txns=[txn(E, 1)])),
+    ]
     core.log_ready(z(3, 50))
     assert core.take_effects()[-1] == Send(q.AckNewLeader(z(3, 50)))
     core.logged(z(E, 1))  # the proposal appended after the install: this learner's own
@@ -178,13 +203,16 @@ def test_a_commit_of_a_txn_never_proposed_ends_the_role():
     assert "never proposed" in ends(core).reason
 
 
-@pytest.mark.parametrize(("setup", "msg"), [
-    ("connecting", q.Proposal([txn(E, 1)])),
-    ("connecting", q.NewLeader(E, 0)),
-    ("syncing", q.UpToDate()),  # before NewLeader was acknowledged
-    ("serving", q.LeaderInfo(E + 1)),
-    ("serving", q.Diff([])),
-])
+@pytest.mark.parametrize(
+    ("setup", "msg"),
+    [
+        ("connecting", q.Proposal([txn(E, 1)])),
+        ("connecting", q.NewLeader(E, 0)),
+        ("syncing", q.UpToDate()),  # before NewLeader was acknowledged
+        ("serving", q.LeaderInfo(E + 1)),
+        ("serving", q.Diff([])),
+    ],
+)
 def test_a_message_the_phase_does_not_expect_ends_the_role(setup, msg):
     core = learner()
     core.log_ready(0)

@@ -9,7 +9,9 @@ from actors.protocol import majority
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.mark.parametrize(("voters", "size"), [({1}, 1), ({1, 2}, 2), ({1, 2, 3}, 2), ({1, 2, 3, 4}, 3), ({1, 2, 3, 4, 5}, 3)])
+@pytest.mark.parametrize(
+    ("voters", "size"), [({1}, 1), ({1, 2}, 2), ({1, 2, 3}, 2), ({1, 2, 3, 4}, 3), ({1, 2, 3, 4, 5}, 3)]
+)
 def test_a_quorum_is_a_strict_majority(voters, size):
     assert majority.size(voters) == size
 

@@ -26,8 +26,10 @@ def test_register_passes_a_linearizable_history_and_fails_a_stale_read():
 
 
 def test_sequential_counts_an_acknowledged_name_missing_on_any_node_as_lost():
-    hist = [rec("seq", "create", 0, 1, v="0-1", path="/seq/s-0000000001"),
-            rec("seq", "create", 1, 2, v="0-2", path="/seq/s-0000000002")]
+    hist = [
+        rec("seq", "create", 0, 1, v="0-1", path="/seq/s-0000000001"),
+        rec("seq", "create", 1, 2, v="0-2", path="/seq/s-0000000002"),
+    ]
     full = node(seq=["s-0000000001", "s-0000000002"])
     assert checks.sequential(hist, {"a": full, "b": full})["ok"] is True
     result = checks.sequential(hist, {"a": full, "b": node(seq=["s-0000000001"])})
@@ -62,8 +64,12 @@ def test_lock_fencing_tokens_must_rise_with_the_fence_version():
 
 def test_an_ephemeral_missing_while_its_session_lives_or_left_after_close_fails():
     created = rec("eph", "create", 0, 1, path="/eph/0-1", sid=7)
-    assert checks.ephemerals([created, rec("eph", "check", 1, 2, path="/eph/0-1", sid=7, exists=True)], {"a": node()})["ok"]
-    vanished = checks.ephemerals([created, rec("eph", "check", 1, 2, path="/eph/0-1", sid=7, exists=False)], {"a": node()})
+    assert checks.ephemerals([created, rec("eph", "check", 1, 2, path="/eph/0-1", sid=7, exists=True)], {"a": node()})[
+        "ok"
+    ]
+    vanished = checks.ephemerals(
+        [created, rec("eph", "check", 1, 2, path="/eph/0-1", sid=7, exists=False)], {"a": node()}
+    )
     assert vanished["ok"] is False and vanished["vanished_while_alive"] == 1
     assert checks.ephemerals([created], {"a": node(eph=["0-1"])})["ok"] is False
 

@@ -142,9 +142,21 @@ def test_the_type_checks_match_kazoos_own(args, message):
 def test_the_signatures_are_kazoos():
     import inspect
 
-    assert list(inspect.signature(Client.reconfig).parameters) == ["self", "joining", "leaving", "new_members", "from_config"]
+    assert list(inspect.signature(Client.reconfig).parameters) == [
+        "self",
+        "joining",
+        "leaving",
+        "new_members",
+        "from_config",
+    ]
     assert inspect.signature(Client.reconfig).parameters["from_config"].default == -1
-    assert list(inspect.signature(Client.reconfig_async).parameters) == ["self", "joining", "leaving", "new_members", "from_config"]
+    assert list(inspect.signature(Client.reconfig_async).parameters) == [
+        "self",
+        "joining",
+        "leaving",
+        "new_members",
+        "from_config",
+    ]
     assert not hasattr(Client("127.0.0.1:1").transaction(), "reconfig")  # kazoo's transactions have none
 
 
@@ -209,7 +221,16 @@ def _decode(payload: bytes) -> jute.Request:
 
 
 def _reconfig_frame(xid: int, joining, leaving, members, config_id: int) -> bytes:
-    return jute.Writer().int(xid).int(jute.RECONFIG).ustring(joining).ustring(leaving).ustring(members).long(config_id).bytes()
+    return (
+        jute.Writer()
+        .int(xid)
+        .int(jute.RECONFIG)
+        .ustring(joining)
+        .ustring(leaving)
+        .ustring(members)
+        .long(config_id)
+        .bytes()
+    )
 
 
 def test_opcode_16_is_reconfig():
@@ -247,10 +268,21 @@ def test_a_reconfig_request_built_by_kazoo_decodes_and_its_reply_parses_with_kaz
 def test_the_reply_is_a_get_data_response_and_an_error_has_no_record():
     frame = jute.encode_reply(4, jute.RECONFIG, p.Reply(100, 77, 0, p.DataResult(CONFIG, STAT)))
     r = jute.Reader(frame[20:])
-    assert (r.buffer(), ZnodeStat(*[r.long(), r.long(), r.long(), r.long(), r.int(), r.int(), r.int(), r.long(), r.int(),
-                                    r.int(), r.long()]), r.left()) == (CONFIG, STAT, 0)
-    for code in (Codes.NEWCONFIGNOQUORUM, Codes.RECONFIGINPROGRESS, Codes.BADVERSION, Codes.RECONFIGDISABLED,
-                 Codes.BADARGUMENTS, Codes.NOAUTH):
+    assert (
+        r.buffer(),
+        ZnodeStat(
+            *[r.long(), r.long(), r.long(), r.long(), r.int(), r.int(), r.int(), r.long(), r.int(), r.int(), r.long()]
+        ),
+        r.left(),
+    ) == (CONFIG, STAT, 0)
+    for code in (
+        Codes.NEWCONFIGNOQUORUM,
+        Codes.RECONFIGINPROGRESS,
+        Codes.BADVERSION,
+        Codes.RECONFIGDISABLED,
+        Codes.BADARGUMENTS,
+        Codes.NOAUTH,
+    ):
         frame = jute.encode_reply(4, jute.RECONFIG, p.Reply(100, 77, code))
         assert frame == struct.pack(">iiqi", 16, 4, 77, code)
 
@@ -338,7 +370,9 @@ class ConfigClient:
 
 def test_shell_reconfig_prints_the_committed_config_and_the_stat_with_s():
     client, out, err = ConfigClient(), io.StringIO(), io.StringIO()
-    assert run_commands(client, parse_line("reconfig -remove 2 -v 100000003; reconfig -s -remove 3"), out, err) == 0, err.getvalue()
+    assert run_commands(client, parse_line("reconfig -remove 2 -v 100000003; reconfig -s -remove 3"), out, err) == 0, (
+        err.getvalue()
+    )
     assert client.calls == [(None, "2", None, 0x100000003), (None, "3", None, -1)]
     lines = out.getvalue().splitlines()
     config = CONFIG.decode().splitlines()
@@ -360,12 +394,17 @@ def test_shell_config_still_works_and_help_lists_reconfig():
     assert run_commands(client, parse_line("config; config -c"), out, err) == 0
     assert out.getvalue().splitlines() == [*CONFIG.decode().splitlines(), "100000003 127.0.0.1:2181,127.0.0.1:2185"]
     text = help_text()
-    assert "reconfig [-s] [-v version] [[-members serverSpec,...] | [-add serverSpec,...]* [-remove serverId,...]*]" in text
+    assert (
+        "reconfig [-s] [-v version] [[-members serverSpec,...] | [-add serverSpec,...]* [-remove serverId,...]*]"
+        in text
+    )
     assert "config [-c] [-s]" in text
 
 
 def test_reconfig_message_takes_lists_too():
-    assert reconfig_message(add=[SPEC5, SPEC6], remove=["1", "2,3"]) == p.Reconfig(0, f"{SPEC5},{SPEC6}", "1,2,3", None, -1)
+    assert reconfig_message(add=[SPEC5, SPEC6], remove=["1", "2,3"]) == p.Reconfig(
+        0, f"{SPEC5},{SPEC6}", "1,2,3", None, -1
+    )
     assert reconfig_message(members=SPEC5, version="ff") == p.Reconfig(0, None, None, SPEC5, 255)
     with pytest.raises(ShellUsageError, match="usage: U"):
         reconfig_message(usage="U")
@@ -379,13 +418,33 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_cli_reconfig_flags_make_the_request_and_the_auth_data():
-    args = _args("127.0.0.1:2181,127.0.0.1:2182", "--add", SPEC5, "--add", SPEC6, "--remove", "2", "--remove", "3,4",
-                 "--from-config", "100000003", "--auth", "digest:super:secret", "--auth", "ip:1.2.3.4")
+    args = _args(
+        "127.0.0.1:2181,127.0.0.1:2182",
+        "--add",
+        SPEC5,
+        "--add",
+        SPEC6,
+        "--remove",
+        "2",
+        "--remove",
+        "3,4",
+        "--from-config",
+        "100000003",
+        "--auth",
+        "digest:super:secret",
+        "--auth",
+        "ip:1.2.3.4",
+    )
     request, auth = cli.reconfig_request(args)
     assert request == p.Reconfig(0, f"{SPEC5},{SPEC6}", "2,3,4", None, 0x100000003)
     assert auth == [("digest", "super:secret"), ("ip", "1.2.3.4")]
     assert args.hosts == "127.0.0.1:2181,127.0.0.1:2182"
-    assert (args.timeout, args.connect_timeout, args.curve_server_key, args.curve_secret_key) == (10.0, 15.0, None, None)
+    assert (args.timeout, args.connect_timeout, args.curve_server_key, args.curve_secret_key) == (
+        10.0,
+        15.0,
+        None,
+        None,
+    )
     request, auth = cli.reconfig_request(_args("h:1", "--members", f"{SPEC5},{SPEC6}", "--from-config", "-1"))
     assert (request, auth) == (p.Reconfig(0, None, None, f"{SPEC5},{SPEC6}", -1), [])
 
@@ -449,21 +508,51 @@ def fake_client(monkeypatch):
 
 
 def test_cli_reconfig_prints_the_new_config(fake_client, capsys):
-    code = cli.main(["reconfig", "127.0.0.1:2181", "--remove", "5", "--auth", "digest:super:secret", "--timeout", "4",
-                     "--connect-timeout", "3", "--curve-server-key", "K", "--curve-secret-key", "S"])
+    code = cli.main(
+        [
+            "reconfig",
+            "127.0.0.1:2181",
+            "--remove",
+            "5",
+            "--auth",
+            "digest:super:secret",
+            "--timeout",
+            "4",
+            "--connect-timeout",
+            "3",
+            "--curve-server-key",
+            "K",
+            "--curve-secret-key",
+            "S",
+        ]
+    )
     out = capsys.readouterr()
     assert code == 0, out.err
     assert out.out == CONFIG.decode() + "\n"
     (client,) = fake_client.made
-    assert client.kw == {"hosts": "127.0.0.1:2181", "timeout": 4.0, "auth_data": [("digest", "super:secret")],
-                         "curve_server_key": "K", "curve_secret_key": "S"}
+    assert client.kw == {
+        "hosts": "127.0.0.1:2181",
+        "timeout": 4.0,
+        "auth_data": [("digest", "super:secret")],
+        "curve_server_key": "K",
+        "curve_secret_key": "S",
+    }
     assert client.start_timeout == 3.0
     assert client.calls == [(None, "5", None, -1)]
     assert client.stopped
 
 
-@pytest.mark.parametrize("error", [NewConfigNoQuorumError(), ReconfigInProcessError(), BadVersionError(), NoAuthError(),
-                                   ReconfigDisabledError(), BadArgumentsError()])
+@pytest.mark.parametrize(
+    "error",
+    [
+        NewConfigNoQuorumError(),
+        ReconfigInProcessError(),
+        BadVersionError(),
+        NoAuthError(),
+        ReconfigDisabledError(),
+        BadArgumentsError(),
+    ],
+)
 def test_cli_reconfig_failure_exits_1_with_the_error_name(fake_client, capsys, error):
     fake_client.reconfig_error = error
     assert cli.main(["reconfig", "h:1", "--add", SPEC5, "--from-config", "0x100000003"]) == 1

@@ -45,16 +45,33 @@ def test_a_spec_reads_as_zookeeper_writes_it_and_prints_back_the_same():
     text = "server.100=0.0.0.0:1234:2345:observer;0.0.0.0:3456"
     entry = parse_spec(text)
     assert (entry.id, entry.host, entry.quorum_port, entry.election_port, entry.client_port, entry.role) == (
-        100, "0.0.0.0", 1234, 2345, 3456, "observer")
+        100,
+        "0.0.0.0",
+        1234,
+        2345,
+        3456,
+        "observer",
+    )
     assert entry.spec() == text
     assert parse_spec("server.2=h:1:2;10.0.0.9:7").spec() == "server.2=h:1:2:participant;10.0.0.9:7"
     assert parse_spec("server.3=h:1:2;5").spec() == "server.3=h:1:2:participant;h:5"  # no client host: the server's
 
 
-@pytest.mark.parametrize("text", [
-    "some thing", "server.x=h:1:2", "server.1=h:1", "server.1=h:1:2:leader", "server.1=h:1:99999", "server.1=h:1:1",
-    "server.1=:1:2", "server.1=h:1:2;:5", "server.1=h:1:2;h:x", "host=h:1:2",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "some thing",
+        "server.x=h:1:2",
+        "server.1=h:1",
+        "server.1=h:1:2:leader",
+        "server.1=h:1:99999",
+        "server.1=h:1:1",
+        "server.1=:1:2",
+        "server.1=h:1:2;:5",
+        "server.1=h:1:2;h:x",
+        "host=h:1:2",
+    ],
+)
 def test_a_bad_spec_is_a_spec_error(text):
     with pytest.raises(SpecError):
         parse_spec(text)
@@ -63,31 +80,41 @@ def test_a_bad_spec_is_a_spec_error(text):
 def test_incremental_and_whole_reconfigs_make_the_membership():
     current = [member(1), member(2), member(3)]
     grown = reconfigured(current, f"{member(4).spec()},{member(5, 'observer').spec()}", None, None)
-    assert [(s.id, s.role) for s in grown] == [(1, "participant"), (2, "participant"), (3, "participant"),
-                                               (4, "participant"), (5, "observer")]
+    assert [(s.id, s.role) for s in grown] == [
+        (1, "participant"),
+        (2, "participant"),
+        (3, "participant"),
+        (4, "participant"),
+        (5, "observer"),
+    ]
     demoted = reconfigured(current, member(3, "observer").spec(), "1", None)  # a joining id already there: replaced
     assert [(s.id, s.role) for s in demoted] == [(2, "participant"), (3, "observer")]
     whole = reconfigured(current, None, None, ",".join(member(i).spec() for i in (7, 8, 9)))
     assert [s.id for s in whole] == [7, 8, 9]
 
 
-@pytest.mark.parametrize("joining, leaving, members", [
-    (None, None, None),  # nothing asked
-    (member(4).spec(), None, member(5).spec()),  # both forms
-    (None, "9", None),  # not a member
-    (None, "x", None),
-    (f"{member(4).spec()},{member(4).spec()}", None, None),  # twice
-    (member(4).spec(), "4", None),
-    (None, "1,2,3", None),  # no participant left
-    (None, None, member(4, "observer").spec()),
-])
+@pytest.mark.parametrize(
+    "joining, leaving, members",
+    [
+        (None, None, None),  # nothing asked
+        (member(4).spec(), None, member(5).spec()),  # both forms
+        (None, "9", None),  # not a member
+        (None, "x", None),
+        (f"{member(4).spec()},{member(4).spec()}", None, None),  # twice
+        (member(4).spec(), "4", None),
+        (None, "1,2,3", None),  # no participant left
+        (None, None, member(4, "observer").spec()),
+    ],
+)
 def test_a_reconfig_that_cannot_be_is_refused(joining, leaving, members):
     with pytest.raises(SpecError):
         reconfigured([member(1), member(2), member(3)], joining, leaving, members)
 
 
 def test_the_data_dirs_membership_overrides_the_config_file(tmp_path):
-    servers = [{"id": i, "quorum_port": 20000 + i, "election_port": 30000 + i, "client_port": 40000 + i} for i in (1, 2, 3)]
+    servers = [
+        {"id": i, "quorum_port": 20000 + i, "election_port": 30000 + i, "client_port": 40000 + i} for i in (1, 2, 3)
+    ]
     write_membership(tmp_path, Membership([member(1), member(2), member(4)], z(1, 9)))
     cfg = load(None, sid=2, data_dir=str(tmp_path), servers=servers)
     assert [s.id for s in cfg.servers] == [1, 2, 4]
@@ -144,9 +171,21 @@ def test_a_reconfig_and_what_follows_need_the_old_and_the_new_quorum_then_the_ne
 
 
 def leader(servers: list[ServerEntry], enabled: bool = True) -> ScriptedLeader:
-    core = ScriptedLeader(sid=1, voters=frozenset(), ensemble=True, accepted_epoch=2, current_epoch=2, tick_ms=100,
-                          init_limit=10, container_check_ms=60_000, max_data_bytes=1 << 20, now=0.0,
-                          log=structlog.get_logger(), servers=servers, reconfig_enabled=enabled)
+    core = ScriptedLeader(
+        sid=1,
+        voters=frozenset(),
+        ensemble=True,
+        accepted_epoch=2,
+        current_epoch=2,
+        tick_ms=100,
+        init_limit=10,
+        container_check_ms=60_000,
+        max_data_bytes=1 << 20,
+        now=0.0,
+        log=structlog.get_logger(),
+        servers=servers,
+        reconfig_enabled=enabled,
+    )
     core.history = MemoryHistory([])
     core.set_time(0.0, 1_000)
     core.log_ready(0, DataTree())
@@ -197,7 +236,9 @@ def test_prep_checks_a_reconfig_in_zookeepers_order():
     assert refusals(core, answer(core, 2, p.Reconfig(2, leaving="3"), auth=[])) == [Codes.NOAUTH]
     # Bad specs and versions are told before the ACL check (kazoo's suite counts on it).
     assert refusals(core, answer(core, 3, p.Reconfig(3, joining="some thing"), auth=[])) == [Codes.BADARGUMENTS]
-    assert refusals(core, answer(core, 4, p.Reconfig(4, joining="some thing", from_config=5), auth=[])) == [Codes.BADVERSION]
+    assert refusals(core, answer(core, 4, p.Reconfig(4, joining="some thing", from_config=5), auth=[])) == [
+        Codes.BADVERSION
+    ]
     # Two new voters that are not connected: 1 and 2 of {1, 2, 3, 4, 5} are no quorum.
     specs = f"{member(4).spec()},{member(5).spec()}"
     assert refusals(core, answer(core, 5, p.Reconfig(5, joining=specs))) == [Codes.NEWCONFIGNOQUORUM]
@@ -245,9 +286,21 @@ def test_a_leader_the_reconfig_leaves_out_steps_down_once_it_commits():
 def test_a_reconfig_in_an_unestablished_leaders_log_needs_both_quorums_to_establish():
     tree = DataTree()
     tree.apply(Txn(z(2, 1), 0, 0, 0, ReconfigTxn([member(1), member(4), member(5)])))
-    core = ScriptedLeader(sid=1, voters=frozenset(), ensemble=True, accepted_epoch=2, current_epoch=2, tick_ms=100,
-                          init_limit=10, container_check_ms=60_000, max_data_bytes=1 << 20, now=0.0,
-                          log=structlog.get_logger(), servers=[member(1), member(2), member(3)], reconfig_enabled=True)
+    core = ScriptedLeader(
+        sid=1,
+        voters=frozenset(),
+        ensemble=True,
+        accepted_epoch=2,
+        current_epoch=2,
+        tick_ms=100,
+        init_limit=10,
+        container_check_ms=60_000,
+        max_data_bytes=1 << 20,
+        now=0.0,
+        log=structlog.get_logger(),
+        servers=[member(1), member(2), member(3)],
+        reconfig_enabled=True,
+    )
     core.history = MemoryHistory(tree_txns := [Txn(z(2, 1), 0, 0, 0, ReconfigTxn([member(1), member(4), member(5)]))])
     core.set_time(0.0, 1_000)
     core.log_ready(z(2, 1), tree)
@@ -322,9 +375,21 @@ def test_a_leader_its_own_log_leaves_out_establishes_commits_it_and_steps_down_a
     change = Txn(z(2, 1), 0, 0, 0, ReconfigTxn([member(1, "observer"), member(2), member(3)]))
     tree = DataTree()
     tree.apply(change)
-    core = ScriptedLeader(sid=1, voters=frozenset(), ensemble=True, accepted_epoch=2, current_epoch=2, tick_ms=100,
-                          init_limit=10, container_check_ms=60_000, max_data_bytes=1 << 20, now=0.0,
-                          log=structlog.get_logger(), servers=[member(1), member(2), member(3)], reconfig_enabled=True)
+    core = ScriptedLeader(
+        sid=1,
+        voters=frozenset(),
+        ensemble=True,
+        accepted_epoch=2,
+        current_epoch=2,
+        tick_ms=100,
+        init_limit=10,
+        container_check_ms=60_000,
+        max_data_bytes=1 << 20,
+        now=0.0,
+        log=structlog.get_logger(),
+        servers=[member(1), member(2), member(3)],
+        reconfig_enabled=True,
+    )
     core.history = MemoryHistory([change])
     core.set_time(0.0, 1_000)
     core.log_ready(z(2, 1), tree)

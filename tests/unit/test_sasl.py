@@ -43,14 +43,23 @@ def test_a_wrong_password_or_unknown_user_fails(user, password):
 
 
 def _answer(nonce: str, **override: str) -> bytes:
-    fields = {"username": "bob", "realm": REALM, "nonce": nonce, "cnonce": "abc", "nc": "00000001", "qop": "auth",
-              "digest-uri": DIGEST_URI}
+    fields = {
+        "username": "bob",
+        "realm": REALM,
+        "nonce": nonce,
+        "cnonce": "abc",
+        "nc": "00000001",
+        "qop": "auth",
+        "digest-uri": DIGEST_URI,
+    }
     fields["response"] = response_value("bob", "s3cret", fields, "AUTHENTICATE")
     fields.update(override)
     return ",".join(f'{k}="{v}"' for k, v in fields.items()).encode()
 
 
-@pytest.mark.parametrize("bad", ["replayed-nonce", "other-uri", "integrity-qop", "garbage", "too-long", "missing-cnonce", "not-utf8"])
+@pytest.mark.parametrize(
+    "bad", ["replayed-nonce", "other-uri", "integrity-qop", "garbage", "too-long", "missing-cnonce", "not-utf8"]
+)
 def test_malformed_or_foreign_responses_fail(bad):
     server = DigestMd5Server(USERS, b"n" * 16)
     server.step(b"")

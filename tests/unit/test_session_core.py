@@ -21,7 +21,17 @@ from actors.protocol.internal import (
     Touch,
     WriteRequest,
 )
-from actors.protocol.txn import OWNED_CXID, CloseSessionTxn, CreateSessionTxn, CreateTxn, DeleteTxn, Marker, SetACLTxn, SetDataTxn, Txn
+from actors.protocol.txn import (
+    OWNED_CXID,
+    CloseSessionTxn,
+    CreateSessionTxn,
+    CreateTxn,
+    DeleteTxn,
+    Marker,
+    SetACLTxn,
+    SetDataTxn,
+    Txn,
+)
 from actors.session.session import SessionCore, digest_id
 from actors.session.tree import DataTree
 from runtime.config import NodeConfig, ServerEntry
@@ -42,8 +52,13 @@ class Script:
         servers = [ServerEntry(1, "127.0.0.1", 2888, 3888), ServerEntry(2, "127.0.0.1", 2889, 3889)] if ensemble else []
         self.cfg = NodeConfig(sid=1, servers=servers, **cfg)
         counter = itertools.count(1)
-        self.core = SessionCore(cfg=self.cfg, log=structlog.get_logger(), now=0.0, wall_ms=1_000,
-                                random_bytes=lambda n: bytes([next(counter) % 256]) * n)
+        self.core = SessionCore(
+            cfg=self.cfg,
+            log=structlog.get_logger(),
+            now=0.0,
+            wall_ms=1_000,
+            random_bytes=lambda n: bytes([next(counter) % 256]) * n,
+        )
         self.zxid = 0
         self.now = 0.0
 
@@ -285,12 +300,15 @@ def test_a_client_that_saw_a_newer_state_is_turned_away():
     assert s.forwarded() == []
 
 
-@pytest.mark.parametrize(("frame", "answer"), [
-    (b"\xc1garbage", None),  # not msgpack: nothing to answer
-    (ENCODE(["get", 7, 42]), (7, Codes.BADARGUMENTS)),  # a known request with bad fields
-    (ENCODE(["nosuchop", 8]), (8, Codes.UNIMPLEMENTED)),  # an unknown request
-    (ENCODE({"get": 1}), None),  # msgpack, but not a request: no xid to answer
-])
+@pytest.mark.parametrize(
+    ("frame", "answer"),
+    [
+        (b"\xc1garbage", None),  # not msgpack: nothing to answer
+        (ENCODE(["get", 7, 42]), (7, Codes.BADARGUMENTS)),  # a known request with bad fields
+        (ENCODE(["nosuchop", 8]), (8, Codes.UNIMPLEMENTED)),  # an unknown request
+        (ENCODE({"get": 1}), None),  # msgpack, but not a request: no xid to answer
+    ],
+)
 def test_a_bad_frame_is_answered_by_xid_when_it_has_one_and_crashes_nothing(frame, answer):
     s = Script()
     s.sync()
@@ -305,10 +323,19 @@ def test_bad_requests_never_reach_the_leader():
     s = Script(max_data_bytes=10)
     s.sync()
     s.open(A)
-    replies = s.send(A, p.Create(1, "bad", b"", OPEN_ACL_UNSAFE), p.Create(2, "/big", b"x" * 11, OPEN_ACL_UNSAFE),
-                     p.RemoveWatches(3, "/", 99), p.AddWatch(4, "/", 7))
+    replies = s.send(
+        A,
+        p.Create(1, "bad", b"", OPEN_ACL_UNSAFE),
+        p.Create(2, "/big", b"x" * 11, OPEN_ACL_UNSAFE),
+        p.RemoveWatches(3, "/", 99),
+        p.AddWatch(4, "/", 7),
+    )
     assert [(r.xid, r.err) for r in replies] == [
-        (1, Codes.BADARGUMENTS), (2, Codes.BADARGUMENTS), (3, Codes.MARSHALLINGERROR), (4, Codes.BADARGUMENTS)]
+        (1, Codes.BADARGUMENTS),
+        (2, Codes.BADARGUMENTS),
+        (3, Codes.MARSHALLINGERROR),
+        (4, Codes.BADARGUMENTS),
+    ]
     assert s.forwarded() == []
 
 
@@ -389,11 +416,20 @@ def test_set_watches_fires_what_changed_while_away_and_arms_the_rest():
     sid = s.open(A).session_id
     s.commit(s.txn(sid, 0, CreateTxn("/same", b"", OPEN_ACL_UNSAFE)))
     seen = s.zxid
-    s.commit(s.txn(sid, 0, CreateTxn("/new", b"", OPEN_ACL_UNSAFE)), s.txn(sid, 0, CreateTxn("/changed", b"", OPEN_ACL_UNSAFE)))
+    s.commit(
+        s.txn(sid, 0, CreateTxn("/new", b"", OPEN_ACL_UNSAFE)),
+        s.txn(sid, 0, CreateTxn("/changed", b"", OPEN_ACL_UNSAFE)),
+    )
     s.commit(s.txn(sid, 0, SetDataTxn("/changed", b"x", 1)))
-    out = s.send(A, p.SetWatches(p.SET_WATCHES_XID, seen, data=["/same", "/changed", "/gone"], exist=["/new"], child=[]))
+    out = s.send(
+        A, p.SetWatches(p.SET_WATCHES_XID, seen, data=["/same", "/changed", "/gone"], exist=["/new"], child=[])
+    )
     events = sorted((m.type, m.path) for m in out if isinstance(m, p.Event))
-    assert events == [(p.EVENT_NODE_CREATED, "/new"), (p.EVENT_NODE_DELETED, "/gone"), (p.EVENT_NODE_DATA_CHANGED, "/changed")]
+    assert events == [
+        (p.EVENT_NODE_CREATED, "/new"),
+        (p.EVENT_NODE_DELETED, "/gone"),
+        (p.EVENT_NODE_DATA_CHANGED, "/changed"),
+    ]
     assert out[-1].xid == p.SET_WATCHES_XID
     assert s.core.watches.has("/same", sid, p.WATCHER_DATA)
 
@@ -418,8 +454,14 @@ def test_cut_off_with_read_only_mode_serves_reads_to_read_only_clients_and_refus
     assert refused.err == Codes.CONNECTIONLOSS
     (connected,) = s.send(B, p.Connect(p.PROTOCOL_VERSION, 0, 10_000, read_only=True))
     assert connected.read_only and connected.session_id and connected.timeout_ms == 10_000
-    read, write, sync, lin, ping = s.send(B, p.GetData(1, "/cfg"), p.Create(2, "/x", b"", OPEN_ACL_UNSAFE), p.Sync(3, "/"),
-                                          p.GetData(4, "/cfg", linearizable=True), p.Ping())
+    read, write, sync, lin, ping = s.send(
+        B,
+        p.GetData(1, "/cfg"),
+        p.Create(2, "/x", b"", OPEN_ACL_UNSAFE),
+        p.Sync(3, "/"),
+        p.GetData(4, "/cfg", linearizable=True),
+        p.Ping(),
+    )
     assert (read.err, read.body.data) == (Codes.OK, b"v1")
     assert write.err == sync.err == lin.err == Codes.NOTREADONLY
     assert ping.err == Codes.OK
@@ -494,7 +536,10 @@ def test_a_resume_older_than_the_window_gets_one_resync_event():
     replies = s.send(A, p.AddWatch(9, "/w", p.WATCH_MODE_PERSISTENT, since_zxid=first.zxid))
     assert [(e[0], e[1]) for e in _events(replies)] == [(p.EVENT_RESYNC, "/w")]
     replies = s.send(A, p.AddWatch(10, "/w", p.WATCH_MODE_PERSISTENT, since_zxid=s.zxid - 2))  # inside the window
-    assert [(e[0], e[2]) for e in _events(replies)] == [(p.EVENT_NODE_DATA_CHANGED, s.zxid - 1), (p.EVENT_NODE_DATA_CHANGED, s.zxid)]
+    assert [(e[0], e[2]) for e in _events(replies)] == [
+        (p.EVENT_NODE_DATA_CHANGED, s.zxid - 1),
+        (p.EVENT_NODE_DATA_CHANGED, s.zxid),
+    ]
 
 
 def test_setwatches_after_a_reconnect_replays_what_persistent_watches_missed_but_not_to_unreadable_nodes():
@@ -515,7 +560,9 @@ def test_setwatches_after_a_reconnect_replays_what_persistent_watches_missed_but
     s.out(B)
     replies = s.send(B, p.SetWatches(p.SET_WATCHES_XID, seen, [], [], [], [], ["/app"]))
     assert [(e[0], e[1]) for e in _events(replies)] == [
-        (p.EVENT_NODE_CREATED, "/app/open"), (p.EVENT_NODE_DATA_CHANGED, "/app/open")]  # /app/secret: no READ
+        (p.EVENT_NODE_CREATED, "/app/open"),
+        (p.EVENT_NODE_DATA_CHANGED, "/app/open"),
+    ]  # /app/secret: no READ
     assert replies[-1].xid == p.SET_WATCHES_XID
 
 

@@ -31,8 +31,13 @@ class Script:
 
     def __init__(self, tree: DataTree, **cfg) -> None:
         counter = itertools.count(1)
-        self.core = SessionCore(cfg=NodeConfig(sid=1, **cfg), log=structlog.get_logger(), now=0.0, wall_ms=1_000,
-                                random_bytes=lambda n: bytes([next(counter) % 256]) * n)
+        self.core = SessionCore(
+            cfg=NodeConfig(sid=1, **cfg),
+            log=structlog.get_logger(),
+            now=0.0,
+            wall_ms=1_000,
+            random_bytes=lambda n: bytes([next(counter) % 256]) * n,
+        )
         self.core.sync_point(SyncPoint(tree.last_zxid, 1, "standalone"), tree, 0.0)
         self.zxid = tree.last_zxid
         self.core.client_frames(A, [ENCODE(p.Connect(p.PROTOCOL_VERSION, 0, 10_000))], 0.0)
@@ -72,8 +77,9 @@ def tree_of(*creates: tuple) -> DataTree:
 
 
 def test_the_whole_subtree_comes_in_one_reply_parents_first_at_the_trees_zxid():
-    tree = tree_of(("/app", b"v"), ("/app/b", None), ("/app/a", b""), ("/app/a/x", b"\x00\xff"), ("/app-z", b"z"),
-                   ("/other", b"o"))
+    tree = tree_of(
+        ("/app", b"v"), ("/app/b", None), ("/app/a", b""), ("/app/a/x", b"\x00\xff"), ("/app-z", b"z"), ("/other", b"o")
+    )
     s = Script(tree)
     reply = s.subtree("/app")
     assert reply.err == Codes.OK
@@ -90,8 +96,9 @@ def test_the_whole_subtree_comes_in_one_reply_parents_first_at_the_trees_zxid():
 
 
 def test_ephemerals_are_left_out_and_listed_containers_and_ttls_kept_with_their_owner_marker():
-    tree = tree_of(("/s", b""), ("/s/c", b"", OPEN_ACL_UNSAFE, CONTAINER_OWNER),
-                   ("/s/t", b"t", OPEN_ACL_UNSAFE, ttl_owner(5_000)))
+    tree = tree_of(
+        ("/s", b""), ("/s/c", b"", OPEN_ACL_UNSAFE, CONTAINER_OWNER), ("/s/t", b"t", OPEN_ACL_UNSAFE, ttl_owner(5_000))
+    )
     s = Script(tree)
     s.commit(Txn(s.next(), 0, s.session_id, 1, CreateTxn("/s/e", b"mine", OPEN_ACL_UNSAFE, s.session_id)))
     body = s.subtree("/s").body
@@ -102,8 +109,9 @@ def test_ephemerals_are_left_out_and_listed_containers_and_ttls_kept_with_their_
 
 
 def test_a_node_the_session_may_not_read_is_left_out_with_what_is_below_it_and_counted():
-    tree = tree_of(("/r", b""), ("/r/open", b"1"), ("/r/secret", b"2", SECRET_ACL), ("/r/secret/kid", b"3"),
-                   ("/r/z", b"4"))
+    tree = tree_of(
+        ("/r", b""), ("/r/open", b"1"), ("/r/secret", b"2", SECRET_ACL), ("/r/secret/kid", b"3"), ("/r/z", b"4")
+    )
     s = Script(tree)
     body = s.subtree("/r").body
     assert [n.path for n in body.nodes] == ["/r", "/r/open", "/r/z"]
@@ -137,8 +145,9 @@ def test_a_subtree_above_backup_max_znodes_is_refused_with_bad_arguments():
     assert s.subtree("/big/n1").err == Codes.OK  # its parts still can be read
 
 
-@pytest.mark.parametrize(("path", "code"), [("/missing", Codes.NONODE), ("no-slash", Codes.BADARGUMENTS),
-                                            ("/a//b", Codes.BADARGUMENTS)])
+@pytest.mark.parametrize(
+    ("path", "code"), [("/missing", Codes.NONODE), ("no-slash", Codes.BADARGUMENTS), ("/a//b", Codes.BADARGUMENTS)]
+)
 def test_a_bad_or_missing_path_gets_a_precise_error(path, code):
     s = Script(tree_of(("/a", b"")))
     assert s.subtree(path).err == code
@@ -155,10 +164,18 @@ def test_queued_behind_a_write_it_sees_that_write_and_nothing_later():
 
 def test_read_only_mode_serves_it_as_a_read():
     counter = itertools.count(1)
-    cfg = NodeConfig(sid=1, read_only_mode=True,
-                     servers=[ServerEntry(1, "127.0.0.1", 2888, 3888), ServerEntry(2, "127.0.0.1", 2889, 3889)])
-    core = SessionCore(cfg=cfg, log=structlog.get_logger(), now=0.0, wall_ms=1_000,
-                       random_bytes=lambda n: bytes([next(counter) % 256]) * n)
+    cfg = NodeConfig(
+        sid=1,
+        read_only_mode=True,
+        servers=[ServerEntry(1, "127.0.0.1", 2888, 3888), ServerEntry(2, "127.0.0.1", 2889, 3889)],
+    )
+    core = SessionCore(
+        cfg=cfg,
+        log=structlog.get_logger(),
+        now=0.0,
+        wall_ms=1_000,
+        random_bytes=lambda n: bytes([next(counter) % 256]) * n,
+    )
     tree = tree_of(("/ro", b"x"))
     core.sync_point(SyncPoint(tree.last_zxid, 1, "follower"), tree, 0.0)
     core.role_message(Looking(), 0.0)

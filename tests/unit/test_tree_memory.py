@@ -45,8 +45,20 @@ def _txns(n: int, seed: int) -> list[Txn]:
 
 def _shape(tree: DataTree) -> dict:
     """Everything prep decides on: versions, ACLs, owners, children, zxids; not the values."""
-    return {path: (n.version, n.aversion, n.creates, tuple(n.acl), n.ephemeral_owner, sorted(n.children), n.czxid, n.mzxid, n.pzxid)
-            for path, n in tree.nodes.items()}
+    return {
+        path: (
+            n.version,
+            n.aversion,
+            n.creates,
+            tuple(n.acl),
+            n.ephemeral_owner,
+            sorted(n.children),
+            n.czxid,
+            n.mzxid,
+            n.pzxid,
+        )
+        for path, n in tree.nodes.items()
+    }
 
 
 def test_a_tree_without_values_agrees_on_everything_else_and_holds_no_bytes():

@@ -47,7 +47,13 @@ def test_dropping_a_session_removes_its_watches_only():
 def test_a_persistent_watch_fires_every_event_on_its_path_and_stays():
     t = WatchTable()
     t.add_persistent("/a", 1)
-    for ev in (EVENT_NODE_CREATED, EVENT_NODE_DATA_CHANGED, EVENT_NODE_CHILDREN_CHANGED, EVENT_NODE_DATA_CHANGED, EVENT_NODE_DELETED):
+    for ev in (
+        EVENT_NODE_CREATED,
+        EVENT_NODE_DATA_CHANGED,
+        EVENT_NODE_CHILDREN_CHANGED,
+        EVENT_NODE_DATA_CHANGED,
+        EVENT_NODE_DELETED,
+    ):
         assert t.trigger(ev, "/a") == {1}
     assert t.trigger(EVENT_NODE_DATA_CHANGED, "/a/b") == frozenset()
     assert t.count() == 1

@@ -49,7 +49,20 @@ def snapshot(nodes: list[tuple[str, int]]) -> bytes:
     out += i32(1) + i64(0x100) + i32(30_000)  # one session
     out += i32(1) + i64(1) + ACLS  # the ACL cache
     for path, owner in [("", 0), *nodes]:
-        out += s(path) + buf(b"d") + i64(1) + i64(1) + i64(1) + i64(0) + i64(0) + i32(0) + i32(0) + i32(0) + i64(owner) + i64(1)
+        out += (
+            s(path)
+            + buf(b"d")
+            + i64(1)
+            + i64(1)
+            + i64(1)
+            + i64(0)
+            + i64(0)
+            + i32(0)
+            + i32(0)
+            + i32(0)
+            + i64(owner)
+            + i64(1)
+        )
     return out + s("/") + i64(0)
 
 
@@ -71,22 +84,38 @@ def test_types_come_from_the_newest_snapshot_and_the_log_after_it(tmp_path: Path
     v2.mkdir()
     (v2 / "snapshot.0").write_bytes(snapshot([("/old", CONTAINER)]))
     (v2 / "snapshot.5").write_bytes(snapshot([("/c", CONTAINER), ("/t", TTL_BASE | 5_000), ("/p", 0), ("/e", 0x100)]))
-    multi = i32(2) + i32(OP_CREATE_TTL) + buf(s("/m/ttl") + buf(b"") + ACLS + i32(0) + i64(9_000)) \
-        + i32(OP_CREATE_CONTAINER) + buf(s("/m/box") + buf(b"") + ACLS + i32(0))
-    (v2 / "log.1").write_bytes(log(txn(3, OP_CREATE_CONTAINER, s("/before") + buf(b"") + ACLS + i32(0))))  # in the snapshot
-    (v2 / "log.6").write_bytes(log(
-        txn(6, OP_DELETE, s("/c")),
-        txn(7, OP_CREATE, create("/c")),  # the same path again, now persistent
-        txn(8, OP_CREATE_TTL, s("/t2") + buf(b"") + ACLS + i32(0) + i64(60_000)),
-        txn(9, OP_MULTI, multi),
-    ) + b"\x00" * 64)  # the preallocated end
-    assert node_types(tmp_path) == {"/t": ("ttl", 5_000), "/t2": ("ttl", 60_000), "/m/ttl": ("ttl", 9_000),
-                                    "/m/box": ("container", 0)}
+    multi = (
+        i32(2)
+        + i32(OP_CREATE_TTL)
+        + buf(s("/m/ttl") + buf(b"") + ACLS + i32(0) + i64(9_000))
+        + i32(OP_CREATE_CONTAINER)
+        + buf(s("/m/box") + buf(b"") + ACLS + i32(0))
+    )
+    (v2 / "log.1").write_bytes(
+        log(txn(3, OP_CREATE_CONTAINER, s("/before") + buf(b"") + ACLS + i32(0)))
+    )  # in the snapshot
+    (v2 / "log.6").write_bytes(
+        log(
+            txn(6, OP_DELETE, s("/c")),
+            txn(7, OP_CREATE, create("/c")),  # the same path again, now persistent
+            txn(8, OP_CREATE_TTL, s("/t2") + buf(b"") + ACLS + i32(0) + i64(60_000)),
+            txn(9, OP_MULTI, multi),
+        )
+        + b"\x00" * 64
+    )  # the preallocated end
+    assert node_types(tmp_path) == {
+        "/t": ("ttl", 5_000),
+        "/t2": ("ttl", 60_000),
+        "/m/ttl": ("ttl", 9_000),
+        "/m/box": ("container", 0),
+    }
 
 
 def test_a_log_cut_short_while_written_ends_the_read_there(tmp_path: Path):
-    whole = log(txn(1, OP_CREATE_CONTAINER, s("/a") + buf(b"") + ACLS + i32(0)),
-                txn(2, OP_CREATE_CONTAINER, s("/b") + buf(b"") + ACLS + i32(0)))
+    whole = log(
+        txn(1, OP_CREATE_CONTAINER, s("/a") + buf(b"") + ACLS + i32(0)),
+        txn(2, OP_CREATE_CONTAINER, s("/b") + buf(b"") + ACLS + i32(0)),
+    )
     (tmp_path / "log.1").write_bytes(whole[:-7])
     assert node_types(tmp_path) == {"/a": ("container", 0)}
 

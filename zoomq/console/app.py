@@ -52,8 +52,10 @@ from zoomq.console import core
 from zoomq.console.core import ConsoleError, ConsoleSession, CreateRequest, SessionStore
 from zoomq.console.monitor import EnsembleMonitor, parse_hosts
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -73,7 +75,9 @@ class ConsoleConfig:
     auth: list[tuple[str, str]] = field(default_factory=list)  # --auth: every session's client has them
     curve_server_key: Any = None
     curve_secret_key: str | None = None
-    allowed_hosts: list[str] = field(default_factory=lambda: ["127.0.0.1", "localhost"])  # Host header names (port-less or host:port)
+    allowed_hosts: list[str] = field(
+        default_factory=lambda: ["127.0.0.1", "localhost"]
+    )  # Host header names (port-less or host:port)
     idle_s: float = 900.0  # a browser session idle this long has its zoomq client closed
     max_sessions: int = 64
     session_timeout: float = 10.0  # the zoomq session's timeout
@@ -107,25 +111,41 @@ def allowed_host_values(names: list[str], port: int) -> set[str]:
 class Console:
     """The app's state: the sessions, the ensemble monitor, the config."""
 
-    def __init__(self, config: ConsoleConfig, client_factory: Callable[[list[tuple[str, str]]], Any] | None = None,
-                 allowed_hosts: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        config: ConsoleConfig,
+        client_factory: Callable[[list[tuple[str, str]]], Any] | None = None,
+        allowed_hosts: set[str] | None = None,
+    ) -> None:
         """`allowed_hosts`: the exact Host values to accept; None: config.allowed_hosts' names on any port."""
         self.config = config
         self.cookie = "zoomq_console_" + secrets.token_hex(4)  # per console: two consoles on one host do not collide
         self.any_port = allowed_hosts is None
         self.allowed = allowed_hosts if allowed_hosts is not None else {h.lower() for h in config.allowed_hosts}
-        self.store = SessionStore(client_factory or self._make_client, idle_s=config.idle_s,
-                                  max_sessions=config.max_sessions, connect_timeout=config.connect_timeout)
-        self.monitor = EnsembleMonitor(parse_hosts(config.hosts), timeout=config.monitor_timeout,
-                                       curve_server_key=config.curve_server_key, curve_secret_key=config.curve_secret_key)
+        self.store = SessionStore(
+            client_factory or self._make_client,
+            idle_s=config.idle_s,
+            max_sessions=config.max_sessions,
+            connect_timeout=config.connect_timeout,
+        )
+        self.monitor = EnsembleMonitor(
+            parse_hosts(config.hosts),
+            timeout=config.monitor_timeout,
+            curve_server_key=config.curve_server_key,
+            curve_secret_key=config.curve_secret_key,
+        )
         self.closing = threading.Event()  # live streams end when it is set
 
     def _make_client(self, extra_auth: list[tuple[str, str]]) -> Any:
         from zoomq import Client
 
-        return Client(hosts=self.config.hosts, timeout=self.config.session_timeout,
-                      auth_data=[*self.config.auth, *extra_auth],
-                      curve_server_key=self.config.curve_server_key, curve_secret_key=self.config.curve_secret_key)
+        return Client(
+            hosts=self.config.hosts,
+            timeout=self.config.session_timeout,
+            auth_data=[*self.config.auth, *extra_auth],
+            curve_server_key=self.config.curve_server_key,
+            curve_secret_key=self.config.curve_secret_key,
+        )
 
     def host_allowed(self, host: str) -> bool:
         host = host.lower()
@@ -167,8 +187,14 @@ class Guard:
         path = scope["path"]
         host = headers.get("host", "")
         if not self.console.host_allowed(host):
-            await _refuse(scope, receive, send, 403, "BadHost",
-                          "this console does not answer to that Host name (start it with --allow-host NAME to add one)")
+            await _refuse(
+                scope,
+                receive,
+                send,
+                403,
+                "BadHost",
+                "this console does not answer to that Host name (start it with --allow-host NAME to add one)",
+            )
             return
         is_page = method in SAFE_METHODS and path in PAGES
         site = headers.get("sec-fetch-site")
@@ -184,20 +210,36 @@ class Guard:
             if origin is None and headers.get("referer"):
                 origin = _origin_of(headers["referer"])
             if origin is None or origin.lower() != expected:
-                await _refuse(scope, receive, send, 403, "CrossOrigin",
-                              f"a state-changing request must come from this console's own pages (Origin {expected})")
+                await _refuse(
+                    scope,
+                    receive,
+                    send,
+                    403,
+                    "CrossOrigin",
+                    f"a state-changing request must come from this console's own pages (Origin {expected})",
+                )
                 return
             if session is None:
-                await _refuse(scope, receive, send, 401, "NoSession", "no console session (or it ended): reload the page")
+                await _refuse(
+                    scope, receive, send, 401, "NoSession", "no console session (or it ended): reload the page"
+                )
                 return
             token = headers.get("x-csrf-token", "")
             if not hmac.compare_digest(token.encode(), session.csrf.encode()):
-                await _refuse(scope, receive, send, 403, "CsrfTokenMissing" if not token else "CsrfTokenInvalid",
-                              "the request lacks this session's CSRF token (X-CSRF-Token): reload the page")
+                await _refuse(
+                    scope,
+                    receive,
+                    send,
+                    403,
+                    "CsrfTokenMissing" if not token else "CsrfTokenInvalid",
+                    "the request lacks this session's CSRF token (X-CSRF-Token): reload the page",
+                )
                 return
             content_type = headers.get("content-type", "").split(";")[0].strip().lower()
             if content_type != "application/json":
-                await _refuse(scope, receive, send, 415, "UnsupportedMediaType", "send JSON (Content-Type: application/json)")
+                await _refuse(
+                    scope, receive, send, 415, "UnsupportedMediaType", "send JSON (Content-Type: application/json)"
+                )
                 return
         elif session is None and (is_page or path == "/api/session"):
             session = self.console.store.new()
@@ -234,8 +276,11 @@ def _cookie(headers: Headers, name: str) -> str | None:
 
 
 async def _refuse(scope: dict[str, Any], receive: Any, send: Any, status: int, name: str, message: str) -> None:
-    response = JSONResponse({"error": name, "message": message}, status_code=status,
-                            headers={k.decode(): v.decode() for k, v in SECURITY_HEADERS} | {"cache-control": "no-store"})
+    response = JSONResponse(
+        {"error": name, "message": message},
+        status_code=status,
+        headers={k.decode(): v.decode() for k, v in SECURITY_HEADERS} | {"cache-control": "no-store"},
+    )
     await response(scope, receive, send)
 
 
@@ -315,14 +360,16 @@ async def api_session(request: Request) -> Response:
     for scheme, credential in console.config.auth:
         user = credential.split(":", 1)[0] if scheme == "digest" else ""
         cli_identities.append(f"{scheme}:{user}" if user else scheme)
-    return JSONResponse({
-        "csrf": session.csrf,
-        "hosts": console.config.hosts,
-        "identities": list(session.identities),
-        "commandLineIdentities": cli_identities,
-        "connected": session.client is not None and bool(getattr(session.client, "connected", False)),
-        "idleTimeoutS": console.config.idle_s,
-    })
+    return JSONResponse(
+        {
+            "csrf": session.csrf,
+            "hosts": console.config.hosts,
+            "identities": list(session.identities),
+            "commandLineIdentities": cli_identities,
+            "connected": session.client is not None and bool(getattr(session.client, "connected", False)),
+            "idleTimeoutS": console.config.idle_s,
+        }
+    )
 
 
 @_api
@@ -383,9 +430,15 @@ async def api_set(request: Request) -> Response:
         except zx.BadVersionError:
             current = client.exists_async(path).get(timeout=timeout)
             now = current.version if current is not None else None
-            raise ConsoleError("BadVersionError", f"{path} changed since it was loaded: the edit was made on version {version}, "
-                               f"the node is now at version {now}; reload it and edit again", status=409,
-                               path=path, version=version, currentVersion=now) from None
+            raise ConsoleError(
+                "BadVersionError",
+                f"{path} changed since it was loaded: the edit was made on version {version}, "
+                f"the node is now at version {now}; reload it and edit again",
+                status=409,
+                path=path,
+                version=version,
+                currentVersion=now,
+            ) from None
         return {"path": path, "stat": core.render_stat(stat)}
 
     return await _answer(work)
@@ -399,8 +452,14 @@ async def api_create(request: Request) -> Response:
 
     def work() -> dict[str, Any]:
         client = console.store.client(session)
-        created = client.create_async(req.path, req.data, acl=req.acl_list(), sequence=req.sequential,
-                                      container=req.kind == "container", ttl=req.ttl_ms).get(timeout=timeout)
+        created = client.create_async(
+            req.path,
+            req.data,
+            acl=req.acl_list(),
+            sequence=req.sequential,
+            container=req.kind == "container",
+            ttl=req.ttl_ms,
+        ).get(timeout=timeout)
         return {"path": created}
 
     return await _answer(work)
@@ -440,8 +499,12 @@ async def api_delete(request: Request) -> Response:
             try:
                 client.delete_async(path, version).get(timeout=timeout)
             except zx.NotEmptyError:
-                raise ConsoleError("NotEmptyError", f"{path} has children: delete it recursively (a confirmation "
-                                   "shows how many nodes go)", status=409, path=path) from None
+                raise ConsoleError(
+                    "NotEmptyError",
+                    f"{path} has children: delete it recursively (a confirmation shows how many nodes go)",
+                    status=409,
+                    path=path,
+                ) from None
             return {"path": path, "deleted": 1}
 
         return await _answer(work)
@@ -453,8 +516,14 @@ async def api_delete(request: Request) -> Response:
         count = sum(len(level) for level in levels)
         if count != pending.count:
             token = session.add_delete(path, count)
-            raise ConsoleError("SubtreeChanged", f"{path} now has {count} nodes (the confirmation was for {pending.count}): "
-                               "confirm again", status=409, path=path, count=count, token=token)
+            raise ConsoleError(
+                "SubtreeChanged",
+                f"{path} now has {count} nodes (the confirmation was for {pending.count}): confirm again",
+                status=409,
+                path=path,
+                count=count,
+                token=token,
+            )
         return {"path": path, "deleted": core.delete_tree(client, levels, timeout)}
 
     return await _answer(work_recursive)
@@ -553,16 +622,21 @@ async def api_watch(request: Request) -> Response:
             done.set()
             session.streams -= 1
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"cache-control": "no-store", "x-accel-buffering": "no"}
+    )
 
 
 def _sse(kind: str, payload: dict[str, Any]) -> str:
     return f"event: {kind}\ndata: {json.dumps(payload)}\n\n"
 
 
-def create_app(config: ConsoleConfig, *, port: int | None = None,
-               client_factory: Callable[[list[tuple[str, str]]], Any] | None = None) -> Starlette:
+def create_app(
+    config: ConsoleConfig,
+    *,
+    port: int | None = None,
+    client_factory: Callable[[list[tuple[str, str]]], Any] | None = None,
+) -> Starlette:
     """The console as an ASGI app. `port`: the port it is served on (the Host header must name
     one of config.allowed_hosts with it); None accepts the names with any port or none
     (TestClient's "testserver")."""

@@ -25,24 +25,54 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "credentials given here (--auth) and those a browser session adds through its login form. "
         "Bound to 127.0.0.1 by default.",
     )
-    p.add_argument("--hosts", required=True, metavar="H",
-                   help="the ensemble: host:port[,host:port...][/chroot]")
+    p.add_argument("--hosts", required=True, metavar="H", help="the ensemble: host:port[,host:port...][/chroot]")
     p.add_argument("--port", type=int, default=8080, metavar="N", help="HTTP port (default 8080)")
-    p.add_argument("--host", default="127.0.0.1", metavar="ADDR",
-                   help="address to bind (default 127.0.0.1; the console has no TLS: keep it on loopback or behind a TLS proxy)")
-    p.add_argument("--auth", action="append", metavar="SCHEME:CREDENTIAL",
-                   help="credentials every browser session's client starts with, e.g. digest:user:secret (repeatable)")
-    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                   help="also accept requests whose Host header names NAME (e.g. the name a proxy uses; repeatable)")
-    p.add_argument("--idle-timeout", type=float, default=900.0, metavar="S",
-                   help="close a browser session's zoomq client after S seconds without requests (default 900)")
-    p.add_argument("--session-timeout", type=float, default=10.0, metavar="S", help="zoomq session timeout (default 10)")
-    p.add_argument("--connect-timeout", type=float, default=15.0, metavar="S", help="seconds to wait to connect (default 15)")
-    p.add_argument("--curve-server-key", action="append", metavar="KEY",
-                   help="the nodes' CURVE public key (z85 or a .key file), or HOST:PORT=KEY per node (repeatable)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address to bind (default 127.0.0.1; the console has no TLS: keep it on loopback or behind a TLS proxy)",
+    )
+    p.add_argument(
+        "--auth",
+        action="append",
+        metavar="SCHEME:CREDENTIAL",
+        help="credentials every browser session's client starts with, e.g. digest:user:secret (repeatable)",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also accept requests whose Host header names NAME (e.g. the name a proxy uses; repeatable)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=900.0,
+        metavar="S",
+        help="close a browser session's zoomq client after S seconds without requests (default 900)",
+    )
+    p.add_argument(
+        "--session-timeout", type=float, default=10.0, metavar="S", help="zoomq session timeout (default 10)"
+    )
+    p.add_argument(
+        "--connect-timeout", type=float, default=15.0, metavar="S", help="seconds to wait to connect (default 15)"
+    )
+    p.add_argument(
+        "--curve-server-key",
+        action="append",
+        metavar="KEY",
+        help="the nodes' CURVE public key (z85 or a .key file), or HOST:PORT=KEY per node (repeatable)",
+    )
     p.add_argument("--curve-secret-key", metavar="FILE", help="this client's CURVE key pair (.key_secret file)")
-    p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"), metavar="L",
-                   help="uvicorn's log level (default warning)")
+    p.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("debug", "info", "warning", "error"),
+        metavar="L",
+        help="uvicorn's log level (default warning)",
+    )
     p.set_defaults(run=run)
 
 
@@ -128,9 +158,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"zoomq console: bad --hosts: {exc}", file=sys.stderr)
         return EXIT_USAGE
     config = ConsoleConfig(
-        hosts=args.hosts, auth=auth, curve_server_key=server_keys, curve_secret_key=args.curve_secret_key,
-        allowed_hosts=allowed_names(args.host, args.allow_host), idle_s=args.idle_timeout,
-        session_timeout=args.session_timeout, connect_timeout=args.connect_timeout,
+        hosts=args.hosts,
+        auth=auth,
+        curve_server_key=server_keys,
+        curve_secret_key=args.curve_secret_key,
+        allowed_hosts=allowed_names(args.host, args.allow_host),
+        idle_s=args.idle_timeout,
+        session_timeout=args.session_timeout,
+        connect_timeout=args.connect_timeout,
     )
     try:
         app = create_app(config, port=args.port)
@@ -138,11 +173,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"zoomq console: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     shown = f"[{args.host}]" if _is_ipv6(args.host) else args.host
-    print(f"zoomq console on http://{shown}:{args.port}/ for {args.hosts} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    print(
+        f"zoomq console on http://{shown}:{args.port}/ for {args.hosts} (Ctrl-C stops it)", file=sys.stderr, flush=True
+    )
     if not _is_loopback(args.host):
-        print("zoomq console: warning: bound beyond loopback without TLS; anyone who reaches this port can use "
-              "the credentials given with --auth", file=sys.stderr)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
-                                           timeout_graceful_shutdown=3, server_header=False))
+        print(
+            "zoomq console: warning: bound beyond loopback without TLS; anyone who reaches this port can use "
+            "the credentials given with --auth",
+            file=sys.stderr,
+        )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            timeout_graceful_shutdown=3,
+            server_header=False,
+        )
+    )
     server.run()
     return 0

@@ -67,7 +67,9 @@ def error_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body) for an exception raised while serving a request."""
     if isinstance(exc, ConsoleError):
         return exc.status, exc.body()
-    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500 if not isinstance(exc, zx.KazooException) else 502)
+    status = next(
+        (code for cls, code in _STATUS if isinstance(exc, cls)), 500 if not isinstance(exc, zx.KazooException) else 502
+    )
     message = str(exc) or type(exc).__name__
     return status, {"error": type(exc).__name__, "message": message}
 
@@ -188,7 +190,9 @@ class CreateRequest:
             if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms <= 0:
                 raise ConsoleError("BadRequest", "a TTL node needs ttl_ms, a positive number of milliseconds")
         if "/" in name or (not name and not sequential):
-            raise ConsoleError("BadPath", "the name must be non-empty and contain no '/' (empty only for a sequential node)")
+            raise ConsoleError(
+                "BadPath", "the name must be non-empty and contain no '/' (empty only for a sequential node)"
+            )
         path = check_path(child_path(parent, name), sequential=sequential)
         acl = body.get("acl", "open")
         if acl not in ("open", "creator"):
@@ -214,8 +218,14 @@ def list_children(client: Any, path: str, timeout: float) -> dict[str, Any]:
     pending = [(name, client.exists_async(child_path(path, name))) for name in shown]
     children = []
     for name, result in pending:
-        entry: dict[str, Any] = {"name": name, "path": child_path(path, name), "numChildren": None, "dataLength": None,
-                                 "ephemeral": False, "noauth": False}
+        entry: dict[str, Any] = {
+            "name": name,
+            "path": child_path(path, name),
+            "numChildren": None,
+            "dataLength": None,
+            "ephemeral": False,
+            "noauth": False,
+        }
         try:
             stat = _wait(result, timeout)
         except zx.NoAuthError:
@@ -236,8 +246,15 @@ def read_node(client: Any, path: str, timeout: float) -> dict[str, Any]:
     exists_result = client.exists_async(path)
     data_result = client.get_async(path)
     acl_result = client.get_acls_async(path)
-    out: dict[str, Any] = {"path": path, "name": path.rsplit("/", 1)[-1] or "/", "stat": None,
-                           "data": None, "dataError": None, "acls": None, "aclError": None}
+    out: dict[str, Any] = {
+        "path": path,
+        "name": path.rsplit("/", 1)[-1] or "/",
+        "stat": None,
+        "data": None,
+        "dataError": None,
+        "acls": None,
+        "aclError": None,
+    }
     try:
         stat = _wait(exists_result, timeout)
         if stat is None:
@@ -276,7 +293,9 @@ def subtree(client: Any, path: str, timeout: float, limit: int = MAX_DELETE_NODE
             nxt.extend(child_path(parent, n) for n in sorted(names))
         count += len(nxt)
         if count > limit:
-            raise ConsoleError("TooLarge", f"{path} has more than {limit} nodes below it: delete it with `zoomq shell` (deleteall)")
+            raise ConsoleError(
+                "TooLarge", f"{path} has more than {limit} nodes below it: delete it with `zoomq shell` (deleteall)"
+            )
         levels.append(nxt)
     levels.pop()
     return levels
@@ -341,8 +360,12 @@ class ConsoleSession:
     def take_delete(self, token: Any, path: str) -> PendingDelete:
         pending = self.deletes.pop(token, None) if isinstance(token, str) else None
         if pending is None or pending.expires < time.monotonic() or pending.path != path:
-            raise ConsoleError("ConfirmationRequired", f"deleting {path} with everything below it needs a confirmation: "
-                               "ask for the count first (POST /api/delete/plan), then confirm with its token", status=428)
+            raise ConsoleError(
+                "ConfirmationRequired",
+                f"deleting {path} with everything below it needs a confirmation: "
+                "ask for the count first (POST /api/delete/plan), then confirm with its token",
+                status=428,
+            )
         return pending
 
 
@@ -351,8 +374,14 @@ class SessionStore:
     (`client_factory(extra_auth)` makes it, not yet started); a session idle for `idle_s`, logged
     out, or evicted to stay within `max_sessions` has its client stopped."""
 
-    def __init__(self, client_factory: Callable[[list[tuple[str, str]]], Any], *, idle_s: float = 900.0,
-                 max_sessions: int = 64, connect_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        client_factory: Callable[[list[tuple[str, str]]], Any],
+        *,
+        idle_s: float = 900.0,
+        max_sessions: int = 64,
+        connect_timeout: float = 15.0,
+    ) -> None:
         self._factory = client_factory
         self.idle_s = idle_s
         self.max_sessions = max_sessions
@@ -399,8 +428,9 @@ class SessionStore:
                 try:
                     client.start(timeout=self.connect_timeout)
                 except Exception as exc:  # noqa: BLE001 - said to the browser as 503
-                    raise ConsoleError("Unavailable", f"cannot connect to the ensemble: {type(exc).__name__}: {exc}",
-                                       status=503) from None
+                    raise ConsoleError(
+                        "Unavailable", f"cannot connect to the ensemble: {type(exc).__name__}: {exc}", status=503
+                    ) from None
                 session.client = client
             return session.client
 

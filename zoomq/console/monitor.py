@@ -22,7 +22,7 @@ _ACTOR_FIELDS = {"cpu_seconds": "cpuSeconds", "rss_bytes": "rssBytes", "restarts
 
 
 def parse_hosts(hosts: str) -> list[tuple[str, int]]:
-    """"h1:p1,h2:p2/chroot" -> [(h1, p1), (h2, p2)] (2181 when a port is left out), as the client reads them."""
+    """ "h1:p1,h2:p2/chroot" -> [(h1, p1), (h2, p2)] (2181 when a port is left out), as the client reads them."""
     from zoomq.client import _parse_hosts
     from zoomq.exceptions import ConfigurationError
 
@@ -56,9 +56,15 @@ def _zxid(value: str | None) -> int | None:
 
 def parse_srvr(text: str) -> dict[str, str]:
     """`srvr`'s "Key: value" lines as mntr names, so that one parser reads both."""
-    names = {"Mode": "zk_server_state", "Zxid": "zk_zxid", "Node count": "zk_znode_count",
-             "Connections": "zk_num_alive_connections", "Received": "zk_packets_received",
-             "Sent": "zk_packets_sent", "Outstanding": "zk_outstanding_requests"}
+    names = {
+        "Mode": "zk_server_state",
+        "Zxid": "zk_zxid",
+        "Node count": "zk_znode_count",
+        "Connections": "zk_num_alive_connections",
+        "Received": "zk_packets_received",
+        "Sent": "zk_packets_sent",
+        "Outstanding": "zk_outstanding_requests",
+    }
     out = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
@@ -112,8 +118,15 @@ class EnsembleMonitor:
     """Asks every host for its figures, all at once, at most every `min_interval` seconds (the
     page polls every second or two; several browser sessions share the samples)."""
 
-    def __init__(self, hosts: list[tuple[str, int]], *, timeout: float = 1.5, min_interval: float = 0.5,
-                 curve_server_key: Any = None, curve_secret_key: str | None = None) -> None:
+    def __init__(
+        self,
+        hosts: list[tuple[str, int]],
+        *,
+        timeout: float = 1.5,
+        min_interval: float = 0.5,
+        curve_server_key: Any = None,
+        curve_secret_key: str | None = None,
+    ) -> None:
         self.hosts = list(hosts)
         self.timeout = timeout
         self.min_interval = min_interval

@@ -29,8 +29,16 @@ class ConsoleThread:
         self.config = ConsoleConfig(hosts=hosts, **config)
         self.app = create_app(self.config, port=self.port)
         self.console = self.app.console  # the Guard in front of the Starlette app holds it
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    timeout_graceful_shutdown=2, lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                timeout_graceful_shutdown=2,
+                lifespan="on",
+            )
+        )
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
@@ -47,8 +55,11 @@ class ConsoleThread:
     def start(self, timeout: float = 15.0) -> Self:
         self.thread = threading.Thread(target=self._run, name=f"zoomq-console-{self.port}", daemon=True)
         self.thread.start()
-        wait_for(lambda: self.server.started or self.error is not None or not self.thread.is_alive(),
-                 timeout=timeout, what=f"the console on port {self.port}")
+        wait_for(
+            lambda: self.server.started or self.error is not None or not self.thread.is_alive(),
+            timeout=timeout,
+            what=f"the console on port {self.port}",
+        )
         if not self.server.started:
             raise RuntimeError(f"the console did not start on port {self.port}: {self.error!r}")
         return self

@@ -57,7 +57,6 @@ def _decode(data: bytes | None) -> str:
     return (data or b"").decode("utf-8")
 
 
-
 def _identifiers(client: Any, path: str, children: list[str]) -> list[str]:
     """The identifiers (node data) of `children` of `path`, skipping those gone meanwhile."""
     out = []
@@ -93,6 +92,7 @@ class _SessionListener:
                 return
             self._listening = False
         self.client.remove_listener(self._on_state)
+
 
 class Lock(_SessionListener):
     """An exclusive lock; `with lock:` acquires (blocking) and releases it.
