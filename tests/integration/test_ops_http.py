@@ -31,6 +31,21 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
 
 
+def listening(port: int) -> None:
+    """Until the ops actor's server on `port` answers (it starts next to the node's client port)."""
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
+        except urllib.error.HTTPError:
+            return True  # an answer, if not a page
+        except OSError:
+            return False
+        return True
+
+    wait_for(answers, 20, f"the HTTP server on port {port}")
+
+
 def command(port: int, name: str) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/commands/{name}", timeout=10) as r:
@@ -44,6 +59,9 @@ def ens(tmp_path_factory):
     ports = {sid: {"metrics_port": free_port(), "admin_port": free_port()} for sid in (1, 2, 3)}
     with ZoomqEnsemble(3, base_dir=tmp_path_factory.mktemp("ops"), node_overrides=ports) as ensemble:
         ensemble.ports = ports
+        for node_ports in ports.values():
+            for port in node_ports.values():
+                listening(port)
         yield ensemble
 
 
@@ -158,6 +176,8 @@ def test_ports_that_clash_are_refused(tmp_path):
 def test_a_standalone_node_serves_both_and_nothing_without_them(tmp_path):
     metrics, admin_port = free_port(), free_port()
     with ZoomqServer(data_dir=tmp_path / "on", metrics_port=metrics, admin_port=admin_port) as node:
+        listening(metrics)
+        listening(admin_port)
         assert value(scrape(metrics), "zoomq_server_state", state="standalone") == 1
         status, body = command(admin_port, "leader")
         assert body["is_leader"] is True and body["leader_ip"] == "127.0.0.1"
