@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,50 +109,31 @@ SEPARATOR = None  # the token `tokenize` yields for an unquoted ';'
 
 
 def tokenize(line: str) -> list[str | None]:
-    """Split a line like a POSIX shell does (quotes, backslashes); an unquoted ';' becomes None."""
+    """Split a line as a POSIX shell does (quotes, backslashes; `shlex`); an unquoted ';' becomes
+    None. shlex hands back a quoted ';' and the separator alike: which one it was is read from the
+    line's own text between the tokens."""
+    lex = shlex.shlex(line, posix=True, punctuation_chars=";")
+    lex.whitespace_split = True
+    lex.commenters = ""  # '#' is an ordinary character (paths and values may hold it)
     tokens: list[str | None] = []
-    current: list[str] = []
-    in_token = False
-    i, n = 0, len(line)
-    while i < n:
-        ch = line[i]
-        if ch in " \t\r\n":
-            if in_token:
-                tokens.append("".join(current))
-                current, in_token = [], False
-        elif ch == ";":
-            if in_token:
-                tokens.append("".join(current))
-                current, in_token = [], False
-            tokens.append(SEPARATOR)
-        elif ch == "'":
-            end = line.find("'", i + 1)
-            if end < 0:
-                raise ShellUsageError("unterminated ' quote")
-            current.append(line[i + 1 : end])
-            in_token = True
-            i = end
-        elif ch == '"':
-            i += 1
-            while i < n and line[i] != '"':
-                if line[i] == "\\" and i + 1 < n and line[i + 1] in '"\\':
-                    i += 1
-                current.append(line[i])
-                i += 1
-            if i >= n:
-                raise ShellUsageError('unterminated " quote')
-            in_token = True
-        elif ch == "\\" and i + 1 < n:
-            current.append(line[i + 1])
-            in_token = True
-            i += 1
+    start = 0
+    while True:
+        try:
+            token = lex.get_token()
+        except ValueError as exc:  # shlex: "No closing quotation", "No escaped character"
+            if "escaped" in str(exc):
+                raise ShellUsageError("a trailing backslash escapes nothing") from None
+            quote = "'" if line.count("'") % 2 else '"'
+            raise ShellUsageError(f"unterminated {quote} quote") from None
+        if token is None:
+            return tokens
+        end = lex.instream.tell() - len(lex._pushback_chars)  # what shlex read past the token
+        raw = line[start:end].strip()
+        start = end
+        if raw and set(raw) == {";"}:
+            tokens.extend([SEPARATOR] * len(raw))
         else:
-            current.append(ch)
-            in_token = True
-        i += 1
-    if in_token:
-        tokens.append("".join(current))
-    return tokens
+            tokens.append(token)
 
 
 def parse_line(line: str) -> list[Command]:

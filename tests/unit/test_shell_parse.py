@@ -256,3 +256,10 @@ def test_container_and_ttl_reach_the_client_as_keywords():
     assert run_commands(client, parse_line("create -c /box; create -t 100 /t"), out, err) == 0
     assert client.calls[0][-1] == {"container": True}
     assert client.calls[1][-1] == {"ttl": 100}
+
+
+def test_the_tokenizer_is_shlex_with_the_separator_told_from_a_quoted_semicolon():
+    assert tokenize("set /a ';'; get /a") == ["set", "/a", ";", None, "get", "/a"]
+    assert tokenize('create /a "x;y";;ls /') == ["create", "/a", "x;y", None, None, "ls", "/"]
+    with pytest.raises(ShellUsageError, match="backslash"):
+        tokenize("get /a\\")
