@@ -30,6 +30,7 @@ from kazoo.security import make_acl, make_digest_acl  # noqa: E402
 
 from tests_support import background, joined, kill_actor  # noqa: E402
 from zoomq.testing import ZoomqEnsemble, ZoomqServer, free_port, wait_for  # noqa: E402
+from zoomq.security import make_digest_acl_credential  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -438,3 +439,23 @@ def test_sasl_without_configured_users_is_auth_failed(gw):
     _auth_failed(client)
     client.stop()
     client.close()
+
+
+@pytest.mark.skipif(ZKCLI is None, reason="zkCli.sh not installed (apt-get install zookeeper)")
+def test_zkcli_reconfigures_an_ensemble_through_the_gateway(tmp_path):
+    ports = {sid: {"zk_port": free_port()} for sid in (1, 2, 3)}
+    with ZoomqEnsemble(
+        3,
+        base_dir=tmp_path,
+        node_overrides=ports,
+        reconfig_enabled=True,
+        super_digest=make_digest_acl_credential("super", "secret"),
+    ) as ens:
+        hosts = ",".join(f"127.0.0.1:{p['zk_port']}" for p in ports.values())
+        joining = f"server.9=127.0.0.1:{free_port()}:{free_port()}:observer;127.0.0.1:{free_port()}"
+        script = f"addauth digest super:secret\nreconfig -add {joining}\nconfig\nreconfig -remove 9\nconfig\nquit\n"
+        out = subprocess.run([ZKCLI, "-server", hosts], input=script, capture_output=True, text=True, timeout=90)
+        text = out.stdout + out.stderr
+        assert text.count("Committed new configuration") == 2, text[-3000:]
+        assert joining in text  # shown by the first reconfig and by `config`
+        assert "server.9=" not in ens.client().get_config()[0].decode()  # and gone again
