@@ -162,6 +162,14 @@ def membership_from_text(text: bytes) -> Membership:
     return Membership(servers, version)
 
 
+def with_own_entry(servers: list[ServerEntry], current: list[ServerEntry], sid: int) -> list[ServerEntry]:
+    """`servers`, plus this node's entry from `current` when `servers` leaves it out: a node that
+    is not a member (not added yet, or removed) goes on as a non-voting learner in its own place."""
+    if any(s.id == sid for s in servers):
+        return list(servers)
+    return [*servers, *(s for s in current if s.id == sid)]
+
+
 MEMBERSHIP_FILE = "membership.json"  # in the data dir: the membership reconfigs made, and its version
 
 

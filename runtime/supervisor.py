@@ -48,7 +48,7 @@ import psutil
 from actors.protocol.internal import Elected, InternalMsg, Look, Looking, Reconfigured
 from runtime import logs, spawn
 from runtime.localbus import LocalBus
-from runtime.config import Membership, NodeConfig, read_membership, to_json, write_membership
+from runtime.config import Membership, NodeConfig, read_membership, to_json, with_own_entry, write_membership
 from runtime.files import write_atomic
 from runtime.restart_policy import GiveUp, RestartActor, RestartAll, RestartPolicy
 from runtime.roles import ACTOR_OF_STATE, EXIT_ROLE_ENDED, Role, write_role
@@ -462,8 +462,7 @@ class Supervisor:
         self.membership_version = msg.version
         if after is not None:
             write_membership(self.cfg.data_dir, Membership(servers, msg.version))
-        elif mine is not None:
-            servers.append(mine)
+        servers = with_own_entry(servers, self.cfg.servers, self.cfg.sid)
         self.log.info(
             "reconfigured", version=hex(msg.version), servers=[s.spec() for s in msg.servers], member=after is not None
         )

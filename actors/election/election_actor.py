@@ -21,7 +21,7 @@ from actors.log import epochs
 from actors.protocol.internal import Elected, Hello, LogReady, Look, Reconfigured
 from actors.protocol.quorum import LOOKING, Notification
 from actors.protocol.zxid import fmt
-from runtime.config import membership_text, read_membership
+from runtime.config import membership_text, read_membership, with_own_entry
 from runtime.actor import Actor, limit_unacked
 
 RESEND_S = 0.2
@@ -129,8 +129,7 @@ class ElectionActor(Actor):
 
     def _members(self, servers: list[Any], version: int) -> None:
         """The membership in force from `version` on (this node kept in its place if it names it not)."""
-        mine = next((s for s in self.cfg.servers if s.id == self.cfg.sid), None)
-        everyone = list(servers) if mine is None or any(s.id == mine.id for s in servers) else [*servers, mine]
+        everyone = with_own_entry(servers, self.cfg.servers, self.cfg.sid)
         voters = frozenset(s.id for s in everyone if s.voter)
         observers = frozenset(s.id for s in everyone if not s.voter)
         self.core.set_members(voters, observers, version, membership_text(servers, version), self._now)

@@ -206,14 +206,14 @@ class NodeCollector:
             labels=["op"],
         )
         for op, h in sorted((metrics.get("latency") or {}).items()):
-            buckets = [("+Inf" if le is None else repr(le / 1000.0), n) for le, n in h["buckets"]]
+            buckets = _seconds_buckets(h)
             latency.add_metric([op], buckets, sum_value=h["sum_ms"] / 1000.0)
         yield latency
         fsync = HistogramMetricFamily("zoomq_fsync_seconds", "the log actor's fsyncs (one per batch of appends)")
         h = self.ops.fsyncs.get("fsync") or {"buckets": [[le, 0] for le in (*BUCKETS_MS, None)], "sum_ms": 0.0}
         fsync.add_metric(
             [],
-            [("+Inf" if le is None else repr(le / 1000.0), n) for le, n in h["buckets"]],
+            _seconds_buckets(h),
             sum_value=h["sum_ms"] / 1000.0,
         )
         yield fsync
@@ -270,6 +270,11 @@ class NodeCollector:
         yield cpu
         yield rss
         yield restarts
+
+
+def _seconds_buckets(h: dict[str, Any]) -> list[tuple[str, int]]:
+    """runtime/latency.py's cumulative buckets (upper bounds in ms, None = +Inf) as Prometheus' (le in seconds)."""
+    return [("+Inf" if le is None else repr(le / 1000.0), n) for le, n in h["buckets"]]
 
 
 class AdminServer(http.server.ThreadingHTTPServer):

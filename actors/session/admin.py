@@ -50,6 +50,7 @@ class AdminFacts:
     quotas: dict[str, Any] = field(default_factory=dict)  # quota root -> (QuotaLimits, QuotaUsage)
     latency: Any = None  # actors/session/latency.py Latencies
     actors: dict[str, Any] = field(default_factory=dict)  # actor -> {"pid", "cpu_s", "rss", "restarts"} (status.json)
+    bus_queued: dict[str, int] = field(default_factory=dict)  # frames queued on the node's bus, per destination
     watches_by_path: dict[str, list[int]] = field(default_factory=dict)  # filled for watches_by_path only
 
     @property

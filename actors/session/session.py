@@ -91,7 +91,7 @@ _WATCHER_TYPES = frozenset(
     {p.WATCHER_CHILDREN, p.WATCHER_DATA, p.WATCHER_ANY, p.WATCHER_PERSISTENT, p.WATCHER_PERSISTENT_RECURSIVE}
 )
 _TAGS: dict[type, str] = {cls: cls.__struct_config__.tag for cls in p.ClientMsg.__args__}  # type: ignore[attr-defined]
-_CLIENT_TAGS = frozenset(cls.__struct_config__.tag for cls in p.ClientMsg.__args__)  # type: ignore[attr-defined]
+_CLIENT_TAGS = frozenset(_TAGS.values())
 
 
 @dataclass(slots=True)
@@ -913,7 +913,7 @@ class SessionCore:
                     "mntr": admin.json_command("monitor", lambda: f),
                     "latency": self.latencies.snapshot(),
                     "applied": self.applied_total,
-                    "bus_queued": self.node_facts().get("bus_queued", {}),
+                    "bus_queued": f.bus_queued,
                     "leader": {name: getattr(stats, name) for name in stats.__struct_fields__}
                     if stats is not None
                     else None,
@@ -973,6 +973,7 @@ class SessionCore:
             quotas={root: (q.limits, q.usage()) for root, q in tree.quotas.items()},
             latency=self.latencies,
             actors=node.get("actors", {}),
+            bus_queued=node.get("bus_queued", {}),
         )
 
 

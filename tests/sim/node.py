@@ -35,7 +35,7 @@ from actors.protocol.internal import (
 )
 from actors.protocol.quorum import FOLLOWING, LEADING, LOOKING, OBSERVING
 from runtime.channel import ChannelState
-from runtime.config import Membership, ServerEntry, membership_text
+from runtime.config import Membership, ServerEntry, membership_text, with_own_entry
 from tests.sim.disk import SimDisk, SimLog
 from tests.sim.session import SimSession
 
@@ -244,10 +244,7 @@ class SimNode:
         self._role_effects()
 
     def _set_members(self, servers: list[ServerEntry]) -> None:
-        mine = next((s for s in self.servers if s.id == self.sid), None)
-        servers = list(servers)
-        if mine is not None and all(s.id != self.sid for s in servers):
-            servers.append(mine)  # not a member (removed, or not added yet): a non-voting learner
+        servers = with_own_entry(servers, self.servers, self.sid)  # as the supervisor keeps it
         self.servers = servers
         self.voters = frozenset(s.id for s in servers if s.voter)
         self.observers = frozenset(s.id for s in servers if not s.voter)

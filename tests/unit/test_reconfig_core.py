@@ -170,7 +170,8 @@ def test_a_reconfig_and_what_follows_need_the_old_and_the_new_quorum_then_the_ne
 # --- the leader (and its prep) ----------------------------------------------------------------
 
 
-def leader(servers: list[ServerEntry], enabled: bool = True) -> ScriptedLeader:
+def leader(servers: list[ServerEntry], enabled: bool = True, history: tuple[Txn, ...] = ()) -> ScriptedLeader:
+    """A leader core of `servers` whose log holds `history`, past log_ready."""
     core = ScriptedLeader(
         sid=1,
         voters=frozenset(),
@@ -186,9 +187,12 @@ def leader(servers: list[ServerEntry], enabled: bool = True) -> ScriptedLeader:
         servers=servers,
         reconfig_enabled=enabled,
     )
-    core.history = MemoryHistory([])
+    core.history = MemoryHistory(list(history))
     core.set_time(0.0, 1_000)
-    core.log_ready(0, DataTree())
+    tree = DataTree()
+    for txn in history:
+        tree.apply(txn)
+    core.log_ready(history[-1].zxid if history else 0, tree)
     return core
 
 
@@ -284,27 +288,11 @@ def test_a_leader_the_reconfig_leaves_out_steps_down_once_it_commits():
 
 
 def test_a_reconfig_in_an_unestablished_leaders_log_needs_both_quorums_to_establish():
-    tree = DataTree()
-    tree.apply(Txn(z(2, 1), 0, 0, 0, ReconfigTxn([member(1), member(4), member(5)])))
-    core = ScriptedLeader(
-        sid=1,
-        voters=frozenset(),
-        ensemble=True,
-        accepted_epoch=2,
-        current_epoch=2,
-        tick_ms=100,
-        init_limit=10,
-        container_check_ms=60_000,
-        max_data_bytes=1 << 20,
-        now=0.0,
-        log=structlog.get_logger(),
-        servers=[member(1), member(2), member(3)],
-        reconfig_enabled=True,
+    core = leader(
+        [member(1), member(2), member(3)],
+        history=(Txn(z(2, 1), 0, 0, 0, ReconfigTxn([member(1), member(4), member(5)])),),
     )
-    core.history = MemoryHistory(tree_txns := [Txn(z(2, 1), 0, 0, 0, ReconfigTxn([member(1), member(4), member(5)]))])
-    core.set_time(0.0, 1_000)
-    core.log_ready(z(2, 1), tree)
-    assert tree_txns and core.joint == {1, 4, 5}
+    assert core.joint == {1, 4, 5}
     for to, sid in ((A, 2), (B, 3)):
         core.learner_info(to, q.FollowerInfo(sid, 2, z(2, 1)))
     core.take_effects()
@@ -373,26 +361,7 @@ def test_a_node_that_missed_a_reconfig_takes_it_from_a_peers_notification():
 
 def test_a_leader_its_own_log_leaves_out_establishes_commits_it_and_steps_down_after_its_sessions_sync():
     change = Txn(z(2, 1), 0, 0, 0, ReconfigTxn([member(1, "observer"), member(2), member(3)]))
-    tree = DataTree()
-    tree.apply(change)
-    core = ScriptedLeader(
-        sid=1,
-        voters=frozenset(),
-        ensemble=True,
-        accepted_epoch=2,
-        current_epoch=2,
-        tick_ms=100,
-        init_limit=10,
-        container_check_ms=60_000,
-        max_data_bytes=1 << 20,
-        now=0.0,
-        log=structlog.get_logger(),
-        servers=[member(1), member(2), member(3)],
-        reconfig_enabled=True,
-    )
-    core.history = MemoryHistory([change])
-    core.set_time(0.0, 1_000)
-    core.log_ready(z(2, 1), tree)
+    core = leader([member(1), member(2), member(3)], history=(change,))
     for to, sid in ((A, 2), (B, 3)):
         core.learner_info(to, q.FollowerInfo(sid, 2, z(2, 1)))
     core.take_effects()
