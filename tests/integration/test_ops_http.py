@@ -3,6 +3,7 @@ as they should), and ZooKeeper's AdminServer JSON with ZooKeeper's field names."
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -31,6 +32,10 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
 
 
+class PortTaken(Exception):
+    """Something else (another test's node, over ZeroMQ) answered on a port chosen for HTTP."""
+
+
 def listening(port: int) -> None:
     """Until the ops actor's server on `port` answers (it starts next to the node's client port)."""
 
@@ -39,6 +44,8 @@ def listening(port: int) -> None:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
         except urllib.error.HTTPError:
             return True  # an answer, if not a page
+        except http.client.HTTPException as exc:
+            raise PortTaken(f"port {port} does not speak HTTP: {exc!r}") from None
         except OSError:
             return False
         return True
@@ -56,13 +63,22 @@ def command(port: int, name: str) -> tuple[int, dict]:
 
 @pytest.fixture(scope="module")
 def ens(tmp_path_factory):
-    ports = {sid: {"metrics_port": free_port(), "admin_port": free_port()} for sid in (1, 2, 3)}
-    with ZoomqEnsemble(3, base_dir=tmp_path_factory.mktemp("ops"), node_overrides=ports) as ensemble:
-        ensemble.ports = ports
-        for node_ports in ports.values():
-            for port in node_ports.values():
-                listening(port)
-        yield ensemble
+    # A free port may be taken by another test process before this ensemble binds it (free_port
+    # only finds one free now): then the ensemble starts again on other ports, at most 3 times.
+    for attempt in range(3):
+        ports = {sid: {"metrics_port": free_port(), "admin_port": free_port()} for sid in (1, 2, 3)}
+        with ZoomqEnsemble(3, base_dir=tmp_path_factory.mktemp("ops"), node_overrides=ports) as ensemble:
+            ensemble.ports = ports
+            try:
+                for node_ports in ports.values():
+                    for port in node_ports.values():
+                        listening(port)
+            except PortTaken:
+                if attempt == 2:
+                    raise
+                continue
+            yield ensemble
+            return
 
 
 def test_metrics_move_with_the_load_as_they_should(ens):
