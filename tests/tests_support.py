@@ -283,7 +283,12 @@ def check_every_node(ens: Any, acked: list[int]) -> None:
             raise AssertionError(f"{node.hosts}: {exc}") from None
         if seen is None:
             seen = state
-        assert state == seen, f"{node.hosts} differs from another node"
+        if state != seen:
+            only_here, only_there = set(state[1]) - set(seen[1]), set(seen[1]) - set(state[1])
+            raise AssertionError(
+                f"{node.hosts} differs from another node: {len(state[0])} vs {len(seen[0])} children, "
+                f"values only here {sorted(only_here)[:10]}, only there {sorted(only_there)[:10]}"
+            )
         zk.stop()
 
 

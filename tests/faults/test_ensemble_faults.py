@@ -76,8 +76,8 @@ def test_proposals_a_dead_leader_did_not_commit_are_truncated(ens):
     burst = ens.client(hosts=leader.hosts, timeout=30.0)
     for f in followers:
         f.pause()  # what the leader sends them now stays in their socket buffers ...
-    for i in range(20):
-        burst.create_async("/w/n-", str(-1 - i).encode(), sequence=True)  # proposed, never acknowledged
+    # proposed, never acknowledged; the client re-sends them when it reaches a node again
+    pending = [burst.create_async("/w/n-", str(-1 - i).encode(), sequence=True) for i in range(20)]
     wait_for(
         lambda: _last_logged(leader) > max(_last_logged(f) for f in followers), 20, "proposals the leader alone logged"
     )
@@ -90,8 +90,19 @@ def test_proposals_a_dead_leader_did_not_commit_are_truncated(ens):
     writer.wait_more(20)
     leader.start(timeout=60)  # it holds txns nobody else has: they must go
     writer.wait_more(20)
+    _settle(pending)  # else a re-sent create can land between two nodes' checks
+    burst.stop()
     check_every_node(ens, writer.finish())
     assert any('"kind": "trunc"' in n.log_text() for n in ens.nodes if n is not leader)
+
+
+def _settle(results: list, timeout: float = 90.0) -> None:
+    """Wait until each async result is either a value or an error."""
+    for result in results:
+        try:
+            result.get(timeout=timeout)
+        except KazooException:
+            pass
 
 
 def _last_logged(node: ZoomqServer) -> int:
