@@ -43,8 +43,75 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # holds zoomq/, runtime/, a
 _LOG_TAIL_BYTES = 4000
 
 
+_PORT_FLOOR = 10_000
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (Linux: 32768 by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class _Ports:
+    """This process's share of the ports below the ephemeral range, handed out in turn: one slice
+    per pytest-xdist worker (gw0, gw1, ...), so two workers never hand out the same port, starting
+    at a point drawn from the PID, so two test runs side by side rarely meet."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slice: tuple[int, int] | None = None
+        self._next = 0
+
+    def _share(self) -> tuple[int, int]:
+        workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+        index = int(worker) % workers if worker.isdigit() else 0
+        width = (_ephemeral_low() - _PORT_FLOOR) // workers
+        return _PORT_FLOOR + index * width, _PORT_FLOOR + (index + 1) * width
+
+    def take(self, host: str) -> int | None:
+        """The next port of the slice nothing holds now; None if there is no slice."""
+        with self._lock:
+            if self._slice is None:
+                self._slice = self._share()
+                first, end = self._slice
+                self._next = first + os.getpid() % max(1, end - first)
+            first, end = self._slice
+            if end - first < 100:
+                return None
+            for _ in range(2_000):
+                port, self._next = self._next, (self._next + 1 if self._next + 1 < end else first)
+                if _bindable(host, port):
+                    return port
+        return None
+
+
+_PORTS = _Ports()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that nothing listens on right now (the kernel's choice)."""
+    """A TCP port that nothing listens on right now and that no other caller is given.
+
+    A port the kernel picks (bind to 0) comes from the range it also gives outgoing connections,
+    and is free only until someone binds or connects from it: another test's node, or any
+    client's connection, could take it before the node it was picked for binds. So ports come
+    from below that range (no outgoing connection uses them), each once per process, from this
+    pytest-xdist worker's own slice; a port something holds is skipped. Where the ephemeral range
+    leaves no room below it, the kernel picks."""
+    port = _PORTS.take(host)
+    if port is not None:
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

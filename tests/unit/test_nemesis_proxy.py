@@ -19,16 +19,11 @@ from pathlib import Path
 import pytest
 
 from bench.nemesis.proxy import ProxyError, control
+from zoomq.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 IO_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 class EchoServer:
