@@ -29,6 +29,9 @@ Rules, as ZooKeeper's FastLeaderElection:
   quorum); once T passes, X is a candidate again, so no quorum is kept from forming for long.
   Nor does it join X on settled votes meanwhile: a leader that just gave up still reports LEADING
   for a moment, and its ex-followers' FOLLOWING votes with it; joining them again made a loop.
+  The suspicion is lifted early when it can only stall: after `hear_s` of looking, if the voters
+  heard from within the last `hear_s` (this node included) are no quorum without X, no leader
+  but X can be elected now (with one of three voters dead, the only other live one is X).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class Election:
         observers: frozenset[int] = frozenset(),
         *,
         finalize_s: float = 0.2,
+        hear_s: float | None = None,
         config_version: int = 0,
         config: bytes = b"",
     ) -> None:
@@ -63,6 +67,7 @@ class Election:
         self.voters = voters
         self.observers = observers
         self.finalize_s = finalize_s
+        self.hear_s = 5 * finalize_s if hear_s is None else hear_s  # silent this long: taken as gone
         self.state = IDLE
         self.round = 0
         self.own: Notification | None = None  # this node's own candidacy (participants)
@@ -73,7 +78,9 @@ class Election:
         self.decided: Notification | None = None
         self.outbox: list[tuple[int | None, Notification]] = []
         self.suspect: int = NO_LEADER  # a candidate this node does not vote for ...
-        self.suspect_until = 0.0  # ... until then
+        self.suspect_until = 0.0  # ... until then (or until it can only stall, see tick)
+        self.heard: dict[int, float] = {}  # when each voter's last notification came
+        self.looked_at = 0.0
         self.config_version = config_version  # the membership in force (see set_members)
         self.config = config
         self.adopted: Membership | None = None  # a newer membership taken from a peer, for the shell
@@ -105,6 +112,7 @@ class Election:
         if suspect != NO_LEADER and suspect != self.me:
             self.suspect, self.suspect_until = suspect, now + suspect_s
         self.state = LOOKING
+        self.looked_at = now
         self.round += 1
         self.received.clear()
         self.settled.clear()
@@ -162,6 +170,8 @@ class Election:
             self._adopt(n.config_version, n.config, now)
         if self.state == IDLE:
             return
+        if n.sid in self.voters:
+            self.heard[n.sid] = now
         if n.sid not in self.voters and n.sid not in self.observers:
             # A server about to join by a reconfig: it learns where the leader is (it follows
             # as a non-voting learner until the reconfig commits), its vote never counts.
@@ -193,13 +203,22 @@ class Election:
         self.adopted = membership
 
     def tick(self, now: float) -> None:
-        """Decide if the finalize wait ended with no better vote; end a suspicion that ran out."""
-        if self.suspect != NO_LEADER and now >= self.suspect_until:
+        """Decide if the finalize wait ended with no better vote; end a suspicion that ran out,
+        or that can only stall the election."""
+        if self.suspect != NO_LEADER and (now >= self.suspect_until or self._suspicion_stalls(now)):
             self.suspect = NO_LEADER
             if self.state == LOOKING and self.participant:
                 self._reconsider(now)
         if self.state == LOOKING and self.decide_at is not None and now >= self.decide_at:
             self._decide(self.vote, self.round)
+
+    def _suspicion_stalls(self, now: float) -> bool:
+        """Looking for `hear_s` already, and the voters heard from meanwhile make no quorum
+        without the suspect: refusing it keeps any leader from being elected."""
+        if self.state != LOOKING or not self.participant or now < self.looked_at + self.hear_s:
+            return False
+        live = {sid for sid, at in self.heard.items() if sid in self.voters and now - at <= self.hear_s}
+        return not majority.reached((live | {self.me}) - {self.suspect}, self.voters)
 
     def _eligible(self, n: Notification) -> bool:
         return n.leader != NO_LEADER and n.leader != self.suspect

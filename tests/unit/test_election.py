@@ -289,6 +289,42 @@ def test_a_suspicion_runs_out_and_the_suspect_is_a_candidate_again():
     assert net.states() == {1: (FOLLOWING, 3), 3: (LEADING, 3)}
 
 
+def test_a_suspicion_that_can_only_stall_is_lifted_once_the_others_stay_silent():
+    # 2 is dead: 1 and the suspect 3 are the only live voters, so refusing 3 elects nobody.
+    net = Net([1, 2, 3])
+    net.down.add(2)
+    net.nodes[1].look(5, 1, net.now, suspect=3, suspect_s=10.0)
+    net.look(3, zxid=9, epoch=1)
+    net.run(rounds=10)
+    assert net.nodes[1].state == LOOKING and net.nodes[1].suspect == 3  # listening first (hear_s)
+    for _ in range(40):  # the election actors resend every 0.2 s while looking
+        for sid in (1, 3):
+            if net.nodes[sid].state == LOOKING:
+                net.nodes[sid].broadcast()
+        net.run(rounds=4)
+        if net.nodes[1].state != LOOKING:
+            break
+    assert net.now < 5.0, "lifted long before the suspicion ran out"
+    assert net.states() == {1: (FOLLOWING, 3), 3: (LEADING, 3)}
+
+
+def test_a_suspicion_stays_while_a_quorum_without_the_suspect_is_heard():
+    node = Election(1, frozenset({1, 2, 3, 4, 5}), hear_s=1.0)
+    node.look(5, 1, 0.0, suspect=3, suspect_s=10.0)
+    now = 0.0
+    for _ in range(15):  # 3 s: 2 and 4 keep voting for themselves, the suspect for itself
+        now += 0.2
+        for sid, zxid in ((2, 4), (4, 3), (3, 9)):
+            node.receive(Notification(sid, LOOKING, 1, sid, zxid, 1), now)
+        node.tick(now)
+    assert node.suspect == 3 and node.vote.leader == 1  # 1, 2, 4 can still make a quorum without 3
+    for _ in range(8):  # 2 and 4 fall silent: only 3 is heard
+        now += 0.2
+        node.receive(Notification(3, LOOKING, 1, 3, 9, 1), now)
+        node.tick(now)
+    assert node.suspect == NO_LEADER and node.vote.leader == 3
+
+
 def test_stale_settled_votes_for_a_suspect_are_not_joined():
     net = Net([1, 2, 3])
     net.nodes[1].look(5, 1, net.now, suspect=3, suspect_s=10.0)
