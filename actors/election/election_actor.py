@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import zmq
 
-from actors.election.fle import Election
+from actors.election.fle import NO_LEADER, Election
 from actors.log import epochs
 from actors.protocol.internal import Elected, Hello, LogReady, Look, Reconfigured
 from actors.protocol.quorum import LOOKING, Notification
@@ -94,6 +94,9 @@ class ElectionActor(Actor):
         if self.wants_log is not None and now >= self.wants_log:
             self._ask_log(now)
         self.core.tick(now)
+        if self.core.lifted != NO_LEADER:
+            self.log.info("suspicion_lifted", suspect=self.core.lifted, why="no quorum of voters without it heard")
+            self.core.lifted = NO_LEADER
         if self.core.state == LOOKING and self.resend_due is not None and now >= self.resend_due:
             self.core.broadcast()
             self.resend_due = now + RESEND_S

@@ -80,6 +80,7 @@ class Election:
         self.suspect: int = NO_LEADER  # a candidate this node does not vote for ...
         self.suspect_until = 0.0  # ... until then (or until it can only stall, see tick)
         self.heard: dict[int, float] = {}  # when each voter's last notification came
+        self.lifted: int = NO_LEADER  # a suspicion lifted before it ran out, for the shell to log
         self.looked_at = 0.0
         self.config_version = config_version  # the membership in force (see set_members)
         self.config = config
@@ -206,6 +207,8 @@ class Election:
         """Decide if the finalize wait ended with no better vote; end a suspicion that ran out,
         or that can only stall the election."""
         if self.suspect != NO_LEADER and (now >= self.suspect_until or self._suspicion_stalls(now)):
+            if now < self.suspect_until:
+                self.lifted = self.suspect
             self.suspect = NO_LEADER
             if self.state == LOOKING and self.participant:
                 self._reconsider(now)

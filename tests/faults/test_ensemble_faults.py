@@ -125,6 +125,34 @@ def test_pausing_a_minority_does_not_stop_writes(ens):
     check_every_node(ens, writer.finish())
 
 
+def test_a_suspicion_of_the_only_other_live_voter_is_lifted(tmp_path):
+    """One follower dead, the other's following failed (the leader hung past sync_limit) while the
+    leader holds a txn nobody else logged: only the old leader can be elected now. The survivor,
+    which suspects it, votes for it again once it has heard no other voter for a second, instead
+    of waiting sync_limit ticks; and the txn the old leader alone logged survives its election."""
+    with ZoomqEnsemble(3, base_dir=tmp_path, tick_ms=500) as ens:  # a suspicion lasts 5 x 0.5 s
+        leader = ens.leader()
+        dead, survivor = ens.followers()
+        zk = ens.client(hosts=leader.hosts, timeout=30.0)
+        zk.create("/s", b"0")
+        dead.kill()
+        survivor.pause()
+        logged = _last_logged(leader)
+        pending = zk.set_async("/s", b"1")  # logged by the leader alone
+        wait_for(lambda: _last_logged(leader) > logged, 20, "the leader logged the write")
+        leader.pause()
+        survivor.resume()  # its leader is silent: after sync_limit ticks it looks, suspecting it
+        wait_for(lambda: f'"suspect": {leader.sid}' in survivor.log_text(), 30, "the survivor suspecting the leader")
+        leader.resume()
+        wait_for(lambda: "suspicion_lifted" in survivor.log_text(), 30, "the suspicion lifted")
+        assert ens.wait_leader(timeout=30) is leader  # its newer history wins
+        _settle([pending])
+        zk.stop()
+        check = ens.client(hosts=survivor.hosts)
+        check.sync("/s")
+        assert check.get("/s")[0] == b"1"  # the new epoch committed what the old leader had logged
+
+
 def test_pausing_a_majority_stops_acknowledgements_until_resumed(ens):
     leader = ens.leader()
     zk = ens.client(hosts=leader.hosts, timeout=30.0)

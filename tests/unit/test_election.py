@@ -322,7 +322,7 @@ def test_a_suspicion_stays_while_a_quorum_without_the_suspect_is_heard():
         now += 0.2
         node.receive(Notification(3, LOOKING, 1, 3, 9, 1), now)
         node.tick(now)
-    assert node.suspect == NO_LEADER and node.vote.leader == 3
+    assert node.suspect == NO_LEADER and node.vote.leader == 3 and node.lifted == 3  # before it ran out (10 s)
 
 
 def test_stale_settled_votes_for_a_suspect_are_not_joined():
