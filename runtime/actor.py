@@ -146,7 +146,9 @@ class Actor:
 
             if self._curve_auth is None:
                 peers = set(curve.peer_keys(self.cfg).values()) if self.cfg.servers else None
-                self._curve_auth = curve.authenticator(self.ctx, clients=self.cfg.curve_client_keys, peers=peers)
+                self._curve_auth = curve.authenticator(
+                    self.ctx, clients=self.cfg.curve_client_keys, peers=peers, peer_dir=self.cfg.curve_peer_keys
+                )
             curve.serve(sock, curve.secret_pair(self.cfg.curve_secret_key), domain)
         sock.bind(address)
 
@@ -156,7 +158,13 @@ class Actor:
         if self.curve_on:
             from runtime import curve
 
-            curve.connect_as(sock, curve.secret_pair(self.cfg.curve_secret_key), curve.peer_keys(self.cfg)[server_id])
+            key = curve.peer_key(self.cfg, server_id)
+            if key is None:
+                raise curve.CurveError(
+                    f"no CURVE key for server {server_id}: its curve_public_key, or server.{server_id}.key "
+                    "in curve_peer_keys"
+                )
+            curve.connect_as(sock, curve.secret_pair(self.cfg.curve_secret_key), key)
         # A connect whose SYN is lost (a partition, a dead host) is abandoned after PEER_CONNECT_MS and
         # tried afresh, instead of waiting for the kernel's backed-off SYN retransmissions (1, 3, 7 s
         # ...): a healed link is used again within about a second.

@@ -137,10 +137,14 @@ def reconfigured(
         servers = [s for s in current if s.id not in replaced] + adds
     if not any(s.voter for s in servers):
         raise SpecError("the new configuration has no participant")
-    keep_keys = {s.id: s.curve_public_key for s in current}
-    return sorted(
-        (msgspec.structs.replace(s, curve_public_key=keep_keys.get(s.id, "")) for s in servers), key=lambda s: s.id
-    )
+    return sorted(keep_curve_keys(servers, current), key=lambda s: s.id)
+
+
+def keep_curve_keys(servers: list[ServerEntry], known: list[ServerEntry]) -> list[ServerEntry]:
+    """`servers` (a reconfig's: server specs carry no CURVE key) with the keys `known` has for
+    their ids; a server `known` has no key for keeps none."""
+    keys = {s.id: s.curve_public_key for s in known}
+    return [msgspec.structs.replace(s, curve_public_key=s.curve_public_key or keys.get(s.id, "")) for s in servers]
 
 
 def membership_from_text(text: bytes) -> Membership:
@@ -272,6 +276,11 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # Which clients may connect when CURVE is on: a directory of their public .key files (re-read
     # when it changes), or "*" = any client key (encryption without client authentication).
     curve_client_keys: str = ""
+    # Public keys of servers that may join by a reconfig (CURVE on): a directory where server N's
+    # key is the file `server.N.key`, re-read when it changes. Such a server is admitted on the
+    # quorum and election ports, and connected to, without restarting the members. Empty = only
+    # the keys in `servers`.
+    curve_peer_keys: str = ""
 
     @property
     def gateway_on(self) -> bool:
@@ -330,11 +339,7 @@ def load(path: str | Path | None = None, **overrides: Any) -> NodeConfig:
     if membership is not None:
         # A reconfig changed the membership since the config file was written: the data dir's
         # copy wins (as ZooKeeper's dynamic config file), CURVE keys of known members kept.
-        keys = {s.id: s.curve_public_key for s in cfg.servers}
-        servers = [
-            msgspec.structs.replace(s, curve_public_key=s.curve_public_key or keys.get(s.id, ""))
-            for s in membership.servers
-        ]
+        servers = keep_curve_keys(membership.servers, cfg.servers)
         if cfg.sid not in {s.id for s in servers}:
             raise ConfigError(
                 f"server {cfg.sid} was removed from the ensemble by reconfig {membership.version:#x} "
@@ -356,7 +361,7 @@ def load(path: str | Path | None = None, **overrides: Any) -> NodeConfig:
             # A one-member list is this node alone: it serves standalone, as ZooKeeper does with a
             # single server entry (standaloneEnabled), instead of looking for peers forever.
             cfg = msgspec.structs.replace(cfg, servers=[])
-    return _check_curve(cfg)
+    return _check_curve(cfg, added_by_reconfig=membership is not None)
 
 
 def _check_tls(cfg: NodeConfig) -> NodeConfig:
@@ -382,13 +387,18 @@ def _check_tls(cfg: NodeConfig) -> NodeConfig:
     return msgspec.structs.replace(cfg, **files)
 
 
-def _check_curve(cfg: NodeConfig) -> NodeConfig:
+def _check_curve(cfg: NodeConfig, added_by_reconfig: bool = False) -> NodeConfig:
+    """With CURVE on: the key files load, and every server has a key (its curve_public_key, or
+    `server.<id>.key` in curve_peer_keys). `added_by_reconfig`: the servers come from the data
+    dir's membership, where one added without its key yet is let be (the node starts, and
+    connects to it once the key file is there) instead of keeping this member down."""
     from runtime import curve
 
     if not cfg.curve_secret_key:
-        if cfg.curve_client_keys or any(s.curve_public_key for s in cfg.servers):
+        if cfg.curve_client_keys or cfg.curve_peer_keys or any(s.curve_public_key for s in cfg.servers):
             raise ConfigError(
-                "curve_client_keys and servers' curve_public_key need curve_secret_key (this node's key pair)"
+                "curve_client_keys, curve_peer_keys and servers' curve_public_key need curve_secret_key "
+                "(this node's key pair)"
             )
         return cfg
     secret_path = str(Path(cfg.curve_secret_key).resolve())
@@ -405,18 +415,34 @@ def _check_curve(cfg: NodeConfig) -> NodeConfig:
         clients = str(Path(clients).resolve())
         if not Path(clients).is_dir():
             raise ConfigError(f"curve_client_keys: {clients} is not a directory")
+    peer_dir = cfg.curve_peer_keys
+    if peer_dir:
+        peer_dir = str(Path(peer_dir).resolve())
+        if not Path(peer_dir).is_dir():
+            raise ConfigError(f"curve_peer_keys: {peer_dir} is not a directory")
     servers = []
     for entry in cfg.servers:
-        if not entry.curve_public_key:
-            raise ConfigError(f"server {entry.id}: curve_public_key is required when CURVE is on")
+        value = entry.curve_public_key
+        if not value and peer_dir and curve.server_key_file(peer_dir, entry.id).is_file():
+            value = str(curve.server_key_file(peer_dir, entry.id))
+        if not value:
+            if added_by_reconfig and entry.id != cfg.sid:
+                servers.append(entry)
+                continue
+            raise ConfigError(
+                f"server {entry.id}: curve_public_key is required when CURVE is on "
+                f"(or server.{entry.id}.key in curve_peer_keys)"
+            )
         try:
-            key = curve.public_key(entry.curve_public_key).decode()
+            key = curve.public_key(value).decode()
         except curve.CurveError as exc:
             raise ConfigError(f"server {entry.id}: {exc}") from exc
         if entry.id == cfg.sid and key.encode() != own_public:
             raise ConfigError(f"server {entry.id}: curve_public_key is not the public half of curve_secret_key")
         servers.append(msgspec.structs.replace(entry, curve_public_key=key))
-    return msgspec.structs.replace(cfg, curve_secret_key=secret_path, curve_client_keys=clients, servers=servers)
+    return msgspec.structs.replace(
+        cfg, curve_secret_key=secret_path, curve_client_keys=clients, curve_peer_keys=peer_dir, servers=servers
+    )
 
 
 def to_json(cfg: NodeConfig) -> bytes:

@@ -9,12 +9,17 @@ the actor. A connecting socket becomes a CURVE client with its own pair and the 
 
 Keys are ZeroMQ's certificate files (`zoomq keys generate`): `NAME.key` holds the public key,
 `NAME.key_secret` both. Allowed client keys are the `*.key` files of a directory, read again when
-the directory changes, so a client is admitted or revoked without a restart.
+the directory changes, so a client is admitted or revoked without a restart. Peers are the
+configured members' keys, plus, where `curve_peer_keys` names a directory, each `server.<id>.key`
+in it, read again when it changes: a server added by a reconfig is admitted (and connected to)
+once its public key is there, without restarting the members.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,18 +100,48 @@ class _DirectoryKeys:
             stamp = os.stat(self.directory).st_mtime_ns
         except OSError:
             return False
-        if stamp != self.stamp:
+        if _changed(stamp, self.stamp):
             self.keys = set(zmq.auth.load_certificates(self.directory)) if os.path.isdir(self.directory) else set()
             self.stamp = stamp
         return key in self.keys
 
 
-class _FixedKeys:
-    def __init__(self, keys: set[bytes]) -> None:
-        self.keys = keys
+def _changed(stamp: int, seen: int | None) -> bool:
+    """Whether a directory whose mtime is `stamp` may differ from when it was `seen`: a new
+    mtime, or one so recent that another change could have come within the same clock tick
+    (the kernel's timestamps are coarser than their nanoseconds) without moving it."""
+    return stamp != seen or time.time_ns() - stamp < 1_000_000_000
+
+
+class _PeerKeys:
+    """The configured members' keys, and the `server.<id>.key` files of a directory (if any),
+    re-read when it changes (by mtime)."""
+
+    REREAD_S = 1.0  # a key not found is looked for again after this long, changed or not
+
+    def __init__(self, keys: set[bytes], directory: str = "") -> None:
+        self.fixed = keys
+        self.directory = directory
+        self.stamp: int | None = None
+        self.read_at = 0.0
+        self.found: set[bytes] = set()
 
     def callback(self, domain: str, key: bytes) -> bool:
-        return key in self.keys
+        if key in self.fixed:
+            return True
+        if not self.directory:
+            return False
+        try:
+            stamp = os.stat(self.directory).st_mtime_ns
+        except OSError:
+            return False
+        # A file copied in is created (the directory changes) before it is written (it does not):
+        # read then, it held no key yet; a refused key looks again once in a while.
+        now = time.monotonic()
+        if _changed(stamp, self.stamp) or (key not in self.found and now - self.read_at >= self.REREAD_S):
+            self.found = set(server_key_files(self.directory).values())
+            self.stamp, self.read_at = stamp, now
+        return key in self.found
 
 
 class _AnyKey:
@@ -114,17 +149,70 @@ class _AnyKey:
         return True
 
 
-def authenticator(ctx: zmq.Context, clients: str | None = None, peers: set[bytes] | None = None) -> ThreadAuthenticator:
+def authenticator(
+    ctx: zmq.Context, clients: str | None = None, peers: set[bytes] | None = None, peer_dir: str = ""
+) -> ThreadAuthenticator:
     """Start the ZAP handler of this process for the given domains (before any CURVE bind)."""
     auth = ThreadAuthenticator(ctx)
     auth.start()
     if clients is not None:
         auth.configure_curve_callback(CLIENTS, _AnyKey() if clients == ANY_CLIENT else _DirectoryKeys(clients))
     if peers is not None:
-        auth.configure_curve_callback(PEERS, _FixedKeys(set(peers)))
+        auth.configure_curve_callback(PEERS, _PeerKeys(set(peers), peer_dir))
     return auth
 
 
+def server_key_file(directory: str | os.PathLike[str], sid: int) -> Path:
+    """Where server `sid`'s public key is looked for in a `curve_peer_keys` directory."""
+    return Path(directory) / f"server.{sid}.key"
+
+
+def install_server_key(directory: str | os.PathLike[str], sid: int, public_file: str | os.PathLike[str]) -> Path:
+    """Put server `sid`'s public key file into a `curve_peer_keys` directory, whole at once (a
+    copy beside it renamed into place), so a node reading the directory never sees half a file."""
+    public_key(os.fspath(public_file))  # a key file, not anything else
+    target = server_key_file(directory, sid)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(public_file, temporary)
+    os.replace(temporary, target)
+    return target
+
+
+def server_key_files(directory: str | os.PathLike[str]) -> dict[int, bytes]:
+    """The well-formed `server.<id>.key` files of a directory, by server id (others are ignored)."""
+    found: dict[int, bytes] = {}
+    try:
+        paths = list(Path(directory).glob("server.*.key"))
+    except OSError:
+        return found
+    for path in paths:
+        sid = path.name[len("server.") : -len(".key")]
+        if not sid.isdigit():
+            continue
+        try:
+            found[int(sid)] = public_key(str(path))
+        except CurveError:
+            continue
+    return found
+
+
+def peer_key(cfg: Any, sid: int) -> bytes | None:
+    """Member `sid`'s public key: its curve_public_key, else `server.<sid>.key` in curve_peer_keys
+    (read now), else None."""
+    entry = next((s for s in cfg.servers if s.id == sid), None)
+    if entry is not None and entry.curve_public_key:
+        return public_key(entry.curve_public_key)
+    if not cfg.curve_peer_keys:
+        return None
+    path = server_key_file(cfg.curve_peer_keys, sid)
+    try:
+        return public_key(str(path)) if path.is_file() else None
+    except CurveError:
+        return None
+
+
 def peer_keys(cfg: Any) -> dict[int, bytes]:
-    """Each configured member's public key, by server id."""
-    return {s.id: public_key(s.curve_public_key) for s in cfg.servers}
+    """Each member's public key whose key is known (peer_key), by server id."""
+    keys = {s.id: peer_key(cfg, s.id) for s in cfg.servers}
+    return {sid: key for sid, key in keys.items() if key is not None}

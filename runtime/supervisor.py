@@ -48,7 +48,15 @@ import psutil
 from actors.protocol.internal import Elected, InternalMsg, Look, Looking, Reconfigured
 from runtime import logs, spawn
 from runtime.localbus import LocalBus
-from runtime.config import Membership, NodeConfig, read_membership, to_json, with_own_entry, write_membership
+from runtime.config import (
+    Membership,
+    NodeConfig,
+    keep_curve_keys,
+    read_membership,
+    to_json,
+    with_own_entry,
+    write_membership,
+)
 from runtime.files import write_atomic
 from runtime.restart_policy import GiveUp, RestartActor, RestartAll, RestartPolicy
 from runtime.roles import ACTOR_OF_STATE, EXIT_ROLE_ENDED, Role, write_role
@@ -453,10 +461,7 @@ class Supervisor:
         not kept in the data dir, where it would stop a joining node from starting again."""
         if msg.version <= self.membership_version or not self.ensemble:
             return
-        keys = {s.id: s.curve_public_key for s in self.cfg.servers}
-        servers = [
-            msgspec.structs.replace(s, curve_public_key=s.curve_public_key or keys.get(s.id, "")) for s in msg.servers
-        ]
+        servers = keep_curve_keys(msg.servers, self.cfg.servers)
         mine = next((s for s in self.cfg.servers if s.id == self.cfg.sid), None)
         after = next((s for s in servers if s.id == self.cfg.sid), None)
         self.membership_version = msg.version

@@ -93,7 +93,8 @@ def plan(
 
 def add_curve(configs: list[dict[str, Any]], data_dir: Path) -> Path:
     """Key pairs for every node (kept if they exist) and one admitted client; the configs get
-    curve_secret_key, curve_client_keys and every member's curve_public_key. Returns keys/."""
+    curve_secret_key, curve_client_keys, curve_peer_keys (keys/peers: where `add` puts a joining
+    node's public key) and every member's curve_public_key. Returns keys/."""
     from runtime import curve
 
     keys = (data_dir / "keys").resolve()
@@ -105,9 +106,11 @@ def add_curve(configs: list[dict[str, Any]], data_dir: Path) -> Path:
         public[cfg["sid"]] = curve.public_key(str(keys / f"{name}.key")).decode()
     if not (keys / "clients" / "client.key_secret").exists():
         curve.generate(keys / "clients", "client")
+    (keys / "peers").mkdir(exist_ok=True)
     for cfg in configs:
         cfg["curve_secret_key"] = str(keys / f"node{cfg['sid']}.key_secret")
         cfg["curve_client_keys"] = str(keys / "clients")
+        cfg["curve_peer_keys"] = str(keys / "peers")
         cfg["servers"] = [{**entry, "curve_public_key": public[entry["id"]]} for entry in cfg["servers"]]
     return keys
 
@@ -313,12 +316,21 @@ def _admin_client(data_dir: Path, timeout: float) -> Any:
     """A client of the running nodes, as the super user."""
     from zoomq import Client
 
-    hosts = ",".join(r["client"] for r in status(data_dir) if r["client"] and r["role"] not in ("down", None))
-    if not hosts:
+    running = [r for r in status(data_dir) if r["client"] and r["role"] not in ("down", None)]
+    if not running:
         raise EnsembleError(
             f"no node of {data_dir} is running: start it with `zoomq ensemble up --data-dir {data_dir}`"
         )
-    client = Client(hosts=hosts, auth_data=[("digest", f"{SUPER_USER}:{super_password(data_dir)}")])
+    options: dict[str, Any] = {}
+    keyed = {r["client"]: curve_options(data_dir, r["id"]) for r in running}
+    if any(keyed.values()):  # CURVE: each node's own server key
+        options = {
+            "curve_server_key": {host: o["curve_server_key"] for host, o in keyed.items()},
+            "curve_secret_key": next(o["curve_secret_key"] for o in keyed.values() if o),
+        }
+    client = Client(
+        hosts=",".join(keyed), auth_data=[("digest", f"{SUPER_USER}:{super_password(data_dir)}")], **options
+    )
     client.start(timeout=timeout)
     return client
 
@@ -354,8 +366,11 @@ def add(data_dir: Path, observer: bool = False, timeout: float = 60.0) -> str:
     from runtime.config import ServerEntry, SpecError, membership_from_text
 
     template = _template(data_dir)
-    if template.get("curve_secret_key"):
-        raise EnsembleError("a CURVE ensemble cannot grow this way yet: every member's config needs the new node's key")
+    if template.get("curve_secret_key") and not template.get("curve_peer_keys"):
+        raise EnsembleError(
+            "this CURVE ensemble's nodes have no curve_peer_keys (they were set up by an older zoomq): "
+            "stop it and run `zoomq ensemble up` again with the same data dir, which sets it, then add"
+        )
     client = _admin_client(data_dir, min(timeout, 15.0))
     try:
         try:
@@ -386,6 +401,8 @@ def add(data_dir: Path, observer: bool = False, timeout: float = 60.0) -> str:
         if busy:
             raise EnsembleError(f"node {sid} would use ports {ports}, but {busy} are in use")
         cfg["servers"] = [msgspec.to_builtins(s) for s in [*current.servers, entry]]
+        if cfg.get("curve_secret_key"):
+            _curve_join(cfg, data_dir)
         write_configs([cfg], data_dir)
         deadline = time.monotonic() + timeout
         print(
@@ -404,6 +421,24 @@ def add(data_dir: Path, observer: bool = False, timeout: float = 60.0) -> str:
     finally:
         client.stop()
         client.close()
+
+
+def _curve_join(cfg: dict[str, Any], data_dir: Path) -> None:
+    """A joining node's key pair (kept if it exists), its public key put in the members'
+    curve_peer_keys (which they read again: no restart), and every server's public key that
+    keys/ holds in its config."""
+    from runtime import curve
+
+    keys = (data_dir / "keys").resolve()
+    sid = cfg["sid"]
+    if not (keys / f"node{sid}.key_secret").exists():
+        curve.generate(keys, f"node{sid}")
+    curve.install_server_key(cfg["curve_peer_keys"], sid, keys / f"node{sid}.key")
+    cfg["curve_secret_key"] = str(keys / f"node{sid}.key_secret")
+    for entry in cfg["servers"]:
+        public = keys / f"node{entry['id']}.key"
+        if public.exists():
+            entry["curve_public_key"] = curve.public_key(str(public)).decode()
 
 
 def remove(data_dir: Path, sid: int, timeout: float = 30.0) -> str:

@@ -43,7 +43,9 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # holds zoomq/, runtime/, a
 _LOG_TAIL_BYTES = 4000
 
 
-_PORT_FLOOR = 10_000
+# free_port's ports: below the ephemeral range, and below 20000 (tests that need a run of
+# consecutive ports, as `zoomq ensemble up --base-port` does, draw theirs from 20000-32767).
+_PORT_FLOOR, _PORT_CEILING = 10_000, 20_000
 
 
 def _ephemeral_low() -> int:
@@ -77,7 +79,7 @@ class _Ports:
         workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
         worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
         index = int(worker) % workers if worker.isdigit() else 0
-        width = (_ephemeral_low() - _PORT_FLOOR) // workers
+        width = (min(_ephemeral_low(), _PORT_CEILING) - _PORT_FLOOR) // workers
         return _PORT_FLOOR + index * width, _PORT_FLOOR + (index + 1) * width
 
     def take(self, host: str) -> int | None:
@@ -583,14 +585,16 @@ class ZoomqEnsemble:
     def hosts(self) -> str:
         return ",".join(node.hosts for node in self.nodes if node.sid not in self.removed)
 
-    def add_node(self, role: str = "participant", timeout: float = 30.0) -> ZoomqServer:
+    def add_node(
+        self, role: str = "participant", timeout: float = 30.0, *, wait: bool = True, admit: bool = True
+    ) -> ZoomqServer:
         """Start one more node (the next id, free ports), configured as a machine joining the
         ensemble is: the current members and itself. It follows the leader as a non-voting
-        learner until a reconfig adds it (`spec(node)` is what to pass as `joining`)."""
+        learner until a reconfig adds it (`spec(node)` is what to pass as `joining`).
+        With CURVE, its public key goes where the members look for joiners' keys, unless `admit`
+        is False (`admit(node)` later). `wait`=False: launched, not waited for."""
         from runtime.config import ServerEntry
 
-        if self.client_options:
-            raise NotImplementedError("adding a node to a CURVE ensemble: its key is not in the members' configs")
         entry = ServerEntry(
             id=max(s.id for s in self.servers) + 1,
             host="127.0.0.1",
@@ -599,18 +603,34 @@ class ZoomqEnsemble:
             client_port=free_port(),
             role=role,
         )
+        own: dict[str, Any] = {}
+        if self.client_options:  # CURVE: its key pair, its public key where the members look for it
+            entry, own = curve_join(self.base_dir / "keys", entry, admit=admit)
+            self.client_options["curve_server_key"][f"{entry.host}:{entry.client_port}"] = entry.curve_public_key
         members = [s for s in self.servers if s.id not in self.removed]
         node = ZoomqServer(
             data_dir=self.base_dir / f"node{entry.id}",
             port=entry.client_port,
+            client_options=self.client_options,
             sid=entry.id,
             servers=[*members, entry],
+            **own,
             **self._overrides,
         )
         self.servers = [*self.servers, entry]  # a new list: the other nodes' configs keep theirs
         self.nodes.append(node)
-        node.start(timeout)
+        if wait:
+            node.start(timeout)
+        else:
+            node.launch()
         return node
+
+    def admit(self, node: ZoomqServer) -> None:
+        """CURVE: put the node's public key where the members look for joiners' keys."""
+        from runtime import curve
+
+        keys = self.base_dir / "keys"
+        curve.install_server_key(keys / "peers", node.sid, keys / f"node{node.sid}.key")
 
     def spec(self, node: ZoomqServer) -> str:
         """The node's server spec, as reconfig's `joining` takes it."""
@@ -703,14 +723,38 @@ def curve_keys(directory: Path, servers: list[Any]) -> tuple[list[Any], dict[int
     from runtime import curve
 
     keyed, per_node, server_keys = [], {}, {}
+    (directory / "peers").mkdir(parents=True, exist_ok=True)
     for entry in servers:
         public_file, secret_file = curve.generate(directory, f"node{entry.id}")
         key = curve.public_key(str(public_file)).decode()
         keyed.append(msgspec.structs.replace(entry, curve_public_key=key))
-        per_node[entry.id] = {"curve_secret_key": str(secret_file), "curve_client_keys": str(directory / "clients")}
+        per_node[entry.id] = _curve_fields(directory, secret_file)
         server_keys[f"{entry.host}:{entry.client_port}"] = key
     _, client_secret = curve.generate(directory / "clients", "client")
     return keyed, per_node, {"curve_server_key": server_keys, "curve_secret_key": str(client_secret)}
+
+
+def _curve_fields(directory: Path, secret_file: Path) -> dict[str, Any]:
+    return {
+        "curve_secret_key": str(secret_file),
+        "curve_client_keys": str(directory / "clients"),
+        "curve_peer_keys": str(directory / "peers"),
+    }
+
+
+def curve_join(directory: Path, entry: Any, admit: bool = True) -> tuple[Any, dict[str, Any]]:
+    """A key pair for a node about to join a `curve_keys` ensemble by a reconfig, its public key
+    put where the members look for joiners' keys (`peers/server.<id>.key`) if `admit`. Returns
+    (its entry with its public key, its NodeConfig fields)."""
+    import msgspec
+
+    from runtime import curve
+
+    public_file, secret_file = curve.generate(directory, f"node{entry.id}")
+    if admit:
+        curve.install_server_key(directory / "peers", entry.id, public_file)
+    key = curve.public_key(str(public_file)).decode()
+    return msgspec.structs.replace(entry, curve_public_key=key), _curve_fields(directory, secret_file)
 
 
 def _gone(p: psutil.Process) -> bool:

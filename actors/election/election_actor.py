@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 import zmq
+import zmq.utils.monitor
 
 from actors.election.fle import NO_LEADER, Election
 from actors.log import epochs
@@ -25,6 +26,7 @@ from runtime.config import membership_text, read_membership, with_own_entry
 from runtime.actor import Actor, limit_unacked
 
 RESEND_S = 0.2
+REDIAL_S = 1.0  # a peer connection whose CURVE key was refused is made again after this long
 HELLO_RETRY_S = 1.0
 PEER_HWM = 64
 
@@ -53,6 +55,9 @@ class ElectionActor(Actor):
         self.add_socket(self.router, self._on_peer, copy=True)
         self.peers: dict[int, zmq.Socket] = {}
         self.addresses: dict[int, str] = {}
+        self.monitors: dict[int, zmq.Socket] = {}  # CURVE: handshake events of each peer connection
+        self.refused_by: set[int] = set()
+        self.redial: dict[int, float] = {}  # peers whose key refusal ended their connection: when to retry
         self._connect_peers(cfg.servers)
         self.wants_log: float | None = None  # Hello sent, LogReady awaited (retry time)
         self.look: Look | None = None  # the last Look: whom not to vote for, and how long
@@ -62,15 +67,13 @@ class ElectionActor(Actor):
         """One DEALER per other member; a member gone (or moved) by a reconfig is let go."""
         wanted = {s.id: f"tcp://{s.host}:{s.election_port}" for s in servers if s.id != self.cfg.sid}
         for sid in [sid for sid in self.peers if self.addresses.get(sid) != wanted.get(sid)]:
-            sock = self.peers.pop(sid)
-            self.remove_socket(sock)
-            sock.close(linger=0)
-            del self.addresses[sid]
+            self._drop_peer(sid)
         for sid, address in wanted.items():
             if sid in self.peers:
                 continue
-            if self.curve_on and not next((s.curve_public_key for s in servers if s.id == sid), ""):
-                self.log.warning("member_without_curve_key", sid=sid)  # CURVE needs every member's key
+            if self.curve_on and self._peer_key(sid) is None:
+                # CURVE needs every member's key: tried again at the next election
+                self.log.warning("member_without_curve_key", sid=sid)
                 continue
             sock = self.ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
@@ -83,14 +86,64 @@ class ElectionActor(Actor):
             self.add_socket(sock, lambda frames, now, sid=sid: self._on_answer(sid, frames, now), copy=True)
             self.peers[sid] = sock
             self.addresses[sid] = address
+            if self.curve_on:  # a member that refuses this node's key says nothing else: tell the operator
+                monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+                self.add_socket(monitor, lambda frames, now, sid=sid: self._on_handshake(sid, frames, now), copy=True)
+                self.monitors[sid] = monitor
+
+    def _drop_peer(self, sid: int) -> None:
+        sock = self.peers.pop(sid)
+        monitor = self.monitors.pop(sid, None)
+        if monitor is not None:
+            self.remove_socket(monitor)
+            sock.disable_monitor()
+            monitor.close(linger=0)
+        self.remove_socket(sock)
+        sock.close(linger=0)
+        del self.addresses[sid]
+
+    def _on_handshake(self, sid: int, frames: list[bytes], now: float) -> None:
+        """CURVE handshakes with a member. ZeroMQ does not reconnect a connection whose key was
+        refused: it is made again after REDIAL_S (the member may admit the key meanwhile, from its
+        curve_peer_keys); the refusal is logged once per streak."""
+        event = zmq.utils.monitor.parse_monitor_message(frames)["event"]
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.refused_by.discard(sid)
+            return
+        self.redial.setdefault(sid, now + REDIAL_S)
+        if sid not in self.refused_by:
+            self.refused_by.add(sid)
+            self.log.warning(
+                "key_refused",
+                sid=sid,
+                why=f"server {sid} does not admit this node's CURVE key: add it to its curve_peer_keys "
+                f"as server.{self.cfg.sid}.key",
+            )
+
+    def _redial(self, now: float) -> None:
+        due = [sid for sid, at in self.redial.items() if now >= at]
+        for sid in due:
+            del self.redial[sid]
+            if sid in self.peers:
+                self._drop_peer(sid)
+        if due:
+            self._connect_peers(self.cfg.servers)
+
+    def _peer_key(self, sid: int) -> bytes | None:
+        from runtime import curve
+
+        return curve.peer_key(self.cfg, sid)
 
     # --- timers ---------------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
         dues = [d for d in (self.wants_log, self.resend_due, self.core.decide_at) if d is not None]
+        dues += self.redial.values()
         return min(dues) if dues else None
 
     def on_timer(self, now: float) -> None:
+        if self.redial:
+            self._redial(now)
         if self.wants_log is not None and now >= self.wants_log:
             self._ask_log(now)
         self.core.tick(now)
@@ -106,6 +159,7 @@ class ElectionActor(Actor):
     def on_message(self, msg: Any, now: float) -> None:
         if isinstance(msg, Look):
             self.look = msg
+            self._connect_peers(self.cfg.servers)  # a member whose CURVE key has come since
             self._ask_log(now)
         elif isinstance(msg, LogReady):
             if self.wants_log is None:

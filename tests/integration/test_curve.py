@@ -175,6 +175,8 @@ def test_keys_generate_and_show(tmp_path):
         "peer-key-malformed",
         "own-key-mismatch",
         "clients-without-secret",
+        "peer-dir-not-a-dir",
+        "peer-dir-without-secret",
     ],
 )
 def test_bad_curve_configuration_is_a_precise_error(keys, tmp_path, case):
@@ -220,9 +222,64 @@ def test_bad_curve_configuration_is_a_precise_error(keys, tmp_path, case):
             "public half",
         ),
         "clients-without-secret": ({"curve_client_keys": "*"}, "need curve_secret_key"),
+        "peer-dir-not-a-dir": (
+            {"curve_secret_key": secret, "curve_client_keys": "*", "curve_peer_keys": str(tmp_path / "nodir")},
+            "curve_peer_keys: .* is not a directory",
+        ),
+        "peer-dir-without-secret": ({"curve_peer_keys": str(tmp_path)}, "need curve_secret_key"),
     }[case]
     with pytest.raises(node_config.ConfigError, match=expect):
         node_config.load(None, **fields)
+
+
+def test_a_server_key_comes_from_curve_peer_keys_and_one_added_by_reconfig_may_wait(keys, tmp_path):
+    secret = str(keys / "node/node.key_secret")
+    own = curve.public_key(str(keys / "node/node.key")).decode()
+    peers = tmp_path / "peers"
+    servers = [
+        {"id": 1, "quorum_port": 2888, "election_port": 3888, "curve_public_key": own},
+        {"id": 2, "quorum_port": 2889, "election_port": 3889},
+    ]
+    fields = {"curve_secret_key": secret, "curve_client_keys": "*", "curve_peer_keys": str(peers), "servers": servers}
+    peers.mkdir()
+    with pytest.raises(node_config.ConfigError, match=r"server 2: .*server\.2\.key in curve_peer_keys"):
+        node_config.load(None, **fields)
+    curve.install_server_key(peers, 2, keys / "strangers/stranger.key")
+    cfg = node_config.load(None, **fields)
+    stranger = curve.public_key(str(keys / "strangers/stranger.key"))
+    assert cfg.servers[1].curve_public_key == stranger.decode()
+    assert curve.peer_key(cfg, 2) == stranger
+    # A membership a reconfig left (membership.json) may name a server whose key is not there
+    # yet: the member starts anyway, and knows the key once the file comes.
+    data = tmp_path / "data"
+    data.mkdir()
+    added = node_config.ServerEntry(3, "127.0.0.1", 2890, 3890)
+    members = [node_config.ServerEntry(**{"host": "127.0.0.1", **e}) for e in servers] + [added]
+    node_config.write_membership(str(data), node_config.Membership(members, 0x1_00000005))
+    cfg = node_config.load(None, **fields, data_dir=str(data))
+    assert [s.id for s in cfg.servers] == [1, 2, 3] and curve.peer_key(cfg, 3) is None
+    curve.install_server_key(peers, 3, keys / "clients/app.key")
+    assert curve.peer_key(cfg, 3) == curve.public_key(str(keys / "clients/app.key"))
+
+
+def test_peer_keys_admit_the_directory_s_server_keys_as_they_come_and_go(keys, tmp_path):
+    known = curve.public_key(str(keys / "node/node.key"))
+    joiner = curve.public_key(str(keys / "strangers/stranger.key"))
+    peers = tmp_path / "peers"
+    peers.mkdir()
+    admits = curve._PeerKeys({known}, str(peers)).callback
+    assert admits("peers", known) and not admits("peers", joiner)
+    shutil.copy(keys / "strangers/stranger.key", peers / "stranger.key")  # not named server.<id>.key
+    assert not admits("peers", joiner)
+    (peers / "server.7.key").write_text("not a key")  # malformed: ignored, no error
+    assert not admits("peers", joiner)
+    curve.install_server_key(peers, 4, keys / "strangers/stranger.key")
+    assert admits("peers", joiner)
+    (peers / "server.4.key").unlink()  # revoked
+    assert not admits("peers", joiner)
+    with pytest.raises(curve.CurveError):
+        curve.install_server_key(peers, 5, peers / "server.7.key")
+    assert not (peers / "server.5.key").exists()
 
 
 def test_client_with_half_the_keys_is_a_configuration_error(keys):

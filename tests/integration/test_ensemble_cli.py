@@ -255,6 +255,43 @@ def test_ensemble_up_with_curve_serves_keyed_clients_only(tmp_path):
     assert code == 0
 
 
+def test_ensemble_add_grows_a_curve_ensemble(tmp_path):
+    base = _base_port(5)
+    data = tmp_path / "ens"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "zoomq", "ensemble", "up", "-n", "3", "--base-port", str(base)]
+        + ["--data-dir", str(data), "--tick-ms", "100", "--curve"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def roles():
+        rows = json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")
+        return {r["id"]: str(r["role"]) for r in rows}
+
+    try:
+        wait_for(lambda: sorted(roles().values()) == ["follower", "follower", "leader"], 60, "the CURVE ensemble")
+        added = _zoomq("ensemble", "add", "--data-dir", str(data))
+        assert added.returncode == 0, added.stderr
+        assert "server.4=" in added.stdout
+        keys = data / "keys"
+        assert (keys / "peers" / "server.4.key").read_text() == (keys / "node4.key").read_text()
+        wait_for(lambda: sorted(roles().values()) == ["follower"] * 3 + ["leader"], 60, "four voters")
+        four = Client(
+            hosts=f"127.0.0.1:{base + 3}",
+            curve_server_key=str(keys / "node4.key"),
+            curve_secret_key=str(keys / "clients" / "client.key_secret"),
+        )
+        four.start(timeout=30)
+        assert b"server.4=" in four.get_config()[0]
+        four.create("/through-four", b"x")
+        four.stop()
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(60)
+    assert code == 0
+
+
 def test_ensemble_add_and_remove_reconfigure_the_running_ensemble(tmp_path):
     base = _base_port(5)  # room for the node added
     data = tmp_path / "ens"
