@@ -68,6 +68,7 @@ def test_a_cut_off_node_serves_read_only_clients_then_they_go_back_to_read_write
                     node.resume()
             wait_for(lambda: client.client_state == KeeperState.CONNECTED, 60, "the client back on a read-write node")
             client.retry(client.create, "/ro/after", b"")
+            setup.sync("/ro")  # another session: its node may not have applied that create yet
             assert setup.exists("/ro/after") is not None
             assert setup.exists("/ro/new") is None
         finally:
