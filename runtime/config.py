@@ -182,6 +182,33 @@ class Membership(msgspec.Struct, frozen=True):
     version: int  # the zxid of the reconfig that made it
 
 
+class ReconfigOutcome(msgspec.Struct, frozen=True):
+    """What a committed reconfig means for one node (`applied`)."""
+
+    keep: Membership | None  # what the data dir keeps; None: the node is not a member
+    servers: list[ServerEntry]  # in force on the node from now on (its own entry kept if left out)
+    election: list[ServerEntry]  # what its election counts: a non-member's own entry left out
+    role_changed: bool  # a member that stays one changed between participant and observer
+
+
+def applied(current: list[ServerEntry], sid: int, servers: list[ServerEntry], version: int) -> ReconfigOutcome:
+    """Node `sid`, configured with `current`, applies the membership `servers` of reconfig
+    `version`: the CURVE keys it knows are kept; a member keeps the membership in its data dir; a
+    node the membership leaves out (one about to be added, or one removed) goes on in its own
+    place as a non-voting learner, as ZooKeeper's, and keeps nothing (a kept membership without it
+    would stop a joining node from starting again)."""
+    servers = keep_curve_keys(servers, current)
+    before = next((s for s in current if s.id == sid), None)
+    after = next((s for s in servers if s.id == sid), None)
+    in_force = with_own_entry(servers, current, sid)
+    return ReconfigOutcome(
+        keep=Membership(servers, version) if after is not None else None,
+        servers=in_force,
+        election=in_force if after is not None else [s for s in in_force if s.id != sid],
+        role_changed=after is not None and before is not None and after.role != before.role,
+    )
+
+
 def read_membership(data_dir: str | Path) -> Membership | None:
     """The membership a committed reconfig left in `data_dir` (None: there was none)."""
     try:

@@ -48,15 +48,7 @@ import psutil
 from actors.protocol.internal import Elected, InternalMsg, Look, Looking, Reconfigured
 from runtime import logs, spawn
 from runtime.localbus import LocalBus
-from runtime.config import (
-    Membership,
-    NodeConfig,
-    keep_curve_keys,
-    read_membership,
-    to_json,
-    with_own_entry,
-    write_membership,
-)
+from runtime.config import NodeConfig, applied, read_membership, to_json, write_membership
 from runtime.files import write_atomic
 from runtime.restart_policy import GiveUp, RestartActor, RestartAll, RestartPolicy
 from runtime.roles import ACTOR_OF_STATE, EXIT_ROLE_ENDED, Role, write_role
@@ -456,28 +448,28 @@ class Supervisor:
         starts from it) and in config.json (actors started from now on read it); the election
         actor takes it at once. A follower or observer whose own role changed ends its role and
         looks again as the new one. A leader that is no longer a voter steps down by itself
-        (actors/leader). A node the membership does not name (one about to be added, or one
-        removed) keeps its own entry and goes on as a non-voting learner, as ZooKeeper's; it is
-        not kept in the data dir, where it would stop a joining node from starting again."""
+        (actors/leader). What the reconfig means for this node: runtime/config.py `applied`."""
         if msg.version <= self.membership_version or not self.ensemble:
             return
-        servers = keep_curve_keys(msg.servers, self.cfg.servers)
-        mine = next((s for s in self.cfg.servers if s.id == self.cfg.sid), None)
-        after = next((s for s in servers if s.id == self.cfg.sid), None)
+        outcome = applied(self.cfg.servers, self.cfg.sid, msg.servers, msg.version)
         self.membership_version = msg.version
-        if after is not None:
-            write_membership(self.cfg.data_dir, Membership(servers, msg.version))
-        servers = with_own_entry(servers, self.cfg.servers, self.cfg.sid)
+        if outcome.keep is not None:
+            write_membership(self.cfg.data_dir, outcome.keep)
         self.log.info(
-            "reconfigured", version=hex(msg.version), servers=[s.spec() for s in msg.servers], member=after is not None
+            "reconfigured",
+            version=hex(msg.version),
+            servers=[s.spec() for s in msg.servers],
+            member=outcome.keep is not None,
         )
-        self.cfg = msgspec.structs.replace(self.cfg, servers=servers)
+        self.cfg = msgspec.structs.replace(self.cfg, servers=outcome.servers)
         write_atomic(self.config_path, to_json(self.cfg), durable=False)
-        self._tell(
-            "election", Reconfigured([s for s in servers if after is not None or s.id != self.cfg.sid], msg.version)
-        )
-        changed = after is not None and mine is not None and after.role != mine.role
-        if changed and self.role is not None and self.role.state != "leading" and self.role_actor is not None:
+        self._tell("election", Reconfigured(outcome.election, msg.version))
+        if (
+            outcome.role_changed
+            and self.role is not None
+            and self.role.state != "leading"
+            and self.role_actor is not None
+        ):
             child = self._children.get(self.role_actor)
             self.role_actor = None
             self.role = None

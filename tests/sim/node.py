@@ -35,7 +35,7 @@ from actors.protocol.internal import (
 )
 from actors.protocol.quorum import FOLLOWING, LEADING, LOOKING, OBSERVING
 from runtime.channel import ChannelState
-from runtime.config import Membership, ServerEntry, membership_text, with_own_entry
+from runtime.config import ServerEntry, applied, membership_text, with_own_entry
 from tests.sim.disk import SimDisk, SimLog
 from tests.sim.session import SimSession
 
@@ -254,16 +254,16 @@ class SimNode:
         learner whose own role changed."""
         if self.disk.membership is not None and msg.version <= self.disk.membership.version:
             return
-        before = self.sid in self.voters
-        if any(s.id == self.sid for s in msg.servers):
-            self.disk.membership = Membership(list(msg.servers), msg.version)
-        self._set_members(msg.servers)
+        outcome = applied(self.servers, self.sid, list(msg.servers), msg.version)
+        if outcome.keep is not None:
+            self.disk.membership = outcome.keep
+        self._set_members(outcome.servers)
         self.world.trace(f"node {self.sid}: reconfigured {msg.version:#x}: voters {sorted(self.voters)}")
         self.election.set_members(
             self.voters, self.observers, msg.version, membership_text(msg.servers, msg.version), self.world.now
         )
         self._flush_election()
-        if before != (self.sid in self.voters) and self.role is not None and not isinstance(self.role, Leader):
+        if outcome.role_changed and self.role is not None and not isinstance(self.role, Leader):
             self._end_role("its role changed by a reconfig")
 
     def _end_role(self, reason: str) -> None:

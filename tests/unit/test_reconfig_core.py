@@ -19,6 +19,7 @@ from runtime.config import (
     Membership,
     ServerEntry,
     SpecError,
+    applied,
     load,
     membership_text,
     parse_spec,
@@ -126,6 +127,30 @@ def test_the_data_dirs_membership_overrides_the_config_file(tmp_path):
 
 
 # --- the tree ---------------------------------------------------------------------------------
+
+
+def test_what_a_committed_reconfig_means_for_each_node():
+    import msgspec
+
+    keyed = [msgspec.structs.replace(member(sid), curve_public_key=f"key{sid}") for sid in (1, 2, 3)]
+    joining = member(4)
+    # A member that stays one: keeps the membership (with the CURVE keys it knew), its role as it was.
+    new = [member(1), member(2), member(3), joining]
+    stays = applied(keyed, 2, new, 0x5_00000001)
+    assert stays.keep is not None and stays.keep.version == 0x5_00000001
+    assert [s.curve_public_key for s in stays.keep.servers] == ["key1", "key2", "key3", ""]
+    assert stays.servers == stays.keep.servers == stays.election and not stays.role_changed
+    # The joiner before its add commits (the membership leaves it out): keeps nothing, stays in
+    # its own place, and its election counts the members only.
+    joiner_view = [*keyed, joining]
+    before = applied(joiner_view, 4, [member(1), member(2), member(3)], 0x5_00000001)
+    assert before.keep is None and not before.role_changed
+    assert [s.id for s in before.servers] == [1, 2, 3, 4] and [s.id for s in before.election] == [1, 2, 3]
+    # A participant made an observer: its role changed; a removed member keeps nothing.
+    demoted = applied(keyed, 3, [member(1), member(2), member(3, "observer")], 0x5_00000002)
+    assert demoted.role_changed and demoted.keep is not None
+    removed = applied(keyed, 3, [member(1), member(2)], 0x5_00000003)
+    assert removed.keep is None and not removed.role_changed and [s.id for s in removed.election] == [1, 2]
 
 
 def test_a_reconfig_txn_rewrites_zookeeper_config_with_its_zxid_as_version_and_survives_a_snapshot():
