@@ -3,6 +3,7 @@ service keeps serving the others while it refuses someone."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -316,7 +317,14 @@ def test_an_ensemble_refuses_a_member_whose_key_it_does_not_know_and_serves(tmp_
         leader = ens.leader()
         assert leader is not impostor
 
-        # The impostor cannot join: while the others elect, serve and heartbeat, it never
+        # Each member refuses its key (the impostor says so, naming them) ...
+        def refused_by() -> set[int]:
+            lines = [json.loads(line) for line in impostor.log_text().splitlines() if '"key_refused"' in line]
+            return {line["sid"] for line in lines}
+
+        wait_for(lambda: refused_by() == {1, 2}, 30, "both members refusing the impostor's key")
+
+        # ... and it cannot join: while the others elect, serve and heartbeat, it never
         # follows, and the leader never hears of it (a window of several election rounds).
         def impostor_joined() -> bool:
             return ens.role_of(impostor) in ("follower", "leader", "observer") or "learner_connected" in _sid3(leader)
