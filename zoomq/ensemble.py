@@ -396,7 +396,7 @@ def add(data_dir: Path, observer: bool = False, timeout: float = 60.0) -> str:
                 cfg[key] += step
                 ports.append(cfg[key])
         if cfg.get("zk_secure_port"):
-            raise EnsembleError("a TLS ensemble cannot grow this way yet: the new node needs its certificate")
+            _tls_join(cfg)
         busy = [port for port in ports if not _port_free(port)]
         if busy:
             raise EnsembleError(f"node {sid} would use ports {ports}, but {busy} are in use")
@@ -421,6 +421,25 @@ def add(data_dir: Path, observer: bool = False, timeout: float = 60.0) -> str:
     finally:
         client.stop()
         client.close()
+
+
+def _tls_join(cfg: dict[str, Any]) -> None:
+    """The joining node's certificate for ZooKeeper's TLS port, signed by the ensemble's CA (the
+    one `up` made: its key must be beside ca.pem; a CA of the operator's is theirs to sign with)."""
+    from zoomq.tlsgen import TlsGenError, generate
+
+    tls = Path(cfg.get("zk_tls_ca") or cfg["zk_tls_cert"]).parent
+    if not (tls / "ca.pem").exists() or not (tls / "ca.key").exists():
+        raise EnsembleError(
+            f"the new node needs a certificate for its TLS port, and {tls} holds no ca.pem + ca.key to sign "
+            "one: make it with your CA, then add the node with `zoomq reconfig`"
+        )
+    name = f"node{cfg['sid']}"
+    try:
+        generate(tls, [name], ["127.0.0.1", "localhost"])
+    except TlsGenError as exc:
+        raise EnsembleError(str(exc)) from exc
+    cfg["zk_tls_cert"], cfg["zk_tls_key"] = str(tls / f"{name}.pem"), str(tls / f"{name}.key")
 
 
 def _curve_join(cfg: dict[str, Any], data_dir: Path) -> None:

@@ -292,6 +292,49 @@ def test_ensemble_add_grows_a_curve_ensemble(tmp_path):
     assert code == 0
 
 
+def test_ensemble_add_grows_an_ensemble_serving_zookeepers_tls_port(tmp_path):
+    kazoo_client = pytest.importorskip("kazoo.client", reason="kazoo is a test dependency")
+    base = _base_port(5)
+    taken = {base + off + i for off in (0, QUORUM_OFFSET, ELECTION_OFFSET) for i in range(5)}
+    secure = _free_range(5, taken)
+    data = tmp_path / "ens"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "zoomq", "ensemble", "up", "-n", "3", "--base-port", str(base)]
+        + ["--data-dir", str(data), "--tick-ms", "100", "--zk-secure-base-port", str(secure)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def roles():
+        rows = json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")
+        return sorted(str(r["role"]) for r in rows)
+
+    try:
+        wait_for(lambda: roles() == ["follower", "follower", "leader"], 60, "the ensemble")
+        added = _zoomq("ensemble", "add", "--data-dir", str(data))
+        assert added.returncode == 0, added.stderr
+        wait_for(lambda: roles() == ["follower"] * 3 + ["leader"], 60, "four voters")
+        tls = data / "tls"
+        zk = kazoo_client.KazooClient(
+            hosts=f"127.0.0.1:{secure + 3}",  # node 4's TLS port, its certificate from the ensemble's CA
+            use_ssl=True,
+            ca=str(tls / "ca.pem"),
+            certfile=str(tls / "client.pem"),
+            keyfile=str(tls / "client.key"),
+        )
+        zk.start(timeout=30)
+        try:
+            zk.create("/over-tls", b"x")
+            assert b"server.4=" in zk.get("/zookeeper/config")[0]
+        finally:
+            zk.stop()
+            zk.close()
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(60)
+    assert code == 0
+
+
 def test_ensemble_add_and_remove_reconfigure_the_running_ensemble(tmp_path):
     base = _base_port(5)  # room for the node added
     data = tmp_path / "ens"
