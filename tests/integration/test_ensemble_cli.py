@@ -14,7 +14,7 @@ import pytest
 
 from zoomq import Client
 from zoomq.admin import ask, parse_mntr
-from zoomq.ensemble import ELECTION_OFFSET, QUORUM_OFFSET
+from zoomq.ensemble import ELECTION_OFFSET, QUORUM_OFFSET, EnsembleError, _tls_join
 from zoomq.testing import wait_for
 
 kazoo = pytest.importorskip("kazoo", reason="kazoo is a test dependency: pip install -e '.[test]'")
@@ -293,7 +293,6 @@ def test_ensemble_add_grows_a_curve_ensemble(tmp_path):
 
 
 def test_ensemble_add_grows_an_ensemble_serving_zookeepers_tls_port(tmp_path):
-    kazoo_client = pytest.importorskip("kazoo.client", reason="kazoo is a test dependency")
     base = _base_port(5)
     taken = {base + off + i for off in (0, QUORUM_OFFSET, ELECTION_OFFSET) for i in range(5)}
     secure = _free_range(5, taken)
@@ -315,7 +314,7 @@ def test_ensemble_add_grows_an_ensemble_serving_zookeepers_tls_port(tmp_path):
         assert added.returncode == 0, added.stderr
         wait_for(lambda: roles() == ["follower"] * 3 + ["leader"], 60, "four voters")
         tls = data / "tls"
-        zk = kazoo_client.KazooClient(
+        zk = KazooClient(
             hosts=f"127.0.0.1:{secure + 3}",  # node 4's TLS port, its certificate from the ensemble's CA
             use_ssl=True,
             ca=str(tls / "ca.pem"),
@@ -333,6 +332,14 @@ def test_ensemble_add_grows_an_ensemble_serving_zookeepers_tls_port(tmp_path):
         up.send_signal(signal.SIGTERM)
         code = up.wait(60)
     assert code == 0
+
+
+def test_ensemble_add_will_not_make_a_certificate_without_the_ensembles_ca_key(tmp_path):
+    (tmp_path / "ca.pem").write_text("an operator's CA, whose key is elsewhere")
+    cfg = {"sid": 4, "zk_tls_ca": str(tmp_path / "ca.pem"), "zk_tls_cert": str(tmp_path / "node1.pem")}
+    with pytest.raises(EnsembleError, match="no ca.pem \\+ ca.key"):
+        _tls_join(cfg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.pem"]  # nothing written, the CA untouched
 
 
 def test_ensemble_add_and_remove_reconfigure_the_running_ensemble(tmp_path):
