@@ -364,6 +364,7 @@ def add(data_dir: Path, observer: bool = False, timeout: float = 60.0) -> str:
     `ensemble up` process starts; once it follows the leader, a reconfig makes it a member.
     Returns the new /zookeeper/config."""
     from runtime.config import ServerEntry, SpecError, membership_from_text
+    from zoomq.exceptions import NewConfigNoQuorumError
 
     template = _template(data_dir)
     if template.get("curve_secret_key") and not template.get("curve_peer_keys"):
@@ -416,8 +417,14 @@ def add(data_dir: Path, observer: bool = False, timeout: float = 60.0) -> str:
                     f"--data-dir {data_dir}` running? see node{sid}.log)"
                 )
             time.sleep(0.2)
-        data, _ = client.reconfig(joining=entry.spec(), leaving=None, new_members=None)
-        return data.decode()
+        while True:  # following is not yet synchronized: the leader may not count it for a moment
+            try:
+                data, _ = client.reconfig(joining=entry.spec(), leaving=None, new_members=None)
+                return data.decode()
+            except NewConfigNoQuorumError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     finally:
         client.stop()
         client.close()

@@ -88,7 +88,9 @@ class _Ports:
             if self._slice is None:
                 self._slice = self._share()
                 first, end = self._slice
-                self._next = first + os.getpid() % max(1, end - first)
+                # Knuth's multiplicative hash: processes started one after another (PIDs n, n+1)
+                # begin far apart in the slice, not on neighbouring ports.
+                self._next = first + (os.getpid() * 2654435761) % max(1, end - first)
             first, end = self._slice
             if end - first < 100:
                 return None

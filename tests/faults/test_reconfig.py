@@ -232,8 +232,14 @@ def test_a_curve_ensemble_grows_once_the_members_have_the_joiners_key(tmp_path):
             admin.reconfig(joining=ens.spec(four), leaving=str(leaving.sid), new_members=None)
         ens.admit(four)
         four.wait_ready(60)
-        wait_for(lambda: ens.role_of(four) == "follower", 30, "the admitted joiner following")
-        config, _ = admin.reconfig(joining=ens.spec(four), leaving=str(leaving.sid), new_members=None)
+
+        def added() -> bytes | None:  # once the leader counts 4 as synchronized
+            try:
+                return admin.reconfig(joining=ens.spec(four), leaving=str(leaving.sid), new_members=None)[0]
+            except NewConfigNoQuorumError:
+                return None
+
+        config = wait_for(added, 60, "the admitted joiner synchronized, and the reconfig done", interval=0.2)
         assert members(config) == {leader.sid: "participant", away.sid: "participant", four.sid: "participant"}
         ens.retire(leaving)
         writer.wait_more(30)
