@@ -53,6 +53,21 @@ def _zoomq(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "zoomq", *args], capture_output=True, text=True, timeout=60)
 
 
+def _up(base: int, data, *extra: str) -> subprocess.Popen:
+    """`zoomq ensemble up -n 3` in the background (its output discarded)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "zoomq", "ensemble", "up", "-n", "3", "--base-port", str(base)]
+        + ["--data-dir", str(data), "--tick-ms", "100", *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _roles(data) -> list[str]:
+    rows = json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")
+    return sorted(str(r["role"]) for r in rows)
+
+
 def test_ensemble_up_status_admin_and_stop(tmp_path):
     base = _base_port(4)
     taken = {base + i for i in range(4)}
@@ -258,25 +273,15 @@ def test_ensemble_up_with_curve_serves_keyed_clients_only(tmp_path):
 def test_ensemble_add_grows_a_curve_ensemble(tmp_path):
     base = _base_port(5)
     data = tmp_path / "ens"
-    up = subprocess.Popen(
-        [sys.executable, "-m", "zoomq", "ensemble", "up", "-n", "3", "--base-port", str(base)]
-        + ["--data-dir", str(data), "--tick-ms", "100", "--curve"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def roles():
-        rows = json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")
-        return {r["id"]: str(r["role"]) for r in rows}
-
+    up = _up(base, data, "--curve")
     try:
-        wait_for(lambda: sorted(roles().values()) == ["follower", "follower", "leader"], 60, "the CURVE ensemble")
+        wait_for(lambda: _roles(data) == ["follower", "follower", "leader"], 60, "the CURVE ensemble")
         added = _zoomq("ensemble", "add", "--data-dir", str(data))
         assert added.returncode == 0, added.stderr
         assert "server.4=" in added.stdout
         keys = data / "keys"
         assert (keys / "peers" / "server.4.key").read_text() == (keys / "node4.key").read_text()
-        wait_for(lambda: sorted(roles().values()) == ["follower"] * 3 + ["leader"], 60, "four voters")
+        wait_for(lambda: _roles(data) == ["follower"] * 3 + ["leader"], 60, "four voters")
         four = Client(
             hosts=f"127.0.0.1:{base + 3}",
             curve_server_key=str(keys / "node4.key"),
@@ -297,22 +302,12 @@ def test_ensemble_add_grows_an_ensemble_serving_zookeepers_tls_port(tmp_path):
     taken = {base + off + i for off in (0, QUORUM_OFFSET, ELECTION_OFFSET) for i in range(5)}
     secure = _free_range(5, taken)
     data = tmp_path / "ens"
-    up = subprocess.Popen(
-        [sys.executable, "-m", "zoomq", "ensemble", "up", "-n", "3", "--base-port", str(base)]
-        + ["--data-dir", str(data), "--tick-ms", "100", "--zk-secure-base-port", str(secure)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def roles():
-        rows = json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")
-        return sorted(str(r["role"]) for r in rows)
-
+    up = _up(base, data, "--zk-secure-base-port", str(secure))
     try:
-        wait_for(lambda: roles() == ["follower", "follower", "leader"], 60, "the ensemble")
+        wait_for(lambda: _roles(data) == ["follower", "follower", "leader"], 60, "the ensemble")
         added = _zoomq("ensemble", "add", "--data-dir", str(data))
         assert added.returncode == 0, added.stderr
-        wait_for(lambda: roles() == ["follower"] * 3 + ["leader"], 60, "four voters")
+        wait_for(lambda: _roles(data) == ["follower"] * 3 + ["leader"], 60, "four voters")
         tls = data / "tls"
         zk = KazooClient(
             hosts=f"127.0.0.1:{secure + 3}",  # node 4's TLS port, its certificate from the ensemble's CA
@@ -345,25 +340,7 @@ def test_ensemble_add_will_not_make_a_certificate_without_the_ensembles_ca_key(t
 def test_ensemble_add_and_remove_reconfigure_the_running_ensemble(tmp_path):
     base = _base_port(5)  # room for the node added
     data = tmp_path / "ens"
-    up = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "zoomq",
-            "ensemble",
-            "up",
-            "-n",
-            "3",
-            "--base-port",
-            str(base),
-            "--data-dir",
-            str(data),
-            "--tick-ms",
-            "100",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    up = _up(base, data)
     pids: list[int] = []
 
     def rows():
