@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +89,20 @@ def connect_as(sock: zmq.Socket, pair: tuple[bytes, bytes], server_key: bytes) -
 
 
 class _DirectoryKeys:
-    """Allowed keys: the `*.key` files of a directory, re-read when it changes (by mtime)."""
+    """Allowed keys: those `load` finds in a directory (its `*.key` files by default), read again
+    when it changes (by mtime) and, with `reread_s`, for a key not found once that long passed."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(
+        self,
+        directory: str,
+        load: Callable[[str], set[bytes]] | None = None,
+        reread_s: float | None = None,
+    ) -> None:
         self.directory = directory
-        self.stamp: float | None = None
+        self.load = load or (lambda d: set(zmq.auth.load_certificates(d)) if os.path.isdir(d) else set())
+        self.reread_s = reread_s
+        self.stamp: int | None = None
+        self.read_at = 0.0
         self.keys: set[bytes] = set()
 
     def callback(self, domain: str, key: bytes) -> bool:
@@ -100,9 +110,11 @@ class _DirectoryKeys:
             stamp = os.stat(self.directory).st_mtime_ns
         except OSError:
             return False
-        if _changed(stamp, self.stamp):
-            self.keys = set(zmq.auth.load_certificates(self.directory)) if os.path.isdir(self.directory) else set()
-            self.stamp = stamp
+        now = time.monotonic()
+        missed = self.reread_s is not None and key not in self.keys and now - self.read_at >= self.reread_s
+        if _changed(stamp, self.stamp) or missed:
+            self.keys = self.load(self.directory)
+            self.stamp, self.read_at = stamp, now
         return key in self.keys
 
 
@@ -114,34 +126,18 @@ def _changed(stamp: int, seen: int | None) -> bool:
 
 
 class _PeerKeys:
-    """The configured members' keys, and the `server.<id>.key` files of a directory (if any),
-    re-read when it changes (by mtime)."""
-
-    REREAD_S = 1.0  # a key not found is looked for again after this long, changed or not
+    """The configured members' keys, and the `server.<id>.key` files of a directory (if any).
+    A file copied in is created (the directory changes) before it is written (it does not): read
+    then, it held no key yet, so a refused key is looked for again once a second."""
 
     def __init__(self, keys: set[bytes], directory: str = "") -> None:
         self.fixed = keys
-        self.directory = directory
-        self.stamp: int | None = None
-        self.read_at = 0.0
-        self.found: set[bytes] = set()
+        self.joiners = (
+            _DirectoryKeys(directory, lambda d: set(server_key_files(d).values()), reread_s=1.0) if directory else None
+        )
 
     def callback(self, domain: str, key: bytes) -> bool:
-        if key in self.fixed:
-            return True
-        if not self.directory:
-            return False
-        try:
-            stamp = os.stat(self.directory).st_mtime_ns
-        except OSError:
-            return False
-        # A file copied in is created (the directory changes) before it is written (it does not):
-        # read then, it held no key yet; a refused key looks again once in a while.
-        now = time.monotonic()
-        if _changed(stamp, self.stamp) or (key not in self.found and now - self.read_at >= self.REREAD_S):
-            self.found = set(server_key_files(self.directory).values())
-            self.stamp, self.read_at = stamp, now
-        return key in self.found
+        return key in self.fixed or (self.joiners is not None and self.joiners.callback(domain, key))
 
 
 class _AnyKey:
