@@ -41,6 +41,7 @@ __all__ = ["ServerStartError", "ZoomqEnsemble", "ZoomqServer", "free_port", "wai
 T = TypeVar("T")
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # holds zoomq/, runtime/, actors/
 _LOG_TAIL_BYTES = 4000
+KEEP_LOGS_ENV = "ZOOMQ_KEEP_LOGS"  # a directory: each node's log is copied there when its run dir goes
 
 
 # free_port's ports: below the ephemeral range, and below 20000 (tests that need a run of
@@ -498,6 +499,11 @@ class ZoomqServer:
 
     def _cleanup_run_dir(self) -> None:
         if self.run_dir is not None:
+            keep = os.environ.get(KEEP_LOGS_ENV)
+            if keep:  # the log would go with the run dir: keep a copy for a later look
+                with contextlib.suppress(OSError):
+                    Path(keep).mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(self.run_dir / "node.log", Path(keep) / f"{self.run_dir.name}-node{self.sid}.log")
             shutil.rmtree(self.run_dir, ignore_errors=True)
             self.run_dir = None
 

@@ -81,15 +81,17 @@ class ElectionActor(Actor):
             sock.setsockopt(zmq.SNDHWM, PEER_HWM)
             sock.setsockopt(zmq.IDENTITY, str(self.cfg.sid).encode())
             limit_unacked(sock)  # votes flow again as soon as a partition heals
+            if self.curve_on:  # a member that refuses this node's key says nothing else: tell the operator
+                # Watched before the connect: a refusal that came first would be missed, and the
+                # connection, which ZeroMQ does not make again, never redialled.
+                monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+                self.add_socket(monitor, lambda frames, now, sid=sid: self._on_handshake(sid, frames, now), copy=True)
+                self.monitors[sid] = monitor
             self.secure_connect(sock, address, sid)
             # A member answers a node it does not know yet (one joining) on this connection.
             self.add_socket(sock, lambda frames, now, sid=sid: self._on_answer(sid, frames, now), copy=True)
             self.peers[sid] = sock
             self.addresses[sid] = address
-            if self.curve_on:  # a member that refuses this node's key says nothing else: tell the operator
-                monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_SUCCEEDED)
-                self.add_socket(monitor, lambda frames, now, sid=sid: self._on_handshake(sid, frames, now), copy=True)
-                self.monitors[sid] = monitor
 
     def _drop_peer(self, sid: int) -> None:
         sock = self.peers.pop(sid)
@@ -217,24 +219,34 @@ class ElectionActor(Actor):
             return
         self.core.receive(n, now)
 
+    def _answer(self, dest: int, payload: bytes) -> None:
+        """To one node, on our connection to it; else on the one it asked through (a node not a
+        member yet, or one whose connection from us is down: refused, or not made again yet)."""
+        sock = self.peers.get(dest)
+        if sock is not None:
+            try:
+                sock.send(payload, zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                pass
+        try:
+            self.router.send_multipart([str(dest).encode(), payload], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # not connected that way either: it asks again
+
     def on_batch_end(self, now: float) -> None:
         core = self.core
         if core.outbox:
             for dest, n in core.outbox:
                 payload = self.encoder.encode(n)
-                if dest is not None and dest not in self.peers:
-                    # Not a member (yet): it asked through our ROUTER; answer on its connection.
-                    try:
-                        self.router.send_multipart([str(dest).encode(), payload], zmq.NOBLOCK)
-                    except zmq.ZMQError:
-                        pass
-                    continue
-                for sid, sock in self.peers.items():
-                    if dest is None or dest == sid:
+                if dest is None:
+                    for sock in self.peers.values():
                         try:
                             sock.send(payload, zmq.NOBLOCK)
                         except zmq.Again:
                             pass  # not connected: it gets our vote when it asks
+                else:
+                    self._answer(dest, payload)
             core.outbox.clear()
         if core.adopted is not None:
             m, core.adopted = core.adopted, None

@@ -226,7 +226,12 @@ def test_a_curve_ensemble_grows_once_the_members_have_the_joiners_key(tmp_path):
         writer.wait_more(30)
         four = ens.add_node(wait=False, admit=False)
         wait_for(lambda: '"key_refused"' in four.log_text(), 60, "the members refusing the joiner's key")
+        dropped = f'"sid": {away.sid}, "why"'  # the leader's learner_dropped line for it
+        before = leader.log_text().count(dropped)
         away.kill()
+        # Asked before the leader saw `away` go, the reconfig would be proposed (its new voters
+        # synchronized) and then stall, with no quorum of them: wait until the leader knows.
+        wait_for(lambda: leader.log_text().count(dropped) > before, 30, "the leader dropping the killed follower")
         # The new voters {leader, away, 4} have a quorum only if 4 follows: refused, it cannot.
         with pytest.raises(NewConfigNoQuorumError):
             admin.reconfig(joining=ens.spec(four), leaving=str(leaving.sid), new_members=None)
