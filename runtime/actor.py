@@ -152,6 +152,22 @@ class Actor:
             curve.serve(sock, curve.secret_pair(self.cfg.curve_secret_key), domain)
         sock.bind(address)
 
+    def peer_is(self, server_id: int, frame: zmq.Frame) -> bool:
+        """Whether a message received on a "peers" port came from server `server_id`'s key:
+        ZeroMQ's authenticator admits any peer key and names the one it admitted in each frame
+        (User-Id, the z85 public key), so a peer cannot claim another server's id. Always true
+        without CURVE."""
+        if not self.curve_on:
+            return True
+        from runtime import curve
+
+        expected = curve.peer_key(self.cfg, server_id)
+        try:
+            presented = frame.get("User-Id")
+        except zmq.ZMQError:
+            return False
+        return expected is not None and presented == expected.decode()
+
     def secure_connect(self, sock: zmq.Socket, address: str, server_id: int) -> None:
         """Connect a TCP socket to member `server_id`; with CURVE on, as a CURVE client that
         proves this node's key and checks that member's."""

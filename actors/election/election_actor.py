@@ -52,11 +52,12 @@ class ElectionActor(Actor):
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.secure_bind(self.router, f"tcp://{me.host}:{me.election_port}", "peers")
-        self.add_socket(self.router, self._on_peer, copy=True)
+        self.add_socket(self.router, self._on_peer)  # frames: with CURVE, each names its sender's key
         self.peers: dict[int, zmq.Socket] = {}
         self.addresses: dict[int, str] = {}
         self.monitors: dict[int, zmq.Socket] = {}  # CURVE: handshake events of each peer connection
         self.refused_by: set[int] = set()
+        self.impostors: set[int] = set()  # server ids claimed with another key (logged once)
         self.redial: dict[int, float] = {}  # peers whose key refusal ended their connection: when to retry
         self._connect_peers(cfg.servers)
         self.wants_log: float | None = None  # Hello sent, LogReady awaited (retry time)
@@ -202,13 +203,16 @@ class ElectionActor(Actor):
 
     def _on_peer(self, frames: list[Any], now: float) -> None:
         if len(frames) == 2:
-            self._notified(frames[0], frames[1], now)
+            self._notified(frames[0].bytes, frames[1].bytes, now, frames[1])
 
     def _on_answer(self, sid: int, frames: list[Any], now: float) -> None:
         if len(frames) == 1:
             self._notified(str(sid).encode(), frames[0], now)
 
-    def _notified(self, sender: bytes, payload: bytes, now: float) -> None:
+    def _notified(self, sender: bytes, payload: bytes, now: float, frame: Any = None) -> None:
+        """A notification; `frame`: the one it came in on our ROUTER, whose CURVE key must be
+        that of the server it names (an answer on our own connection comes from the key we
+        connected to)."""
         try:
             n = self.notification_decoder.decode(payload)
         except msgspec.DecodeError:
@@ -216,6 +220,11 @@ class ElectionActor(Actor):
             return
         if sender != str(n.sid).encode():
             self.log.warning("notification_sender_mismatch", sid=n.sid)
+            return
+        if frame is not None and not self.peer_is(n.sid, frame):
+            if n.sid not in self.impostors:  # once per server id: it resends every RESEND_S
+                self.impostors.add(n.sid)
+                self.log.warning("notification_key_mismatch", sid=n.sid, why="its CURVE key is not that server's")
             return
         self.core.receive(n, now)
 

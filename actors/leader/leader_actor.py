@@ -220,7 +220,7 @@ class LeaderActor(Actor):
         ident, rest = raw[0].bytes, [raw[1].bytes, raw[2].bytes]
         channel = self.channels.get(ident)
         if channel is None:
-            if self._new_channel(ident, rest, now):
+            if self._new_channel(ident, rest, now, raw[1]):
                 fd = source_fd(raw[1])
                 if fd is not None:
                     self.ident_of_fd[fd] = ident
@@ -238,9 +238,10 @@ class LeaderActor(Actor):
             return
         self.core.from_learner(ident, msg)
 
-    def _new_channel(self, ident: bytes, rest: list[bytes], now: float) -> bool:
-        """A learner's first message must be FollowerInfo numbered 0 from a configured member;
-        anything else is a channel we dropped, or a stranger: it times out and starts over."""
+    def _new_channel(self, ident: bytes, rest: list[bytes], now: float, frame: Any) -> bool:
+        """A learner's first message must be FollowerInfo numbered 0, with CURVE from the key of
+        the server it says it is; anything else is a channel we dropped, or a stranger: it times
+        out and starts over."""
         channel = ChannelState(now, silence_s=self.cfg.sync_limit * self.tick_s, heartbeat_s=max(0.02, self.tick_s / 2))
         payload = channel.accept(rest, now)
         if payload is None:  # numbered past 0: a channel this leader dropped
@@ -255,6 +256,9 @@ class LeaderActor(Actor):
             return False
         if msg.sid == self.cfg.sid:
             self.log.warning("learner_with_my_id", sid=msg.sid)
+            return False
+        if not self.peer_is(msg.sid, frame):
+            self.log.warning("learner_key_mismatch", sid=msg.sid, why="its CURVE key is not that server's")
             return False
         self.channels[ident] = channel
         self.core.learner_info(ident, msg)

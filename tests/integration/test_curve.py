@@ -338,6 +338,39 @@ def test_an_ensemble_refuses_a_member_whose_key_it_does_not_know_and_serves(tmp_
         ens.stop()
 
 
+@pytest.mark.faults
+def test_a_peer_cannot_claim_another_servers_id_with_its_own_admitted_key(tmp_path):
+    ens = ZoomqEnsemble(3, base_dir=tmp_path / "ens", curve=True)
+    impostor = ens.node(3)
+    # "Node 3" runs with node 2's key pair: a key the members admit, but not server 3's.
+    keys = tmp_path / "ens" / "keys"
+    borrowed = curve.public_key(str(keys / "node2.key")).decode()
+    own_view = [msgspec.structs.replace(s, curve_public_key=borrowed) if s.id == 3 else s for s in ens.servers]
+    impostor.config_overrides.update(curve_secret_key=str(keys / "node2.key_secret"), servers=own_view)
+    try:
+        for node in ens.nodes:
+            node.launch()
+        for node in ens.nodes[:2]:
+            node.wait_ready(30)
+
+        def caught_by() -> set[int]:
+            return {
+                n.sid
+                for n in ens.nodes[:2]
+                if '"notification_key_mismatch"' in n.log_text() and '"sid": 3' in n.log_text()
+            }
+
+        wait_for(lambda: caught_by() == {1, 2}, 30, "both members dropping votes that claim server 3")
+        leader = ens.leader()
+        assert leader is not impostor
+        zk = ens.client(hosts=",".join(n.hosts for n in ens.nodes[:2]))
+        zk.create("/still", b"served")
+        assert ens.role_of(impostor) not in ("follower", "leader", "observer")
+        assert "learner_connected" not in _sid3(leader)
+    finally:
+        ens.stop()
+
+
 def _sid3(leader: ZoomqServer) -> str:
     return "\n".join(line for line in leader.log_text().splitlines() if '"sid": 3' in line)
 
