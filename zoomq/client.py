@@ -104,10 +104,15 @@ class AsyncResult:
             callbacks, self._callbacks = self._callbacks, None
         self._latch.release()
         for cb in callbacks or ():
-            try:
-                cb(self)
-            except Exception:  # noqa: BLE001 - a caller's callback must not end the I/O thread
-                _log.exception("result_callback_failed")
+            self._call(cb)
+
+    def _call(self, callback: Callable[[AsyncResult], Any]) -> None:
+        """Run a caller's callback; what it raises is logged, as kazoo's callback thread does
+        (it must not end the I/O thread, nor come out of a rawlink on a result already set)."""
+        try:
+            callback(self)
+        except Exception:  # noqa: BLE001 - the caller's bug, reported in the log
+            _log.exception("result_callback_failed")
 
     def wait(self, timeout: float | None = None) -> bool:
         if self._ready:
@@ -133,7 +138,7 @@ class AsyncResult:
                     self._callbacks = []
                 self._callbacks.append(callback)
                 return
-        callback(self)
+        self._call(callback)
 
     def unlink(self, callback: Callable[[AsyncResult], Any]) -> None:
         with self._guard, contextlib.suppress(ValueError, AttributeError):

@@ -159,10 +159,17 @@ def test_chroot_prefixes_every_path(node, zk):
 
 
 def test_a_raising_result_callback_does_not_stop_the_client(node, zk):
+    called = []
+
     def bad(result):
+        called.append(result)
         raise RuntimeError("caller's bug")
 
     result = zk.exists_async("/")
-    result.rawlink(bad)
+    result.rawlink(bad)  # linked while pending, or already set: either way it is logged, not raised
     assert result.get(timeout=10) is not None
+    result.rawlink(bad)  # set for sure: run now, in this thread, and still not raised here
+    # the first may still be running on the I/O thread (the result is set before its callbacks run)
+    wait_for(lambda: len(called) == 2, 10, "both callbacks run")
+    assert called == [result, result]
     assert zk.create("/after-bad-callback", b"") == "/after-bad-callback"  # the I/O thread lives on
