@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
@@ -53,19 +54,37 @@ def _zoomq(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "zoomq", *args], capture_output=True, text=True, timeout=60)
 
 
-def _up(base: int, data, *extra: str) -> subprocess.Popen:
-    """`zoomq ensemble up -n 3` in the background (its output discarded)."""
+def _up(base: int, data, *extra: str, output: bool = False) -> subprocess.Popen:
+    """`zoomq ensemble up -n 3` in the background (its output discarded, or readable as text
+    from `.stdout`, stderr included)."""
     return subprocess.Popen(
         [sys.executable, "-m", "zoomq", "ensemble", "up", "-n", "3", "--base-port", str(base)]
         + ["--data-dir", str(data), "--tick-ms", "100", *extra],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if output else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if output else subprocess.DEVNULL,
+        text=True,
     )
 
 
+@contextlib.contextmanager
+def _running(base: int, data, *extra: str, output: bool = False):
+    """`_up` for the block, then stopped by SIGTERM; a clean exit (code 0) is part of the test."""
+    up = _up(base, data, *extra, output=output)
+    try:
+        yield up
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(60)
+    assert code == 0
+
+
+def _rows(data) -> list[dict]:
+    """`zoomq ensemble status --json`: one row per node."""
+    return json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")
+
+
 def _roles(data) -> list[str]:
-    rows = json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")
-    return sorted(str(r["role"]) for r in rows)
+    return sorted(str(r["role"]) for r in _rows(data))
 
 
 def test_ensemble_up_status_admin_and_stop(tmp_path):
@@ -75,41 +94,14 @@ def test_ensemble_up_status_admin_and_stop(tmp_path):
     election = _free_range(4, taken | {quorum + i for i in range(4)})
     secure = _free_range(4, taken | {p + i for p in (quorum, election) for i in range(4)})
     data = tmp_path / "ens"
-    up = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "zoomq",
-            "ensemble",
-            "up",
-            "-n",
-            "3",
-            "--observers",
-            "1",
-            "--base-port",
-            str(base),
-            "--data-dir",
-            str(data),
-            "--tick-ms",
-            "100",
-            "--quorum-base-port",
-            str(quorum),
-            "--election-base-port",
-            str(election),
-            "--zk-secure-base-port",
-            str(secure),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    ports = ["--quorum-base-port", str(quorum), "--election-base-port", str(election)]
+    with _running(base, data, "--observers", "1", *ports, "--zk-secure-base-port", str(secure), output=True) as up:
         hosts = ",".join(f"127.0.0.1:{base + i}" for i in range(4))
         first = up.stdout.readline() + up.stdout.readline() + up.stdout.readline()
         assert f"connect with: {hosts}" in first and "use_ssl=True" in first
 
         def all_serving():
-            rows = json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")
+            rows = _rows(data)
             roles = sorted(str(r["role"]) for r in rows)
             return (
                 rows
@@ -173,10 +165,6 @@ def test_ensemble_up_status_admin_and_stop(tmp_path):
         assert "Total watches:" in ask("127.0.0.1", base, "wchs")
         assert "not a known command" in ask("127.0.0.1", base, "xyzw")
         pids = [r["pid"] for r in rows] + [a["pid"] for r in rows for a in r["actors"].values()]
-    finally:
-        up.send_signal(signal.SIGTERM)
-        code = up.wait(60)
-    assert code == 0
     wait_for(
         lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids),
         30,
@@ -217,34 +205,13 @@ def test_ensemble_status_without_nodes(tmp_path):
 def test_ensemble_up_with_curve_serves_keyed_clients_only(tmp_path):
     base = _base_port(3)
     data = tmp_path / "ens"
-    up = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "zoomq",
-            "ensemble",
-            "up",
-            "-n",
-            "3",
-            "--base-port",
-            str(base),
-            "--data-dir",
-            str(data),
-            "--tick-ms",
-            "100",
-            "--curve",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with _running(base, data, "--curve", output=True) as up:
         hosts = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
         banner = "".join(up.stdout.readline() for _ in range(3))
         assert "CURVE on" in banner
 
         def serving():
-            rows = json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")
+            rows = _rows(data)
             return (
                 rows
                 if sorted(str(r["role"]) for r in rows) == ["follower", "follower", "leader"]
@@ -264,17 +231,12 @@ def test_ensemble_up_with_curve_serves_keyed_clients_only(tmp_path):
         plain = Client(hosts=hosts)
         with pytest.raises(Exception, match="CURVE"):  # raised once every host refused, not at the timeout
             plain.start(timeout=20)
-    finally:
-        up.send_signal(signal.SIGTERM)
-        code = up.wait(60)
-    assert code == 0
 
 
 def test_ensemble_add_grows_a_curve_ensemble(tmp_path):
     base = _base_port(5)
     data = tmp_path / "ens"
-    up = _up(base, data, "--curve")
-    try:
+    with _running(base, data, "--curve"):
         wait_for(lambda: _roles(data) == ["follower", "follower", "leader"], 60, "the CURVE ensemble")
         added = _zoomq("ensemble", "add", "--data-dir", str(data))
         assert added.returncode == 0, added.stderr
@@ -291,10 +253,6 @@ def test_ensemble_add_grows_a_curve_ensemble(tmp_path):
         assert b"server.4=" in four.get_config()[0]
         four.create("/through-four", b"x")
         four.stop()
-    finally:
-        up.send_signal(signal.SIGTERM)
-        code = up.wait(60)
-    assert code == 0
 
 
 def test_ensemble_add_grows_an_ensemble_serving_zookeepers_tls_port(tmp_path):
@@ -302,8 +260,7 @@ def test_ensemble_add_grows_an_ensemble_serving_zookeepers_tls_port(tmp_path):
     taken = {base + off + i for off in (0, QUORUM_OFFSET, ELECTION_OFFSET) for i in range(5)}
     secure = _free_range(5, taken)
     data = tmp_path / "ens"
-    up = _up(base, data, "--zk-secure-base-port", str(secure))
-    try:
+    with _running(base, data, "--zk-secure-base-port", str(secure)):
         wait_for(lambda: _roles(data) == ["follower", "follower", "leader"], 60, "the ensemble")
         added = _zoomq("ensemble", "add", "--data-dir", str(data))
         assert added.returncode == 0, added.stderr
@@ -323,10 +280,6 @@ def test_ensemble_add_grows_an_ensemble_serving_zookeepers_tls_port(tmp_path):
         finally:
             zk.stop()
             zk.close()
-    finally:
-        up.send_signal(signal.SIGTERM)
-        code = up.wait(60)
-    assert code == 0
 
 
 def test_ensemble_add_will_not_make_a_certificate_without_the_ensembles_ca_key(tmp_path):
@@ -340,16 +293,12 @@ def test_ensemble_add_will_not_make_a_certificate_without_the_ensembles_ca_key(t
 def test_ensemble_add_and_remove_reconfigure_the_running_ensemble(tmp_path):
     base = _base_port(5)  # room for the node added
     data = tmp_path / "ens"
-    up = _up(base, data)
     pids: list[int] = []
 
     def rows():
-        return {
-            r["id"]: r
-            for r in json.loads(_zoomq("ensemble", "status", "--data-dir", str(data), "--json").stdout or "[]")
-        }
+        return {r["id"]: r for r in _rows(data)}
 
-    try:
+    with _running(base, data):
         wait_for(
             lambda: sorted(str(r["role"]) for r in rows().values()) == ["follower", "follower", "leader"],
             60,
@@ -389,10 +338,6 @@ def test_ensemble_add_and_remove_reconfigure_the_running_ensemble(tmp_path):
         assert zk.get("/before")[0] == b"1"
         zk.stop()
         assert _zoomq("ensemble", "remove", "9", "--data-dir", str(data)).returncode == 1  # not a member: BadArguments
-    finally:
-        up.send_signal(signal.SIGTERM)
-        code = up.wait(60)
-    assert code == 0
     wait_for(
         lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids),
         30,
